@@ -1,0 +1,35 @@
+# The two commands: `make demo` (the main job) and `make test` (the suite; .ci/run calls it).
+PYTHON ?= python3
+VENV := .venv
+PIP_LOG := $(VENV)/pip-install.log
+
+.PHONY: setup test demo services down clean
+
+# Our environment in .venv/, installed from the committed constraints file.
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints/app.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing .venv from constraints/app.txt (log: $(PIP_LOG))"
+	@$(VENV)/bin/pip install --disable-pip-version-check -q -c constraints/app.txt -e '.[test]' \
+		> $(PIP_LOG) 2>&1 || { tail -n 30 $(PIP_LOG); exit 1; }
+	@touch $@
+
+# PostgreSQL and Redis run on every machine of this kind; start them if they are down.
+services:
+	@bash scripts/ensure-services.sh
+
+test: setup services
+	$(VENV)/bin/pytest
+
+demo: setup
+	$(VENV)/bin/smo stack up
+	$(VENV)/bin/smo demo
+	@echo ""
+	@echo "Stop everything with: $(VENV)/bin/smo stack down"
+
+down:
+	$(VENV)/bin/smo stack down
+
+clean: down
+	rm -rf .smo

@@ -1,0 +1,79 @@
+"""Session fixtures that run the real components: Label Studio (gunicorn, from a migrated template)
+and a Prefect API server, each started by the same code as `smo stack up`, on free ports, in a
+throw-away state folder, and stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from smo_labelstudio import procs, stack
+from smo_labelstudio.services import Settings
+
+# Prefect reads its settings when first imported: isolate it before any test imports it.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="smo-tests-"))
+_PREFECT_PORT = procs.free_port()
+os.environ.update({
+    "PREFECT_HOME": str(_SESSION_DIR / "prefect-client"),
+    "PREFECT_API_URL": f"http://127.0.0.1:{_PREFECT_PORT}/api",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+})
+for _var in ("SMO_LS_URL", "SMO_LS_TOKEN", "SMO_POSTGRES_URL"):
+    os.environ.pop(_var, None)
+os.environ["SMO_HOME"] = str(_SESSION_DIR / "no-stack")  # tests never touch a developer's .smo/
+
+
+@dataclass
+class LabelStudioServer:
+    url: str
+    token: str
+    email: str
+    password: str
+    home: Path
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+@pytest.fixture(scope="session")
+def test_stack_settings() -> Settings:
+    return Settings(home=_SESSION_DIR / "stack", ls_port=procs.free_port(), prefect_port=_PREFECT_PORT,
+                    ls_workers=2)
+
+
+@pytest.fixture(scope="session")
+def label_studio(test_stack_settings: Settings) -> LabelStudioServer:
+    """A real Label Studio 1.23.2 on SQLite, started from the cached migrated template."""
+    state = stack.up(test_stack_settings, _say, only=("label-studio",))
+    creds = state["label_studio"]
+    yield LabelStudioServer(url=f"http://127.0.0.1:{test_stack_settings.ls_port}", token=creds["token"],
+                            email=creds["email"], password=creds["password"], home=test_stack_settings.home)
+    stack.down(test_stack_settings, _say, only=("label-studio",))
+
+
+@pytest.fixture(scope="session")
+def prefect_api(test_stack_settings: Settings) -> str:
+    """A real Prefect API server; PREFECT_API_URL already points the test process at it."""
+    stack.up(test_stack_settings, _say, only=("prefect",))
+    yield os.environ["PREFECT_API_URL"]
+    stack.down(test_stack_settings, _say, only=("prefect",))
+
+
+@pytest.fixture
+def ls_client(label_studio: LabelStudioServer):
+    from smo_labelstudio.client import connect
+
+    return connect(label_studio.url, label_studio.token)
+
+
+@pytest.fixture
+def unique() -> str:
+    return secrets.token_hex(4)
