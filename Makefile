@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PIP_LOG := $(VENV)/pip-install.log
 
-.PHONY: setup test demo services down clean
+.PHONY: setup test demo system down clean
 
 # Our environment in .venv/, installed from the committed constraints file.
 setup: $(VENV)/.installed
@@ -15,11 +15,11 @@ $(VENV)/.installed: pyproject.toml constraints/app.txt
 		> $(PIP_LOG) 2>&1 || { tail -n 30 $(PIP_LOG); exit 1; }
 	@touch $@
 
-# PostgreSQL and Redis run on every machine of this kind; start them if they are down.
-services:
-	@bash scripts/ensure-services.sh
+# PostgreSQL and Redis answering, Debian's chromium installed (scripts/ensure-system.sh).
+system:
+	@bash scripts/ensure-system.sh
 
-test: setup services
+test: setup system
 	$(VENV)/bin/pytest
 
 demo: setup

@@ -15,7 +15,9 @@ from .services import ServiceError, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Safety-model-operations data production on Label Studio.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Label Studio, Prefect, the ML backend.")
+configs_app = typer.Typer(no_args_is_help=True, help="Label configs and guidelines generated from taxonomy.yaml.")
 app.add_typer(stack_app, name="stack")
+app.add_typer(configs_app, name="configs")
 
 USER_ERRORS = (stack.StackError, ServiceError, EnvError, ValueError, OSError)
 
@@ -95,6 +97,56 @@ def stack_env() -> None:
     except USER_ERRORS as exc:
         _fail(str(exc))
     typer.echo("\n".join(lines))
+
+
+@configs_app.command("build")
+def configs_build() -> None:
+    """Regenerate label_configs/ and guidelines/ from taxonomy.yaml."""
+    from . import configs
+
+    try:
+        changed = configs.build()
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+    for path in changed:
+        typer.echo(f"wrote {path.relative_to(configs.REPO_ROOT)}")
+    typer.echo(f"{len(changed)} file(s) changed" if changed else "configs and guidelines are up to date")
+
+
+@configs_app.command("check")
+def configs_check(
+    offline: bool = typer.Option(False, "--offline", help="Skip validation against a running Label Studio."),
+) -> None:
+    """Check configs, taxonomy and guidelines agree, and that Label Studio accepts every config."""
+    from . import client, configs
+
+    validate = None
+    if not offline:
+        try:
+            url, token = client.connection_settings()
+        except USER_ERRORS + (client.ConnectionSettingsError,) as exc:
+            _fail(f"{exc} (or pass --offline)")
+        if not client.reachable(url):
+            _fail(f"Label Studio is not answering at {url}; run `smo stack up` (or pass --offline)")
+        validate = lambda xml: client.validate_config(url, token, xml)  # noqa: E731
+    try:
+        problems = configs.check(validate=validate)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        _fail(f"{len(problems)} problem(s)")
+    typer.echo(f"{len(configs.list_configs())} configs, taxonomy and guidelines agree"
+               + ("" if offline else "; Label Studio accepts every config"))
+
+
+@configs_app.command("list")
+def configs_list() -> None:
+    """List config names (the stems spec files refer to)."""
+    from . import configs
+
+    typer.echo("\n".join(configs.list_configs()))
 
 
 @app.command("demo")

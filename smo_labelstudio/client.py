@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
+import httpx
+
 from label_studio_sdk import LabelStudio
 
 from .paths import state_home
@@ -33,6 +35,14 @@ def connection_settings(url: str | None = None, token: str | None = None) -> tup
     return url.rstrip("/"), token
 
 
+def reachable(url: str) -> bool:
+    """True when Label Studio answers its health check."""
+    try:
+        return httpx.get(f"{url}/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def connect(url: str | None = None, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> LabelStudio:
     """An SDK client for the configured Label Studio."""
     url, token = connection_settings(url, token)
@@ -47,10 +57,29 @@ def find_project(ls: LabelStudio, title: str) -> int | None:
     return None
 
 
-def create_project(ls: LabelStudio, title: str, label_config: str, description: str = "") -> int:
-    """Create a project; Label Studio validates the label config and refuses a bad one."""
-    project = ls.projects.create(title=title, label_config=label_config, description=description)
+def create_project(ls: LabelStudio, title: str, label_config: str, description: str = "",
+                   instructions: str | None = None) -> int:
+    """Create a project; Label Studio validates the label config and refuses a bad one.
+
+    `instructions` (HTML) are shown to annotators before labeling and from the labeling screen.
+    """
+    extra = {"expert_instruction": instructions, "show_instruction": True} if instructions else {}
+    project = ls.projects.create(title=title, label_config=label_config, description=description, **extra)
     return project.id
+
+
+def validate_config(url: str, token: str, label_config: str) -> str | None:
+    """Ask Label Studio whether it accepts a label config: None if it does, else its reason."""
+    resp = httpx.post(f"{url}/api/projects/validate/", json={"label_config": label_config},
+                      headers={"Authorization": f"Token {token}"}, timeout=60)
+    if resp.status_code < 300:
+        return None
+    try:
+        detail = resp.json()
+        detail = detail.get("validation_errors") or detail.get("detail") or detail
+    except ValueError:
+        detail = resp.text[:300]
+    return f"HTTP {resp.status_code}: {detail}"
 
 
 def import_tasks(ls: LabelStudio, project_id: int, tasks: Iterable[dict]) -> int:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from .client import connect, connection_settings, create_project, find_project, import_tasks, list_tasks
-from .paths import LABEL_CONFIGS_DIR
+from .configs import labeling_interface
 
 DEMO_TITLE = "SMO demo - text moderation"
-DEMO_CONFIG = LABEL_CONFIGS_DIR / "text_moderation.xml"
 
 # Our own short, harmless examples; the external id makes a re-run import nothing twice.
 DEMO_ITEMS = [
@@ -24,9 +23,11 @@ def run() -> dict:
     url, _token = connection_settings()
     ls = connect()
     project_id = find_project(ls, DEMO_TITLE)
+    ui = labeling_interface("text_moderation")
     if project_id is None:
-        project_id = create_project(ls, DEMO_TITLE, DEMO_CONFIG.read_text(),
-                                    description="Demo batch created by `smo demo`.")
+        project_id = create_project(ls, DEMO_TITLE, ui["label_config"], instructions=ui["instructions"],
+                                    description=f"Demo batch created by `smo demo`; taxonomy {ui['taxonomy_version']}, "
+                                                f"guidelines {ui['guidelines_version']}.")
     present = {t["data"].get("external_id") for t in list_tasks(ls, project_id)}
     missing = [{"data": item} for item in DEMO_ITEMS if item["external_id"] not in present]
     imported = import_tasks(ls, project_id, missing)
@@ -37,4 +38,6 @@ def run() -> dict:
         "imported": imported,
         "already_present": len(DEMO_ITEMS) - len(missing),
         "tasks": len(tasks),
+        "taxonomy_version": ui["taxonomy_version"],
+        "guidelines_version": ui["guidelines_version"],
     }

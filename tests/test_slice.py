@@ -18,7 +18,8 @@ def test_there_are_label_configs():
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_project_from_config_import_and_read_back(ls_client, config, unique):
     project_id = client.create_project(ls_client, f"slice {config.stem} {unique}", config.read_text())
-    tasks = [{"data": {"external_id": f"{unique}-{i}", "text": f"item {i}", "language": "en"}} for i in range(25)]
+    tasks = [{"data": {"external_id": f"{unique}-{i}", "text": f"item {i}", "language": "en",
+                       "image": f"/static/images/item-{i}.png"}} for i in range(25)]
     assert client.import_tasks(ls_client, project_id, tasks) == 25
     back = client.list_tasks(ls_client, project_id)
     assert sorted(t["data"]["external_id"] for t in back) == sorted(t["data"]["external_id"] for t in tasks)

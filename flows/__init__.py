@@ -1,0 +1,1 @@
+"""Prefect flows: thin wiring of `smo_labelstudio` functions, one concept per file."""

@@ -1,0 +1,113 @@
+"""Fast checks of the stack's building blocks, no services needed."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from smo_labelstudio import procs, stack
+from smo_labelstudio.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
+from smo_labelstudio.paths import CONSTRAINTS_DIR
+from smo_labelstudio.postgres import PgUrl, redact
+from smo_labelstudio.services import LabelStudio, PrefectServer, Settings
+
+
+def test_state_file_is_private_and_keeps_credentials(tmp_path):
+    state = {}
+    stack._credentials(state)
+    stack.save_state(tmp_path, state)
+    path = stack.state_path(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(state["label_studio"]["token"]) == 40 and int(state["label_studio"]["token"], 16) >= 0
+    again = stack.load_state(tmp_path)
+    stack._credentials(again)
+    assert again == state  # credentials are made once, never rotated by a second `up`
+
+
+def test_unreadable_state_is_a_clear_error(tmp_path):
+    stack.state_path(tmp_path).write_text("{not json")
+    with pytest.raises(stack.StackError, match="stack.json"):
+        stack.load_state(tmp_path)
+
+
+def test_env_lines_are_shell_safe(tmp_path):
+    state = {"label_studio": {"token": "t" * 40}, "backend": {"user": "u", "password": "p'w $x"}, "services": {}}
+    stack.save_state(tmp_path, state)
+    lines = stack.env_lines(Settings(home=tmp_path, ls_port=8123))
+    out = subprocess.run(["bash", "-c", "\n".join(lines) + '\necho "$SMO_BACKEND_PASSWORD|$SMO_LS_URL"'],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "p'w $x|http://127.0.0.1:8123"
+
+
+def test_stop_only_touches_the_recorded_process():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    record = {"pid": proc.pid, "start_time": procs._start_time(proc.pid)}
+    impostor = dict(record, start_time=record["start_time"] - 1)  # same pid, another process's start time
+    assert procs.alive(record) and not procs.alive(impostor)
+    procs.stop(impostor)
+    assert proc.poll() is None
+    procs.stop(record, timeout=5)
+    assert proc.wait(timeout=5) is not None and not procs.alive(record)
+
+
+def test_port_in_use_detects_a_listener():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert procs.port_in_use("127.0.0.1", sock.getsockname()[1])
+    assert not procs.port_in_use("127.0.0.1", procs.free_port())
+
+
+def test_postgres_url_parsing_and_redaction():
+    pg = PgUrl.parse("postgresql://smo:s3cret@db.internal:5433/labels")
+    assert (pg.user, pg.password, pg.host, pg.port, pg.dbname) == ("smo", "s3cret", "db.internal", 5433, "labels")
+    assert "s3cret" not in pg.display() and "s3cret" not in redact("postgresql://smo:s3cret@h/db")
+    assert pg.sqlalchemy_async().startswith("postgresql+asyncpg://smo:s3cret@db.internal:5433/labels")
+    with pytest.raises(ValueError, match="postgresql://"):
+        PgUrl.parse("postgresql://host-without-db")
+
+
+def test_label_studio_is_configured_for_a_local_deployment(tmp_path):
+    env = LabelStudio(Settings(home=tmp_path)).environ()
+    assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
+    assert env["LABEL_STUDIO_ML_BLOCK_LOCAL_IP"] == "false"
+    assert env["LABEL_STUDIO_SSRF_PROTECTION_ENABLED"] == "false"
+    assert env["SENTRY_DSN"] == "" and env["FRONTEND_SENTRY_DSN"] == ""
+    assert "VIRTUAL_ENV" not in env and "PYTHONPATH" not in env
+    pg_env = LabelStudio(Settings(home=tmp_path, postgres_url="postgresql://u@h:1/d")).environ()
+    assert (pg_env["DJANGO_DB"], pg_env["POSTGRE_NAME"], pg_env["POSTGRE_PORT"]) == ("postgresql", "d", "1")
+    prefect = PrefectServer(Settings(home=tmp_path, postgres_url="postgresql://u@h:1/d")).environ()
+    assert prefect["PREFECT_API_DATABASE_CONNECTION_URL"].endswith("/d_prefect")
+    assert prefect["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def _pins(name: str) -> dict:
+    lines = (CONSTRAINTS_DIR / name).read_text().splitlines()
+    return dict(line.lower().split("==", 1) for line in lines if "==" in line)
+
+
+def test_pins_shared_by_environments_agree():
+    """A model pickled in one environment must load in the other: same numpy and scikit-learn."""
+    app, backend, server = _pins("app.txt"), _pins("ml-backend.txt"), _pins("label-studio.txt")
+    for package in ("numpy", "scikit-learn"):
+        assert app[package] == backend[package]
+    assert app["label-studio-sdk"] == "2.1.2" and "label-studio" not in app
+    assert server["label-studio"] == "1.23.2" and "prefect" not in server
+    assert backend["label-studio-ml"] == "1.0.9" and "prefect" not in backend
+    assert app["prefect"].startswith("3.8.")
+
+
+def test_side_environments_hold_what_they_should():
+    """The backend's environment imports label_studio_ml, redis and rq, and has no Prefect."""
+    ML_BACKEND_ENV.ensure(print)
+    check = ("import importlib.util as u, label_studio_ml, redis, rq, sklearn;"
+             "assert u.find_spec('prefect') is None; print(sklearn.__version__)")
+    out = subprocess.run([str(ML_BACKEND_ENV.bin("python")), "-c", check], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == _pins("app.txt")["scikit-learn"]
+    assert LABEL_STUDIO_ENV.ensure(print) and LABEL_STUDIO_ENV.bin("gunicorn").exists()
