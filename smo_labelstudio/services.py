@@ -44,14 +44,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, home: Path, postgres_url: str | None = None) -> "Settings":
-        env = os.environ
         return cls(
             home=home,
-            ls_port=int(env.get("SMO_LS_PORT", 8080)),
-            prefect_port=int(env.get("SMO_PREFECT_PORT", 4200)),
-            backend_port=int(env.get("SMO_BACKEND_PORT", 9090)),
-            postgres_url=postgres_url or env.get("SMO_POSTGRES_URL") or None,
-            ls_workers=int(env.get("SMO_LS_WORKERS", 4)),
+            ls_port=_int_env("SMO_LS_PORT", 8080),
+            prefect_port=_int_env("SMO_PREFECT_PORT", 4200),
+            backend_port=_int_env("SMO_BACKEND_PORT", 9090),
+            postgres_url=postgres_url or os.environ.get("SMO_POSTGRES_URL") or None,
+            ls_workers=_int_env("SMO_LS_WORKERS", 4),
         )
 
     @property
@@ -66,6 +65,13 @@ class Settings:
     @property
     def logs(self) -> Path:
         return self.home / "logs"
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    return int(value)
 
 
 def _clean_environ() -> dict[str, str]:
@@ -86,29 +92,39 @@ def _run_logged(name: str, argv: list[str], env: dict, cwd: Path | None, log: Pa
         raise ServiceError(f"{name}: {argv[1]} failed with exit code {code} (log: {log})")
 
 
-class LabelStudio:
-    """Label Studio 1.23.2 from its own environment, served by gunicorn."""
+class _Service:
+    """What every service shares: its settings, URL and log file."""
 
-    name = "label-studio"
+    name = ""
 
     def __init__(self, settings: Settings):
         self.s = settings
 
     @property
     def port(self) -> int:
-        return self.s.ls_port
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
         return f"http://{self.s.host}:{self.port}"
 
     @property
-    def health_url(self) -> str:
-        return self.url + "/health"
+    def log(self) -> Path:
+        return self.s.logs / f"{self.name}.log"
+
+
+class LabelStudio(_Service):
+    """Label Studio 1.23.2 from its own environment, served by gunicorn."""
+
+    name = "label-studio"
 
     @property
-    def log(self) -> Path:
-        return self.s.logs / "label-studio.log"
+    def port(self) -> int:
+        return self.s.ls_port
+
+    @property
+    def health_url(self) -> str:
+        return self.url + "/health"
 
     @property
     def data_dir(self) -> Path:
@@ -213,21 +229,14 @@ class LabelStudio:
                  "--threads", "2", "--timeout", "600", "--graceful-timeout", "10"], package)
 
 
-class PrefectServer:
+class PrefectServer(_Service):
     """The Prefect API and UI from our own environment."""
 
     name = "prefect"
 
-    def __init__(self, settings: Settings):
-        self.s = settings
-
     @property
     def port(self) -> int:
         return self.s.prefect_port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.s.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -236,10 +245,6 @@ class PrefectServer:
     @property
     def health_url(self) -> str:
         return self.api_url + "/health"
-
-    @property
-    def log(self) -> Path:
-        return self.s.logs / "prefect.log"
 
     def pg(self) -> PgUrl | None:
         return self.s.pg.with_db(self.s.pg.dbname + "_prefect") if self.s.pg else None
@@ -270,6 +275,6 @@ class PrefectServer:
         return ([str(prefect), "server", "start", "--host", self.s.host, "--port", str(self.port)], None)
 
 
-def services(settings: Settings) -> list:
+def services(settings: Settings) -> list[_Service]:
     """The stack's services in start order."""
     return [LabelStudio(settings), PrefectServer(settings)]

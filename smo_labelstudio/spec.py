@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .configs import list_configs
 from .paths import REPO_ROOT
+from .yamlfile import load_model
 from .taxonomy import load_taxonomy
 
 
@@ -71,18 +71,7 @@ class Spec(_Strict):
 
 def load_spec(path: Path) -> Spec:
     """Read and validate a spec; every error names the file and the field."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc})") from None
-    try:
-        return Spec.model_validate(raw or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise SpecError(f"{path}: {where}: {first['msg']}") from None
+    return load_model(path, Spec, SpecError)
 
 
 EXAMPLE_SPEC = REPO_ROOT / "specs" / "example.yaml"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .paths import REPO_ROOT
+from .yamlfile import load_model
 
 TAXONOMY_FILE = REPO_ROOT / "taxonomy.yaml"
 NO_VIOLATION = "no_violation"
@@ -82,15 +82,4 @@ class Taxonomy(BaseModel):
 
 def load_taxonomy(path: Path = TAXONOMY_FILE) -> Taxonomy:
     """Read and validate the taxonomy; errors name the file and the field."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TaxonomyError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise TaxonomyError(f"{path}: not valid YAML ({exc})") from None
-    try:
-        return Taxonomy.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise TaxonomyError(f"{path}: {where or 'top level'}: {first['msg']}") from None
+    return load_model(path, Taxonomy, TaxonomyError)

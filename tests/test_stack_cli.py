@@ -104,26 +104,25 @@ def test_up_twice_env_status_down(tmp_path):
     assert stopped.returncode == 3 and "stopped" in stopped.stdout
 
 
-def _occupy(port: int) -> socket.socket | None:
-    """Listen on `port` unless something else already does (then it is taken either way)."""
-    if procs.port_in_use("127.0.0.1", port):
-        return None
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", port))
-    sock.listen()
-    return sock
+def _up_while_held(home: Path, env: dict, port: int) -> subprocess.CompletedProcess:
+    """`smo stack up` while `port` is taken (by us, unless something else already listens there)."""
+    holder = None
+    if not procs.port_in_use("127.0.0.1", port):
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+    try:
+        return smo(home, "stack", "up", env=env)
+    finally:
+        if holder:
+            holder.close()
 
 
 @pytest.mark.slow
 def test_label_studio_port_taken_is_one_line_naming_the_port(tmp_path):
     env = ports()
     env.pop("SMO_LS_PORT")  # the default, 8080
-    holder = _occupy(8080)
-    try:
-        result = smo(tmp_path, "stack", "up", env=env)
-    finally:
-        if holder:
-            holder.close()
+    result = _up_while_held(tmp_path, env, 8080)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "8080" in lines[0] and "label-studio" in lines[0], result.stderr
@@ -134,12 +133,7 @@ def test_label_studio_port_taken_is_one_line_naming_the_port(tmp_path):
 @pytest.mark.slow
 def test_failure_after_one_service_started_leaves_nothing_running(tmp_path):
     env = ports()
-    holder = _occupy(int(env["SMO_PREFECT_PORT"]))
-    try:
-        result = smo(tmp_path, "stack", "up", env=env)
-    finally:
-        if holder:
-            holder.close()
+    result = _up_while_held(tmp_path, env, int(env["SMO_PREFECT_PORT"]))
     assert result.returncode != 0
     assert "prefect" in result.stderr and env["SMO_PREFECT_PORT"] in result.stderr
     assert "label-studio: healthy" in result.stdout  # it had started, and was then stopped
@@ -156,3 +150,18 @@ def test_bad_postgres_url_is_a_clear_error(tmp_path):
 def test_env_before_up_says_what_to_do(tmp_path):
     result = smo(tmp_path, "stack", "env")
     assert result.returncode != 0 and "smo stack up" in result.stderr
+
+
+def test_service_that_fails_to_start_names_its_log(tmp_path):
+    (tmp_path / "label-studio").mkdir()
+    (tmp_path / "label-studio" / "label_studio.sqlite3").write_text("not a database")
+    result = smo(tmp_path, "stack", "up", env=ports())
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"error: label-studio: init failed with exit code 1 "
+                                     f"(log: {tmp_path / 'logs' / 'label-studio.log'})")
+    assert not our_processes(tmp_path)
+
+
+def test_bad_port_setting_is_a_clear_error(tmp_path):
+    result = smo(tmp_path, "stack", "up", env=ports() | {"SMO_LS_PORT": "eighty"})
+    assert result.returncode == 1 and "SMO_LS_PORT must be a positive whole number" in result.stderr
