@@ -137,3 +137,30 @@ def test_configs_check_cli_against_a_running_label_studio(label_studio):
     down = subprocess.run([SMO, "configs", "check"], capture_output=True, text=True, timeout=300,
                           env=env | {"SMO_LS_URL": "http://127.0.0.1:9"})
     assert down.returncode == 1 and "not answering" in down.stderr and "Traceback" not in down.stderr
+
+
+def _smo_in_copy(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the `smo` CLI from a copy of the package, so it works on that copy's files."""
+    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", *args], cwd=root, capture_output=True,
+                          text=True, timeout=120, env=os.environ | {"PYTHONPATH": str(root)})
+
+
+def test_cli_build_and_check_on_an_edited_taxonomy(project_copy):
+    shutil.copytree(REPO_ROOT / "smo_labelstudio", project_copy / "smo_labelstudio",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    tax_file = project_copy / "taxonomy.yaml"
+    tax_file.write_text(tax_file.read_text().replace(
+        "Targeted abuse of an identifiable person", "Targeted, repeated abuse of an identifiable person"))
+    stale = _smo_in_copy(project_copy, "configs", "check", "--offline")
+    assert stale.returncode == 1 and "run `smo configs build`" in stale.stderr
+
+    built = _smo_in_copy(project_copy, "configs", "build")
+    assert built.returncode == 0, built.stderr
+    assert "wrote label_configs/text_moderation.xml" in built.stdout and "wrote guidelines/harassment.md" in built.stdout
+    assert _smo_in_copy(project_copy, "configs", "check", "--offline").returncode == 0
+
+    (project_copy / "guidelines" / "harassment.md").unlink()
+    missing = _smo_in_copy(project_copy, "configs", "check", "--offline")
+    assert missing.returncode == 1
+    assert "label 'harassment' has no guideline section (guidelines/harassment.md)" in missing.stderr
+    assert "Traceback" not in missing.stderr
