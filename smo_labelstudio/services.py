@@ -96,6 +96,7 @@ class _Service:
     """What every service shares: its settings, URL and log file."""
 
     name = ""
+    port_setting = ""
 
     def __init__(self, settings: Settings):
         self.s = settings
@@ -117,6 +118,7 @@ class LabelStudio(_Service):
     """Label Studio 1.23.2 from its own environment, served by gunicorn."""
 
     name = "label-studio"
+    port_setting = "SMO_LS_PORT"
 
     @property
     def port(self) -> int:
@@ -158,8 +160,9 @@ class LabelStudio(_Service):
         return env
 
     # -- one-time preparation ---------------------------------------------------------------
-    def prepare(self, creds: dict, say: Say) -> None:
+    def prepare(self, state: dict, say: Say) -> None:
         """Build the environment, seed a migrated database, create the admin account and token."""
+        creds = state["label_studio"]
         LABEL_STUDIO_ENV.ensure(say)
         if creds.get("initialized_for") == self.s.database and self._database_present():
             return
@@ -233,6 +236,7 @@ class PrefectServer(_Service):
     """The Prefect API and UI from our own environment."""
 
     name = "prefect"
+    port_setting = "SMO_PREFECT_PORT"
 
     @property
     def port(self) -> int:
@@ -263,7 +267,7 @@ class PrefectServer(_Service):
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = pg.sqlalchemy_async()
         return env
 
-    def prepare(self, creds: dict, say: Say) -> None:
+    def prepare(self, state: dict, say: Say) -> None:
         pg = self.pg()
         if pg:
             if not postgres.database_exists(pg):

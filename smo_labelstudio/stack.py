@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import psycopg
+
 from . import procs
 from .envs import ML_BACKEND_ENV, EnvError
 from .postgres import redact
@@ -80,10 +82,12 @@ def up(settings: Settings, say: Say = print, only: tuple[str, ...] | None = None
     save_state(home, state)
 
     started: list[str] = []
+    current = "stack"
     try:
         for svc in services(settings):
             if only and svc.name not in only:
                 continue
+            current = svc.name
             record = running.get(svc.name)
             if record:
                 if procs.wait_healthy(svc.health_url, record, timeout=120) is None:
@@ -92,9 +96,8 @@ def up(settings: Settings, say: Say = print, only: tuple[str, ...] | None = None
                 raise StackError(f"{svc.name}: running (pid {record['pid']}) but not healthy (log: {svc.log})")
             if procs.port_in_use(settings.host, svc.port):
                 raise StackError(f"{svc.name}: port {svc.port} is already in use by another program "
-                                 f"(set SMO_{'LS' if svc.name == 'label-studio' else 'PREFECT'}_PORT to move it; "
-                                 f"log: {svc.log})")
-            svc.prepare(state["label_studio"] if svc.name == "label-studio" else {}, say)
+                                 f"(set {svc.port_setting} to move it; log: {svc.log})")
+            svc.prepare(state, say)
             save_state(home, state)
             argv, cwd = svc.argv()
             say(f"{svc.name}: starting on {svc.url}")
@@ -107,13 +110,15 @@ def up(settings: Settings, say: Say = print, only: tuple[str, ...] | None = None
             if problem:
                 raise StackError(f"{svc.name}: {problem} (log: {svc.log})")
             say(f"{svc.name}: healthy")
-    except (StackError, ServiceError, EnvError, OSError) as exc:
+    except BaseException as exc:  # roll back what this call started, Ctrl-C included
         for name in reversed(started):
             procs.stop(state["services"].pop(name))
         save_state(home, state)
-        if isinstance(exc, OSError):
-            raise StackError(f"stack: {exc}") from None
-        raise StackError(str(exc)) from None
+        if isinstance(exc, (StackError, ServiceError, EnvError)):
+            raise StackError(str(exc)) from None
+        if isinstance(exc, (OSError, psycopg.Error)):
+            raise StackError(f"{current}: {str(exc).strip().splitlines()[0]}") from None
+        raise
     return state
 
 

@@ -165,3 +165,12 @@ def test_service_that_fails_to_start_names_its_log(tmp_path):
 def test_bad_port_setting_is_a_clear_error(tmp_path):
     result = smo(tmp_path, "stack", "up", env=ports() | {"SMO_LS_PORT": "eighty"})
     assert result.returncode == 1 and "SMO_LS_PORT must be a positive whole number" in result.stderr
+
+
+def test_unreachable_postgres_is_one_line(tmp_path):
+    url = f"postgresql://root@127.0.0.1:{procs.free_port()}/nothing_here"
+    result = smo(tmp_path, "stack", "up", "--postgres", url, env=ports())
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: label-studio: ") and "refused" in lines[0]
+    assert not our_processes(tmp_path)
