@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PIP_LOG := $(VENV)/pip-install.log
 
-.PHONY: setup test demo system down clean
+.PHONY: setup test demo bench system down clean
 
 # Our environment in .venv/, installed from the committed constraints file.
 setup: $(VENV)/.installed
@@ -27,6 +27,10 @@ demo: setup
 	$(VENV)/bin/smo demo
 	@echo ""
 	@echo "Stop everything with: $(VENV)/bin/smo stack down"
+
+# Benchmarks print ratios against a baseline measured in the same run; never part of `make test`.
+bench: setup system
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(VENV)/bin/python $$f || exit 1; done
 
 down:
 	$(VENV)/bin/smo stack down
