@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Iterable
 
@@ -98,3 +99,83 @@ def list_tasks(ls: LabelStudio, project_id: int) -> list[dict]:
         {"id": task.id, "data": task.data}
         for task in ls.tasks.list(project=project_id, fields="all", page_size=500)
     ]
+
+
+WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
+
+
+def connect_backend(url: str, token: str, project_id: int, backend_url: str, user: str, password: str,
+                    webhook_secret: str) -> dict:
+    """Register the ML backend with a project (idempotent): basic auth, predictions fetched when a
+    task without one is opened, and the training webhook Label Studio creates given our credentials."""
+    auth = {"Authorization": f"Token {token}"}
+    with httpx.Client(base_url=url, headers=auth, timeout=60) as http:
+        existing = [b for b in _json(http.get("/api/ml", params={"project": project_id}))
+                    if b.get("url", "").rstrip("/") == backend_url.rstrip("/")]
+        body = {"url": backend_url, "project": project_id, "title": "smo pre-annotation",
+                "auth_method": "BASIC_AUTH", "basic_auth_user": user, "basic_auth_pass": password,
+                "is_interactive": False, "auto_update": True}
+        if existing:
+            backend = _json(http.patch(f"/api/ml/{existing[0]['id']}", json=body))
+        else:
+            backend = _json(http.post("/api/ml", json=body))
+        _json(http.patch(f"/api/projects/{project_id}", json={"evaluate_predictions_automatically": True,
+                                                              "show_collab_predictions": True}))
+        hook_url = backend_url.rstrip("/") + "/webhook"
+        hooks = [h for h in _json(http.get("/api/webhooks/", params={"project": project_id}))
+                 if h.get("url") == hook_url]
+        basic = httpx.BasicAuth(user, password)._auth_header
+        hook = {"url": hook_url, "project": project_id, "send_payload": True, "send_for_all_actions": False,
+                "actions": WEBHOOK_ACTIONS, "is_active": True,
+                "headers": {"Authorization": basic, "X-SMO-Webhook-Secret": webhook_secret}}
+        if hooks:
+            webhook = _json(http.patch(f"/api/webhooks/{hooks[0]['id']}/", json=hook))
+        else:
+            webhook = _json(http.post("/api/webhooks/", json=hook))
+    return {"ml_backend_id": backend["id"], "webhook_id": webhook["id"], "state": backend.get("state")}
+
+
+class LabelStudioError(RuntimeError):
+    """Label Studio refused a request; the message carries its status and reason."""
+
+
+def _json(resp: httpx.Response):
+    if resp.status_code >= 400:
+        raise LabelStudioError(f"Label Studio answered {resp.status_code} to {resp.request.method} "
+                               f"{resp.request.url.path}: {resp.text[:300]}")
+    return resp.json()
+
+
+def backend_settings() -> tuple[str, tuple[str, str]] | None:
+    """The ML backend's URL and basic-auth pair from `SMO_BACKEND_*`, else the stack's state; None
+    when no backend is configured."""
+    url, user, password = (os.environ.get(f"SMO_BACKEND_{k}") for k in ("URL", "USER", "PASSWORD"))
+    if not url:
+        state = load_state(state_home())
+        record, creds = state.get("services", {}).get("ml-backend"), state.get("backend", {})
+        if not record:
+            return None
+        url, user, password = f"http://127.0.0.1:{record['port']}", creds.get("user"), creds.get("password")
+    return url.rstrip("/"), (user or "", password or "")
+
+
+def set_overlap(url: str, token: str, project_id: int, maximum_annotations: int, cohort_percentage: int) -> None:
+    """Label Studio's overlap: `cohort_percentage` % of tasks get `maximum_annotations` annotators, the rest one."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=120) as http:
+        _json(http.patch(f"/api/projects/{project_id}", json={
+            "maximum_annotations": maximum_annotations, "overlap_cohort_percentage": cohort_percentage}))
+
+
+def tasks_with_data(url: str, token: str, project_id: int, key: str, values: list[str]) -> dict[str, int]:
+    """Task ids whose `data[key]` equals one of `values` (a data-manager filter, one small query each)."""
+    found = {}
+    with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=120) as http:
+        for value in values:
+            query = {"filters": {"conjunction": "and", "items": [
+                {"filter": f"filter:tasks:data.{key}", "operator": "equal", "type": "String", "value": value}]}}
+            page = _json(http.get("/api/tasks", params={"project": project_id, "fields": "task_only",
+                                                        "page_size": 10, "query": json.dumps(query)}))
+            for task in page.get("tasks", []):
+                if (task.get("data") or {}).get(key) == value:
+                    found[value] = task["id"]
+    return found

@@ -8,8 +8,10 @@ Control names are a contract read by pulls, the backend and exports:
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
-from .taxonomy import Taxonomy
+if TYPE_CHECKING:  # the ML backend's environment reads configs without pydantic
+    from .taxonomy import Taxonomy
 
 KINDS = ("text_moderation", "image_moderation", "social_post")
 ESCALATE = "needs_escalation"
@@ -26,7 +28,7 @@ def _el(parent: ET.Element, tag: str, **attrs: str) -> ET.Element:
     return ET.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
 
 
-def _controls(root: ET.Element, tax: Taxonomy, to_name: str, spans: bool) -> None:
+def _controls(root: ET.Element, tax: "Taxonomy", to_name: str, spans: bool) -> None:
     _el(root, "Header", value="Policy: choose every policy that applies", size="5")
     policy = _el(root, "Choices", name="policy", toName=to_name, choice="multiple", showInLine="false",
                  required="true", requiredMessage="Choose at least one policy, or No violation")
@@ -47,7 +49,7 @@ def _controls(root: ET.Element, tax: Taxonomy, to_name: str, spans: bool) -> Non
         rows="2", maxSubmissions="1", editable="true")
 
 
-def render_config(tax: Taxonomy, kind: str) -> str:
+def render_config(tax: "Taxonomy", kind: str) -> str:
     """The label config XML for one kind of item."""
     if kind not in KINDS:
         raise ValueError(f"unknown config kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -76,3 +78,11 @@ def config_labels(xml: str) -> dict[str, set[str]]:
             found[control.get("name")] = {
                 (c.get("alias") or c.get("value")) for c in control if c.tag in ("Choice", "Label")}
     return found
+
+
+def control_target(xml: str, control: str) -> str | None:
+    """The object a control labels (its `toName`), e.g. "text" or "image"; None if absent."""
+    for el in ET.fromstring(xml).iter():
+        if el.get("name") == control and el.tag in ("Choices", "Labels"):
+            return el.get("toName")
+    return None

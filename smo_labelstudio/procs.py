@@ -100,20 +100,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def healthy(url: str, timeout: float = 5.0) -> bool:
+def healthy(url: str | None, timeout: float = 5.0, auth: tuple[str, str] | None = None) -> bool:
+    """True when `url` answers 200 (a service without a health URL counts as healthy)."""
+    if url is None:
+        return True
     try:
-        return httpx.get(url, timeout=timeout).status_code == 200
+        return httpx.get(url, timeout=timeout, auth=auth).status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def wait_healthy(url: str, record: Mapping, timeout: float) -> str | None:
-    """Poll `url` until it answers 200; return None when healthy, else why not."""
+def wait_healthy(url: str | None, record: Mapping, timeout: float, auth: tuple[str, str] | None = None) -> str | None:
+    """Poll `url` until it answers 200; return None when healthy, else why not.
+
+    Without a URL the process only has to stay up for a couple of seconds."""
     deadline = time.monotonic() + timeout
+    settle = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         if not alive(record):
             return "exited during startup"
-        if healthy(url, timeout=3.0):
+        if url is None and time.monotonic() >= settle:
+            return None
+        if url is not None and healthy(url, timeout=3.0, auth=auth):
             return None
         time.sleep(0.5)
     return f"not healthy after {timeout:.0f} s"

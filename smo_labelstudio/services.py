@@ -9,15 +9,17 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from . import postgres
-from .envs import LABEL_STUDIO_ENV
-from .paths import cache_home
+from .envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
+from .paths import REPO_ROOT, cache_home
 from .postgres import PgUrl
 
 Say = Callable[[str], None]
@@ -41,6 +43,7 @@ class Settings:
     backend_port: int = 9090
     postgres_url: str | None = None
     ls_workers: int = 4
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
     @classmethod
     def from_env(cls, home: Path, postgres_url: str | None = None) -> "Settings":
@@ -51,6 +54,7 @@ class Settings:
             backend_port=_int_env("SMO_BACKEND_PORT", 9090),
             postgres_url=postgres_url or os.environ.get("SMO_POSTGRES_URL") or None,
             ls_workers=_int_env("SMO_LS_WORKERS", 4),
+            redis_url=os.environ.get("SMO_REDIS_URL") or "redis://127.0.0.1:6379/0",
         )
 
     @property
@@ -113,6 +117,10 @@ class _Service:
     def log(self) -> Path:
         return self.s.logs / f"{self.name}.log"
 
+    def health_auth(self, state: dict) -> tuple[str, str] | None:
+        """Credentials the health check needs (none by default)."""
+        return None
+
 
 class LabelStudio(_Service):
     """Label Studio 1.23.2 from its own environment, served by gunicorn."""
@@ -132,7 +140,8 @@ class LabelStudio(_Service):
     def data_dir(self) -> Path:
         return self.s.home / "label-studio"
 
-    def environ(self, pg: PgUrl | None = None, data_dir: Path | None = None) -> dict[str, str]:
+    def environ(self, state: dict | None = None, pg: PgUrl | None = None,
+                data_dir: Path | None = None) -> dict[str, str]:
         """Settings for a local deployment: legacy token on, localhost ML backends and webhooks
         allowed, error reporting, analytics and version checks off so no content leaves the machine."""
         env = _clean_environ()
@@ -229,7 +238,8 @@ class LabelStudio(_Service):
         package = LABEL_STUDIO_ENV.site_packages() / "label_studio"
         return ([str(LABEL_STUDIO_ENV.bin("gunicorn")), "core.wsgi:application",
                  "--bind", f"{self.s.host}:{self.port}", "--workers", str(self.s.ls_workers),
-                 "--threads", "2", "--timeout", "600", "--graceful-timeout", "10"], package)
+                 "--threads", "2", "--timeout", "600", "--graceful-timeout", "10",
+                 "--no-control-socket"], package)
 
 
 class PrefectServer(_Service):
@@ -253,7 +263,7 @@ class PrefectServer(_Service):
     def pg(self) -> PgUrl | None:
         return self.s.pg.with_db(self.s.pg.dbname + "_prefect") if self.s.pg else None
 
-    def environ(self) -> dict[str, str]:
+    def environ(self, state: dict | None = None) -> dict[str, str]:
         env = _clean_environ()
         env.pop("PREFECT_API_URL", None)
         env.update({
@@ -279,6 +289,100 @@ class PrefectServer(_Service):
         return ([str(prefect), "server", "start", "--host", self.s.host, "--port", str(self.port)], None)
 
 
+class MLBackend(_Service):
+    """The label-studio-ml backend (gunicorn, its own environment) serving ml_backend/_wsgi.py."""
+
+    name = "ml-backend"
+    port_setting = "SMO_BACKEND_PORT"
+    workers = 2
+
+    @property
+    def port(self) -> int:
+        return self.s.backend_port
+
+    @property
+    def health_url(self) -> str:
+        return self.url + "/health"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.s.home / "models"
+
+    def health_auth(self, state: dict) -> tuple[str, str] | None:
+        backend = state.get("backend", {})
+        return (backend.get("user", ""), backend.get("password", ""))
+
+    def environ(self, state: dict | None = None) -> dict[str, str]:
+        """Credentials for basic auth and webhooks, the model store, how to reach Label Studio and Redis."""
+        state = state or {}
+        backend, ls = state.get("backend", {}), state.get("label_studio", {})
+        env = _clean_environ()
+        for var in [k for k in env if k.startswith("PREFECT_")]:
+            env.pop(var)
+        env.update({
+            "PYTHONPATH": str(REPO_ROOT),
+            "SMO_MODEL_DIR": str(self.model_dir),
+            "SMO_BACKEND_USER": backend.get("user", ""),
+            "SMO_BACKEND_PASSWORD": backend.get("password", ""),
+            "SMO_WEBHOOK_SECRET": backend.get("webhook_secret", ""),
+            "SMO_LS_URL": f"http://{self.s.host}:{self.s.ls_port}",
+            "SMO_LS_TOKEN": ls.get("token", ""),
+            # Only with a worker to serve the queue (started when Redis answers); else in-process.
+            "SMO_REDIS_URL": self.s.redis_url if redis_answers(self.s.redis_url) else "",
+        })
+        return env
+
+    def prepare(self, state: dict, say: Say) -> None:
+        """Build the environment; train a starting model from generated data if none is promoted."""
+        ML_BACKEND_ENV.ensure(say)
+        from .modelstore import ModelStore
+        from .taxonomy import load_taxonomy
+        from .training import ensure_starter_model
+
+        store = ModelStore(self.model_dir)
+        if not store.current_version():
+            say(f"{self.name}: training a starting model from generated data")
+            ensure_starter_model(store, load_taxonomy().ids)
+
+    def argv(self) -> tuple[list[str], Path | None]:
+        return ([str(ML_BACKEND_ENV.bin("gunicorn")), "--chdir", str(REPO_ROOT / "ml_backend"), "_wsgi:app",
+                 "--bind", f"{self.s.host}:{self.port}", "--workers", str(self.workers), "--threads", "4",
+                 "--timeout", "120", "--no-control-socket"], REPO_ROOT / "ml_backend")
+
+
+class MLWorker(MLBackend):
+    """The RQ worker that runs retraining jobs queued by the backend (started when Redis answers)."""
+
+    name = "ml-worker"
+    port_setting = ""
+    health_url = None  # no HTTP: healthy while the process runs
+
+    @property
+    def port(self) -> int | None:
+        return None
+
+    def prepare(self, state: dict, say: Say) -> None:
+        ML_BACKEND_ENV.ensure(say)
+
+    def argv(self) -> tuple[list[str], Path | None]:
+        return ([str(ML_BACKEND_ENV.bin("rq")), "worker", "smo-training", "--url", self.s.redis_url,
+                 "--path", str(REPO_ROOT / "ml_backend"), "--path", str(REPO_ROOT)], REPO_ROOT / "ml_backend")
+
+
+def redis_answers(url: str) -> bool:
+    """True when a Redis server answers PING at `url` (redis://host:port/db)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def services(settings: Settings) -> list[_Service]:
-    """The stack's services in start order."""
-    return [LabelStudio(settings), PrefectServer(settings)]
+    """The stack's services in start order (the worker only when Redis answers)."""
+    found: list[_Service] = [LabelStudio(settings), PrefectServer(settings), MLBackend(settings)]
+    if redis_answers(settings.redis_url):
+        found.append(MLWorker(settings))
+    return found

@@ -17,7 +17,7 @@ from typing import Callable
 import psycopg
 
 from . import procs
-from .envs import ML_BACKEND_ENV, EnvError
+from .envs import EnvError
 from .postgres import redact
 from .services import ServiceError, Settings, services
 
@@ -63,7 +63,10 @@ def _credentials(state: dict) -> None:
         "password": secrets.token_urlsafe(18),
         "token": secrets.token_hex(20),  # 40 hex characters, the legacy token format
     })
-    state.setdefault("backend", {"user": BACKEND_USER, "password": secrets.token_urlsafe(24)})
+    state.setdefault("backend", {})
+    state["backend"].setdefault("user", BACKEND_USER)
+    state["backend"].setdefault("password", secrets.token_urlsafe(24))
+    state["backend"].setdefault("webhook_secret", secrets.token_urlsafe(24))
     state.setdefault("services", {})
 
 
@@ -90,23 +93,23 @@ def up(settings: Settings, say: Say = print, only: tuple[str, ...] | None = None
             current = svc.name
             record = running.get(svc.name)
             if record:
-                if procs.wait_healthy(svc.health_url, record, timeout=120) is None:
+                if procs.wait_healthy(svc.health_url, record, timeout=120, auth=svc.health_auth(state)) is None:
                     say(f"{svc.name}: already running at {svc.url}")
                     continue
                 raise StackError(f"{svc.name}: running (pid {record['pid']}) but not healthy (log: {svc.log})")
-            if procs.port_in_use(settings.host, svc.port):
+            if svc.port and procs.port_in_use(settings.host, svc.port):
                 raise StackError(f"{svc.name}: port {svc.port} is already in use by another program "
                                  f"(set {svc.port_setting} to move it; log: {svc.log})")
             svc.prepare(state, say)
             save_state(home, state)
             argv, cwd = svc.argv()
-            say(f"{svc.name}: starting on {svc.url}")
-            record = procs.spawn(argv, env=svc.environ(), cwd=cwd, log=svc.log)
+            say(f"{svc.name}: starting" + (f" on {svc.url}" if svc.port else ""))
+            record = procs.spawn(argv, env=svc.environ(state), cwd=cwd, log=svc.log)
             record["port"] = svc.port
             state["services"][svc.name] = record
             save_state(home, state)
             started.append(svc.name)
-            problem = procs.wait_healthy(svc.health_url, record, timeout=300)
+            problem = procs.wait_healthy(svc.health_url, record, timeout=300, auth=svc.health_auth(state))
             if problem:
                 raise StackError(f"{svc.name}: {problem} (log: {svc.log})")
             say(f"{svc.name}: healthy")
@@ -145,7 +148,8 @@ def _as_recorded(settings: Settings, state: dict) -> Settings:
     """The settings with the ports the running services were actually started on."""
     ports = {n: r.get("port") for n, r in state.get("services", {}).items()}
     return replace(settings, ls_port=ports.get("label-studio") or settings.ls_port,
-                   prefect_port=ports.get("prefect") or settings.prefect_port)
+                   prefect_port=ports.get("prefect") or settings.prefect_port,
+                   backend_port=ports.get("ml-backend") or settings.backend_port)
 
 
 def status(settings: Settings) -> dict:
@@ -158,14 +162,9 @@ def status(settings: Settings) -> dict:
         record = state.get("services", {}).get(svc.name)
         running = bool(record) and procs.alive(record)
         report["services"][svc.name] = {
-            "running": running, "healthy": running and procs.healthy(svc.health_url),
-            "url": svc.url, "pid": record["pid"] if running else None, "log": str(svc.log),
+            "running": running, "healthy": running and procs.healthy(svc.health_url, auth=svc.health_auth(state)),
+            "url": svc.url if svc.port else None, "pid": record["pid"] if running else None, "log": str(svc.log),
         }
-    report["services"]["ml-backend"] = {
-        "running": False, "healthy": False, "url": backend_url(settings), "pid": None,
-        "log": str(settings.logs / "ml-backend.log"),
-        "note": "environment ready" if ML_BACKEND_ENV.is_ready() else "environment not built",
-    }
     return report
 
 
@@ -186,6 +185,7 @@ def env_lines(settings: Settings) -> list[str]:
         "SMO_BACKEND_URL": backend_url(settings),
         "SMO_BACKEND_USER": backend["user"],
         "SMO_BACKEND_PASSWORD": backend["password"],
+        "SMO_WEBHOOK_SECRET": backend["webhook_secret"],
         "PREFECT_API_URL": f"http://{settings.host}:{settings.prefect_port}/api",
     }
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]

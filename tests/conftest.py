@@ -46,7 +46,7 @@ def _say(message: str) -> None:
 @pytest.fixture(scope="session")
 def test_stack_settings() -> Settings:
     return Settings(home=_SESSION_DIR / "stack", ls_port=procs.free_port(), prefect_port=_PREFECT_PORT,
-                    ls_workers=2)
+                    backend_port=procs.free_port(), ls_workers=2)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +65,26 @@ def prefect_api(test_stack_settings: Settings) -> str:
     stack.up(test_stack_settings, _say, only=("prefect",))
     yield os.environ["PREFECT_API_URL"]
     stack.down(test_stack_settings, _say, only=("prefect",))
+
+
+@dataclass
+class Backend:
+    url: str
+    auth: tuple[str, str]
+    webhook_secret: str
+    model_dir: Path
+
+
+@pytest.fixture(scope="session")
+def ml_backend(label_studio: LabelStudioServer, test_stack_settings: Settings) -> Backend:
+    """The real ML backend (gunicorn, its own environment) and, with Redis, its RQ worker."""
+    from smo_labelstudio.services import MLBackend
+
+    state = stack.up(test_stack_settings, _say, only=("ml-backend", "ml-worker"))
+    b = state["backend"]
+    yield Backend(url=f"http://127.0.0.1:{test_stack_settings.backend_port}", auth=(b["user"], b["password"]),
+                  webhook_secret=b["webhook_secret"], model_dir=MLBackend(test_stack_settings).model_dir)
+    stack.down(test_stack_settings, _say, only=("ml-backend", "ml-worker"))
 
 
 @pytest.fixture

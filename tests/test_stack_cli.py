@@ -19,7 +19,8 @@ from smo_labelstudio import procs
 SMO = str(Path(sys.executable).parent / "smo")
 
 
-STRIP = ("PREFECT_API_URL", "SMO_POSTGRES_URL", "SMO_LS_URL", "SMO_LS_TOKEN", "SMO_LS_PORT", "SMO_PREFECT_PORT")
+STRIP = ("PREFECT_API_URL", "SMO_POSTGRES_URL", "SMO_LS_URL", "SMO_LS_TOKEN", "SMO_LS_PORT", "SMO_PREFECT_PORT",
+         "SMO_BACKEND_PORT")
 
 
 def smo(home: Path, *args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -30,7 +31,7 @@ def smo(home: Path, *args: str, env: dict | None = None, timeout: float = 900) -
 
 def ports() -> dict:
     return {"SMO_LS_PORT": str(procs.free_port()), "SMO_PREFECT_PORT": str(procs.free_port()),
-            "SMO_LS_WORKERS": "2"}
+            "SMO_BACKEND_PORT": str(procs.free_port()), "SMO_LS_WORKERS": "2"}
 
 
 def our_processes(home: Path) -> list[int]:
@@ -70,7 +71,7 @@ def test_up_twice_env_status_down(tmp_path):
         values = dict(line.removeprefix("export ").split("=", 1) for line in exported.stdout.splitlines())
         values = {k: shlex.split(v)[0] for k, v in values.items()}
         assert set(values) == {"SMO_LS_URL", "SMO_LS_TOKEN", "SMO_BACKEND_URL", "SMO_BACKEND_USER",
-                               "SMO_BACKEND_PASSWORD", "PREFECT_API_URL"}
+                               "SMO_BACKEND_PASSWORD", "SMO_WEBHOOK_SECRET", "PREFECT_API_URL"}
         r = httpx.get(values["SMO_LS_URL"] + "/api/projects",
                       headers={"Authorization": f"Token {values['SMO_LS_TOKEN']}"})
         assert r.status_code == 200
@@ -93,7 +94,12 @@ def test_up_twice_env_status_down(tmp_path):
         assert state2["label_studio"] == state["label_studio"]
 
         report = json.loads(smo(home, "stack", "status", "--json", env=env).stdout)
-        assert report["services"]["label-studio"]["healthy"] and report["services"]["prefect"]["healthy"]
+        assert {n for n, s in report["services"].items() if s["healthy"]} == {
+            "label-studio", "prefect", "ml-backend", "ml-worker"}
+        backend = values["SMO_BACKEND_URL"]
+        assert httpx.get(backend + "/health").status_code == 401
+        assert httpx.get(backend + "/health", auth=(values["SMO_BACKEND_USER"],
+                                                    values["SMO_BACKEND_PASSWORD"])).status_code == 200
     finally:
         down = smo(home, "stack", "down", env=env)
     assert down.returncode == 0, down.stderr
