@@ -80,4 +80,5 @@ class SideEnv:
 
 LABEL_STUDIO_ENV = SideEnv("label-studio", CONSTRAINTS_DIR / "label-studio.txt")
 ML_BACKEND_ENV = SideEnv("ml-backend", CONSTRAINTS_DIR / "ml-backend.txt")
+BENCH_ENV = SideEnv("bench", CONSTRAINTS_DIR / "bench.txt")
 SIDE_ENVS = (LABEL_STUDIO_ENV, ML_BACKEND_ENV)

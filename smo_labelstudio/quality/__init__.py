@@ -1,0 +1,30 @@
+"""Quality engine: gold checks, agreement and consensus as pure functions on tidy frames.
+
+Input everywhere: one row per answer with columns `task, annotator, label` (an empty label is a
+missing answer); gold is `task, label`. No Label Studio needed.
+
+    gold.py          accuracy on gold, Wilson intervals, binomial test and SPRT, flags with confusions
+    agreement.py     percent agreement, Cohen, Fleiss, Gwet's AC1, Krippendorff's alpha, bootstrap CIs
+    krippendorff.py  alpha from the coincidence matrix at any level (used by agreement.py)
+    multilabel.py    per-policy binary agreement and MASI alpha for set-valued answers
+    spans.py         pairwise span F1, exact or overlap matching
+    consensus.py     MajorityVote and DawidSkene estimators (fit / fit_predict / fit_predict_proba)
+    compute.py       run_quality: the whole pass, JSON-ready
+"""
+
+from .agreement import (agreement_summary, bootstrap_ci, cohen_kappa_mean, fleiss_kappa, gwet_ac1,
+                        krippendorff_alpha, krippendorff_alpha_ci, pairwise_cohen_kappa, per_label_agreement,
+                        percent_agreement)
+from .compute import QualityResult, run_quality
+from .consensus import DawidSkene, MajorityVote, consensus_frame
+from .gold import flags, gold_accuracy, gold_confusion, sequential_check, wilson_interval
+from .multilabel import masi_alpha, masi_distance, multilabel_agreement
+from .spans import span_agreement, span_f1
+
+__all__ = [
+    "DawidSkene", "MajorityVote", "QualityResult", "agreement_summary", "bootstrap_ci", "cohen_kappa_mean",
+    "consensus_frame", "flags", "fleiss_kappa", "gold_accuracy", "gold_confusion", "gwet_ac1",
+    "krippendorff_alpha", "krippendorff_alpha_ci", "masi_alpha", "masi_distance", "multilabel_agreement",
+    "pairwise_cohen_kappa", "per_label_agreement", "percent_agreement", "run_quality", "sequential_check",
+    "span_agreement", "span_f1", "wilson_interval",
+]
