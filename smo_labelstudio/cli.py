@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import stack
-from .envs import ML_BACKEND_ENV, EnvError
+from .envs import EnvError
 from .paths import state_home
 from .services import ServiceError, Settings
 
@@ -17,7 +18,18 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Safety-model
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Label Studio, Prefect, the ML backend.")
 configs_app = typer.Typer(no_args_is_help=True, help="Label configs and guidelines generated from taxonomy.yaml.")
 app.add_typer(stack_app, name="stack")
+backend_app = typer.Typer(no_args_is_help=True, help="The pre-annotation ML backend: train, list versions, connect.")
 app.add_typer(configs_app, name="configs")
+from .quality_cli import app as quality_app  # noqa: E402
+app.add_typer(quality_app, name="quality")
+from . import simulate_cli  # noqa: E402
+app.command("simulate")(simulate_cli.simulate)
+app.add_typer(backend_app, name="backend")
+from . import batch_cli  # noqa: E402
+app.command("launch")(batch_cli.launch)
+app.command("pull")(batch_cli.pull_cmd)
+app.add_typer(batch_cli.spec_app, name="spec")
+app.command("serve")(batch_cli.serve)
 
 USER_ERRORS = (stack.StackError, ServiceError, EnvError, ValueError, OSError)
 
@@ -46,7 +58,6 @@ def stack_up(
     """Start the stack (idempotent), wait for every health check, print URLs and how to log in."""
     settings = _settings(postgres)
     try:
-        ML_BACKEND_ENV.ensure(typer.echo)
         state = stack.up(settings, typer.echo)
     except USER_ERRORS as exc:
         _fail(str(exc))
@@ -57,6 +68,8 @@ def stack_up(
     typer.echo(f"  log in as {state['label_studio']['email']}; the password is in "
                f"{stack.state_path(settings.home)} (mode 0600, key label_studio.password)")
     typer.echo(f"Prefect UI     {report['services']['prefect']['url']}")
+    typer.echo(f"ML backend     {report['services']['ml-backend']['url']} (basic auth: SMO_BACKEND_USER/PASSWORD "
+               f"from `smo stack env`)")
     typer.echo(f"Database       {report['database']}")
     typer.echo('Point a shell at it: eval "$(smo stack env)"')
 
@@ -83,9 +96,8 @@ def stack_status(as_json: bool = typer.Option(False, "--json", help="Print one J
     typer.echo(f"state: {report['home']}  database: {report['database']}")
     for name, svc in report["services"].items():
         word = "healthy" if svc["healthy"] else ("running, not healthy" if svc["running"] else "stopped")
-        extra = f" ({svc['note']})" if svc.get("note") else ""
-        typer.echo(f"{name:13} {word:22} {svc['url']}{extra}")
-    if not all(s["healthy"] for n, s in report["services"].items() if n != "ml-backend"):
+        typer.echo(f"{name:13} {word:22} {svc['url'] or ''}")
+    if not all(s["healthy"] for s in report["services"].values()):
         raise typer.Exit(3)
 
 
@@ -149,25 +161,101 @@ def configs_list() -> None:
     typer.echo("\n".join(configs.list_configs()))
 
 
+def _model_store():
+    from .modelstore import ModelStore
+    from .services import MLBackend
+
+    return ModelStore(MLBackend(_settings()).model_dir)
+
+
+@backend_app.command("train")
+def backend_train(
+    data: Optional[str] = typer.Option(None, "--data", metavar="FILE",
+                                       help="CSV or JSONL with text, labels (policy ids, |-separated), "
+                                            "optional severity and language. Default: generated starter data."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the held-out split and the model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the version's metrics as one JSON object."),
+) -> None:
+    """Train a model version; it is promoted only if its held-out macro F1 is not worse than the current one."""
+    from .taxonomy import load_taxonomy
+    from .training import TrainingDataError, read_training_file, starter_data, train_version
+
+    try:
+        labels = load_taxonomy().ids
+        rows = read_training_file(Path(data), labels) if data else starter_data(seed=seed)
+        metrics = train_version(_model_store(), rows, labels, seed=seed, source=data or "generated starter data")
+    except (TrainingDataError,) + USER_ERRORS as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    verdict = "promoted" if metrics["promoted"] else (
+        f"kept, not promoted (current {metrics['previous_version']} scores "
+        f"{metrics['previous_macro_f1_same_rows']:.3f} on the same rows)")
+    typer.echo(f"{metrics['version']}: macro F1 {metrics['macro_f1']:.3f}, micro F1 {metrics['micro_f1']:.3f} "
+               f"on {metrics['n_test']} held-out rows ({metrics['n_train']} trained); {verdict}")
+
+
+@backend_app.command("versions")
+def backend_versions(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Every model version kept on disk with its held-out metrics; the current one marked."""
+    store = _model_store()
+    rows = [store.metrics(v) for v in store.versions()]
+    current = store.current_version()
+    if as_json:
+        typer.echo(json.dumps({"current": current, "versions": rows}))
+        return
+    if not rows:
+        typer.echo(f"no model versions in {store.root}; `smo stack up` or `smo backend train` makes one")
+    for m in rows:
+        mark = "*" if m["version"] == current else " "
+        typer.echo(f"{mark} {m['version']}  macro F1 {m['macro_f1']:.3f}  n={m['n_train']}+{m['n_test']}  "
+                   f"promoted={m['promoted']}  source: {m['source']}")
+
+
+@backend_app.command("connect")
+def backend_connect(
+    project: int = typer.Option(..., "--project", help="Label Studio project id."),
+) -> None:
+    """Register the stack's ML backend with a project: predictions for tasks opened without one,
+    and retraining on completed work through Label Studio's webhook."""
+    from . import client
+
+    settings = _settings()
+    try:
+        state = stack.load_state(settings.home)
+        backend = state.get("backend")
+        if not backend:
+            _fail("no stack state; run `smo stack up` first")
+        url, token = client.connection_settings()
+        result = client.connect_backend(url, token, project, stack.backend_url(stack._as_recorded(settings, state)),
+                                        backend["user"], backend["password"], backend["webhook_secret"])
+    except USER_ERRORS + (client.LabelStudioError, client.ConnectionSettingsError) as exc:
+        _fail(str(exc))
+    typer.echo(f"project {project}: ML backend {result['ml_backend_id']} connected (state {result['state']}), "
+               f"training webhook {result['webhook_id']}")
+
+
 @app.command("demo")
 def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Create (or reuse) the demo project, import the demo items not yet there, read them back."""
-    from . import demo as demo_mod
+    """The whole line on generated items: launch, simulated annotators, pull, quality check."""
+    from . import batch_cli, demo as demo_mod
 
-    try:
-        summary = demo_mod.run()
-    except USER_ERRORS as exc:
-        _fail(str(exc))
-    except Exception as exc:  # a server-side refusal: say what and where, without a traceback
-        _fail(f"Label Studio refused the demo: {exc}")
+    batch_cli._prefect_ready()
+    summary = batch_cli.run_command(lambda: demo_mod.run(say=(lambda _m: None) if as_json else typer.echo))
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    typer.echo(f"project {summary['project_id']}: {summary['imported']} imported, "
-               f"{summary['already_present']} already present, {summary['tasks']} tasks in all")
-    typer.echo(f"Open it: {summary['project_url']}")
+    typer.echo("")
+    typer.echo(f"project {summary['project_id']}: {summary['imported']} imported now, {summary['already_present']} "
+               f"already there, {summary['duplicates']} duplicates and {summary['quarantined']} quarantined rows "
+               f"skipped; {summary['annotations_written']} annotations written now, {summary['annotations']} pulled")
+    typer.echo(f"Label Studio  {summary['project_url']}")
+    typer.echo(f"Prefect runs  {summary['prefect_url']}")
+    typer.echo(f"Quality       {'passed' if summary['quality_passed'] else 'a gate failed'}: {summary['report']}")
+    typer.echo(f"Workspace     {summary['workspace']}")
 
 
 def main() -> None:

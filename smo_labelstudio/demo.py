@@ -1,43 +1,90 @@
-"""The demo slice: a project from a committed label config, demo items imported once, read back."""
+"""The demo: the whole line on generated multilingual items, on the running stack.
+
+launch (validate, de-duplicate, gold, pre-annotate, import, connect the backend) -> simulated annotators (real Label
+Studio users) -> pull -> quality check, each a Prefect flow run or a library call you can open
+afterwards. Sized for Label Studio's few annotation writes per second: under a minute in all.
+Re-running is harmless: nothing is imported or annotated twice.
+"""
 
 from __future__ import annotations
 
-from .client import connect, connection_settings, create_project, find_project, import_tasks, list_tasks
+import os
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
 from .configs import labeling_interface
+from .paths import state_home
+from .training import starter_data
 
 DEMO_TITLE = "SMO demo - text moderation"
-
-# Our own short, harmless examples; the external id makes a re-run import nothing twice.
-DEMO_ITEMS = [
-    {"external_id": "demo-en-1", "language": "en", "text": "Have a great day, everyone!"},
-    {"external_id": "demo-en-2", "language": "en", "text": "Click here to claim your free prize now!!!"},
-    {"external_id": "demo-es-1", "language": "es", "text": "Gracias por compartir esta receta."},
-    {"external_id": "demo-fr-1", "language": "fr", "text": "Ce vaccin contient des puces, partagez vite !"},
-    {"external_id": "demo-ar-1", "language": "ar", "text": "شكرا لكم على هذا المقال الرائع"},
-    {"external_id": "demo-de-1", "language": "de", "text": "Wir sehen uns morgen beim Training."},
-]
+N_ITEMS = 48
+N_GOLD = 12
 
 
-def run() -> dict:
-    """Ensure the demo project exists and holds every demo item exactly once."""
-    url, _token = connection_settings()
-    ls = connect()
-    project_id = find_project(ls, DEMO_TITLE)
+def demo_files(folder: Path) -> dict[str, Path]:
+    """Write the demo's spec, items (with a few bad rows), gold items and the simulation's truth."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = starter_data(n_per_label=8, seed=11).sample(frac=1, random_state=1).reset_index(drop=True)
+    rows = rows.drop_duplicates("text").reset_index(drop=True)
+    items, gold = rows.iloc[:N_ITEMS].copy(), rows.iloc[N_ITEMS:N_ITEMS + N_GOLD].copy()
+    items["id"] = [f"post-{i:04d}" for i in range(len(items))]
+    gold["id"] = [f"gold-{i:03d}" for i in range(len(gold))]
+    bad = pd.DataFrame([{"id": "post-bad-1", "text": "", "language": "en"},
+                        {"id": "post-bad-2", "text": "ein Text ohne gültige Sprache", "language": "xx"},
+                        {"id": "post-0000", "text": items["text"].iloc[0], "language": items["language"].iloc[0]}])
+    files = {name: folder / f"{name}.csv" for name in ("items", "gold", "truth")}
+    pd.concat([items[["id", "text", "language"]], bad]).to_csv(files["items"], index=False)
+    gold.assign(policy=gold["labels"].str.join("|"), severity=gold["severity"].astype("Int64"))[
+        ["id", "text", "language", "policy", "severity"]].to_csv(files["gold"], index=False)
+    items.assign(external_id=items["id"], labels=items["labels"].str.join("|"),
+                 severity=items["severity"].astype("Int64"))[["external_id", "labels", "severity"]].to_csv(
+        files["truth"], index=False)
     ui = labeling_interface("text_moderation")
-    if project_id is None:
-        project_id = create_project(ls, DEMO_TITLE, ui["label_config"], instructions=ui["instructions"],
-                                    description=f"Demo batch created by `smo demo`; taxonomy {ui['taxonomy_version']}, "
-                                                f"guidelines {ui['guidelines_version']}.")
-    present = {t["data"].get("external_id") for t in list_tasks(ls, project_id)}
-    missing = [{"data": item} for item in DEMO_ITEMS if item["external_id"] not in present]
-    imported = import_tasks(ls, project_id, missing)
-    tasks = list_tasks(ls, project_id)
+    spec = {"title": DEMO_TITLE, "config": "text_moderation", "guidelines_version": ui["taxonomy_version"],
+            "columns": {"id": "id", "text": "text", "language": "language"},
+            "overlap": {"annotators": 1, "share": 0.5, "extra_annotators": 3}, "gold_rate": 0.2,
+            "quality": {"min_gold_accuracy": 0.7, "min_gold_answers": 3, "min_alpha": 0.5, "min_confidence": 0.7}}
+    files["spec"] = folder / "spec.yaml"
+    files["spec"].write_text("# The demo project's spec (written by `smo demo`).\n" + yaml.safe_dump(spec, sort_keys=False))
+    return files
+
+
+def run(say=print) -> dict:
+    """Run the whole line once on the stack and return what happened and where to look."""
+    from flows.create_tasks import LaunchParams, create_tasks
+    from flows.pull_completions import PullParams, pull_completions
+    from flows.quality_check import QualityCheckParams, quality_check
+
+    from . import client
+    from .simulate import SimulationSettings, simulate
+    from .workspace import Workspace
+
+    files = demo_files(state_home() / "demo")
+    url, token = client.connection_settings()
+    say("1/4 launch: validate, de-duplicate, mix in gold, pre-annotate, import")
+    manifest = create_tasks(LaunchParams(spec=str(files["spec"]), data=str(files["items"]), gold=str(files["gold"])))
+    say("2/4 simulated annotators answer as their own Label Studio users")
+    sim = simulate(manifest["project_id"], SimulationSettings(annotators=3, accuracy=0.85, truth_file=files["truth"]),
+                   Workspace.for_title(DEMO_TITLE), url, token)
+    say("3/4 pull completions into the workspace tables")
+    pulled = pull_completions(PullParams(spec=str(files["spec"])))
+    say("4/4 quality check: gold, agreement, consensus, report")
+    quality = quality_check(QualityCheckParams(spec=str(files["spec"]), n_boot=200))
+    tasks = manifest["tasks_imported_total"]
     return {
-        "project_id": project_id,
-        "project_url": f"{url}/projects/{project_id}/data",
-        "imported": imported,
-        "already_present": len(DEMO_ITEMS) - len(missing),
-        "tasks": len(tasks),
-        "taxonomy_version": ui["taxonomy_version"],
-        "guidelines_version": ui["guidelines_version"],
+        "project_id": manifest["project_id"],
+        "project_url": manifest["project_url"],
+        "imported": manifest["imported"] + manifest["gold"],
+        "already_present": manifest["already_present"],
+        "quarantined": manifest["quarantined"],
+        "duplicates": manifest["duplicates"],
+        "tasks": tasks,
+        "annotations_written": sim["annotations_written"],
+        "annotations": pulled["annotations"],
+        "quality_passed": quality["passed"],
+        "report": quality["report"]["html"],
+        "prefect_url": os.environ.get("PREFECT_API_URL", "").removesuffix("/api") + "/runs",
+        "workspace": manifest["workspace"],
     }

@@ -1,0 +1,102 @@
+"""Prefect flow: turn a file of items into a labeling batch (the logic is smo_labelstudio.launch).
+
+One Prefect task plans, one task per import batch (never per item) on a pool of one, one task
+writes the manifest. One at a time on purpose: Label Studio re-plans overlap across the whole project
+on every import, and on SQLite concurrent imports measured slower than sequential ones. Import batches are not retried by Prefect: a retry could import twice; a flow
+re-run resumes from the saved plan instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, Field
+
+from smo_labelstudio import client, launch
+from smo_labelstudio.spec import load_spec
+
+
+PROGRESS_HOOKS: list = []  # callables (done, total) the CLI adds for its progress bar
+
+
+class LaunchParams(BaseModel):
+    """What the Prefect UI asks for when a project manager starts a batch."""
+
+    spec: str = Field(description="path to the project spec (YAML)")
+    data: str = Field(description="CSV, JSONL or Parquet file of items")
+    gold: Optional[str] = Field(None, description="gold items with their answers (policy, severity)")
+    sample: Optional[float] = Field(None, description="a fraction (<= 1) or a number of items, stratified by "
+                                                      "language and source")
+    batch_size: int = Field(10_000, ge=1, le=100_000, description="tasks per import request")
+    seed: int = 0
+
+
+@task(cache_policy=NO_CACHE)
+def plan_batch(params: LaunchParams, url: str, token: str) -> launch.Plan:
+    spec = load_spec(Path(params.spec))
+    return launch.plan_launch(spec, Path(params.data), url, token, Path(params.gold) if params.gold else None,
+                              params.sample, params.batch_size, params.seed)
+
+
+@task(cache_policy=NO_CACHE, retries=0)
+def import_one(plan: launch.Plan, batch: int, url: str, token: str, backend) -> dict:
+    return launch.import_batch(plan, batch, url, token, backend)
+
+
+@task(cache_policy=NO_CACHE)
+def write_manifest(plan: launch.Plan, results: list[dict], url: str) -> dict:
+    return launch.finish(plan, results, url)
+
+
+def manifest_markdown(m: dict) -> str:
+    """The run summary a project manager reads in the Prefect UI."""
+    lines = [f"# Launch: project {m['project_id']}", "", f"[Open in Label Studio]({m['project_url']})", "",
+             "| | rows |", "|---|---:|"]
+    for key in ("rows_read", "imported", "duplicates", "quarantined", "already_present", "sampled_out", "pending",
+                "gold", "predictions", "missing_predictions"):
+        lines.append(f"| {key.replace('_', ' ')} | {m[key]:,} |")
+    lines += ["", f"Counts add up: **{m['counts_add_up']}**. Quarantined rows and reasons: `{m['quarantine_file']}`.",
+              f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}."]
+    if m["prediction_problems"]:
+        lines.append(f"Predictions missing because: {'; '.join(m['prediction_problems'])}.")
+    return "\n".join(lines)
+
+
+@flow(name="create-tasks", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False)
+def create_tasks(params: LaunchParams) -> dict:
+    """Read, validate, de-duplicate, sample, mix in gold, pre-annotate and import; write the manifest."""
+    log = get_run_logger()
+    url, token = client.connection_settings()
+    backend = client.backend_settings()
+    plan = plan_batch(params, url, token)
+    pending = launch.pending_batches(plan)
+    log.info("plan %s: %d tasks in %d batches, %d to import; %s", plan.plan_id, len(plan.items),
+             len(plan.batches), len(pending), plan.counts)
+    progress = create_progress_artifact(progress=0.0, description=f"Import into project {plan.project_id}")
+    results, done = [], 0
+    futures = [import_one.submit(plan, b, url, token, backend) for b in pending]
+    for future in futures:
+        results.append(future.result())
+        done += 1
+        update_progress_artifact(progress, progress=100.0 * done / max(len(futures), 1))
+        for hook in PROGRESS_HOOKS:
+            hook(done, len(futures))
+    if not futures:
+        update_progress_artifact(progress, progress=100.0)
+    try:  # Label Studio then asks the backend for tasks opened without a prediction, and retrains it
+        linked = client.connect_stack_backend(url, token, plan.project_id)
+    except (client.LabelStudioError, OSError) as exc:
+        linked = None
+        log.warning("could not connect the ML backend to project %s: %s", plan.project_id, exc)
+    manifest = write_manifest(plan, results, url)
+    manifest["backend_connected"] = linked is not None
+    create_markdown_artifact(manifest_markdown(manifest), key=f"launch-{plan.project_id}",
+                             description="Launch summary")
+    log.info("launch done: %s", {k: manifest[k] for k in ("imported", "duplicates", "quarantined",
+                                                          "already_present", "gold", "predictions")})
+    return manifest

@@ -1,0 +1,42 @@
+"""Prefect flow: pull what annotators did into the workspace's tidy tables (smo_labelstudio.pull)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from smo_labelstudio import client, pull
+from smo_labelstudio.spec import load_spec
+from smo_labelstudio.workspace import Workspace
+
+
+class PullParams(BaseModel):
+    """What the Prefect UI asks for."""
+
+    spec: str = Field(description="path to the project spec (YAML)")
+    full: bool = Field(False, description="re-read everything instead of what changed since the last pull")
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)  # a pull replaces rows: a retry cannot duplicate
+def pull_tables(workspace: Workspace, url: str, token: str, full: bool) -> dict:
+    return pull.pull(workspace, url, token, full)
+
+
+@flow(name="pull-completions", log_prints=False)
+def pull_completions(params: PullParams) -> dict:
+    """Incremental since the last successful pull; updated and deleted annotations reflected."""
+    spec = load_spec(Path(params.spec))
+    url, token = client.connection_settings()
+    summary = pull_tables(Workspace.for_title(spec.title), url, token, params.full)
+    create_markdown_artifact(
+        f"# Pull: project {summary['project_id']} ({summary['mode']})\n\n"
+        f"| annotations in table | new | updated | deleted | tasks fetched | seconds |\n|---:|---:|---:|---:|---:|---:|\n"
+        f"| {summary['annotations']:,} | {summary['new']:,} | {summary['updated']:,} | {summary['deleted']:,} | "
+        f"{summary['tasks_fetched']:,} | {summary['seconds']} |\n\nTables: `{summary['tables']['labels']}`",
+        key=f"pull-{summary['project_id']}", description="Pull summary")
+    get_run_logger().info("pull: %s", {k: summary[k] for k in ("mode", "annotations", "new", "updated", "deleted")})
+    return summary

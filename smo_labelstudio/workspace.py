@@ -1,0 +1,116 @@
+"""A labeling project's workspace: the files we keep about one project, outside Label Studio.
+
+One folder per spec title under `$SMO_HOME/workspaces/`. Gold answers live only here (Label Studio
+Community lets every account read every project), as do run manifests, quarantined rows, the pulled
+tables the quality engine reads, and reports. Writers replace files atomically.
+
+    project.json             {"project_id", "url", "title", "config"} once the project exists
+    runs/<run_id>.json       one manifest per launch run
+    quarantine.csv           rows refused by launches, one reason each (appended)
+    gold/answers.parquet     external_id, control, label: the gold answers (never sent to Label Studio)
+    tables/annotations.parquet  one row per Label Studio annotation
+    tables/labels.parquet    one row per annotation, control and chosen value (the tidy long table)
+    tables/pull_state.json   where the last successful pull stopped
+    reports/                 quality and export reports
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .paths import state_home
+
+# Columns of the pulled tables: a contract for the quality engine, exports and notebooks.
+ANNOTATION_COLUMNS = [
+    "project", "task", "external_id", "annotation_id", "annotator", "created_at", "updated_at",
+    "lead_time", "was_cancelled", "is_gold", "prediction_model_version", "changed_prediction", "language",
+]
+LABEL_COLUMNS = ["project", "task", "external_id", "annotation_id", "annotator", "control", "label",
+                 "start", "end", "is_gold", "language"]
+
+
+def slug(title: str) -> str:
+    """A folder name for a spec title: lower case, letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "project"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def for_title(cls, title: str, home: Path | None = None) -> "Workspace":
+        return cls((home or state_home()) / "workspaces" / slug(title))
+
+    @property
+    def project_file(self) -> Path:
+        return self.root / "project.json"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine.csv"
+
+    @property
+    def gold_answers(self) -> Path:
+        return self.root / "gold" / "answers.parquet"
+
+    @property
+    def annotations(self) -> Path:
+        return self.root / "tables" / "annotations.parquet"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "tables" / "labels.parquet"
+
+    @property
+    def pull_state(self) -> Path:
+        return self.root / "tables" / "pull_state.json"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def project(self) -> dict | None:
+        """The recorded project (`project_id`, ...) or None before the first launch."""
+        return read_json(self.project_file)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (a crash leaves the old file or the new one, never half of one)."""
+    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True, default=str)))
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """Write a table atomically."""
+    _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

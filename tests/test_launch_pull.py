@@ -1,0 +1,261 @@
+"""`smo launch` and `smo pull` against a real Label Studio, ML backend and Prefect API: idempotent
+launches, resume after an interrupted import, quarantine, gold kept out of Label Studio, incremental
+pulls that reflect updates and deletions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from smo_labelstudio import client, launch, procs, pull
+from smo_labelstudio.spec import load_spec
+from smo_labelstudio.workspace import Workspace
+
+ROWS = [
+    ("r1", "Have a great day everyone", "en"), ("r2", "Click here to claim your free prize now", "en"),
+    ("r3", "gracias por compartir esta receta", "es"), ("r4", "ce vaccin contient des puces", "fr"),
+    ("r5", "شكرا لكم على هذا المقال الرائع", "ar"), ("r6", "you are worthless and everyone hates you", "en"),
+    ("r7", "wir sehen uns morgen beim Training", "de"), ("r8", "step by step how to make a weapon at home", "en"),
+    ("r9", "the match last night was exciting", "en"), ("r10", "your bank account is locked, send your password", "en"),
+    ("r11", "שלום לכולם", "he"), ("r12", "thanks for the recipe", "en"),
+]
+GOLD = [("g1", "that ethnic group should be thrown out of the country", "en", "hate", "3"),
+        ("g2", "what a lovely morning", "en", "no_violation", ""),
+        ("g3", "click to win a free phone now", "en", "spam_scams", "1")]
+
+
+def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
+    data = tmp_path / "items.csv"
+    lines = ["id,text,language"] + [f'{i},"{t}",{lang}' for i, t, lang in ROWS]
+    lines += ['bad1,"",en', 'bad2,"some text",xx', 'r1,"Have a great day everyone",en', 'r13,"HAVE a great  day everyone",en']
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    gold = tmp_path / "gold.csv"
+    gold.write_text("id,text,language,policy,severity\n" + "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
+                    + "\n", encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    text = Path("specs/example.yaml").read_text().replace("title: Text moderation - example batch", f"title: {title}")
+    spec.write_text(text.replace("gold_rate: 0.05", "gold_rate: 0.2"))
+    return spec, data, gold
+
+
+def _env(label_studio, ml_backend, home: Path) -> dict:
+    return {**os.environ, "SMO_HOME": str(home), "SMO_LS_URL": label_studio.url, "SMO_LS_TOKEN": label_studio.token,
+            "SMO_BACKEND_URL": ml_backend.url, "SMO_BACKEND_USER": ml_backend.auth[0],
+            "SMO_BACKEND_PASSWORD": ml_backend.auth[1]}
+
+
+def _smo(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _project_tasks(label_studio, project_id: int) -> list[dict]:
+    return httpx.get(f"{label_studio.url}/api/projects/{project_id}/export",
+                     params={"exportType": "JSON", "download_all_tasks": "true"},
+                     headers={"Authorization": f"Token {label_studio.token}"}, timeout=300).json()
+
+
+def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(label_studio, ml_backend, prefect_api,
+                                                                          tmp_path, unique):
+    spec, data, gold = _files(tmp_path, f"launch {unique}")
+    env = _env(label_studio, ml_backend, tmp_path / "home")
+    first = _smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--batch-size", "5",
+                 "--json")
+    assert first.returncode == 0, first.stderr
+    m = json.loads(first.stdout)
+    assert (m["rows_read"], m["imported"], m["duplicates"], m["quarantined"], m["already_present"]) == (16, 12, 2, 2, 0)
+    assert m["counts_add_up"] and m["gold"] == 3 and m["predictions"] == 15 and m["missing_predictions"] == 0
+    assert m["versions"]["model"] and m["versions"]["taxonomy"]
+
+    tasks = _project_tasks(label_studio, m["project_id"])
+    assert len(tasks) == 15 and len({t["data"]["item_id"] for t in tasks}) == 15
+    # Gold answers live only in our workspace: no task carries a gold marker, source id or answer.
+    for t in tasks:
+        visible = json.dumps({k: t.get(k) for k in ("data", "meta")}, ensure_ascii=False)
+        assert "gold" not in visible and "g1" not in visible and set(t["data"]) <= {"item_id", "text", "language"}
+    ws = Workspace(tmp_path / "home" / "workspaces" / f"launch-{unique}")
+    answers = pd.read_parquet(ws.gold_answers)
+    assert set(answers["external_id"]) == {"gold:g1", "gold:g2", "gold:g3"}
+    quarantine = pd.read_csv(ws.quarantine)
+    assert sorted(quarantine["reason"].str.split(" ").str[0]) == ["missing", "unknown"]
+
+    again = _smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
+    m2 = json.loads(again.stdout)
+    assert again.returncode == 0 and m2["imported"] == 0 and m2["gold"] == 0 and m2["counts_add_up"]
+    assert m2["already_present"] == 12 and len(_project_tasks(label_studio, m["project_id"])) == 15
+
+    human = _smo(env, "launch", "--spec", str(spec), "--data", str(data))
+    assert human.returncode == 0 and "rows read 16 = imported 0 + duplicates 2 + quarantined 2 + already present 12" \
+        in human.stdout
+
+
+def test_an_interrupted_launch_resumes_and_imports_every_row_exactly_once(label_studio, tmp_path, unique):
+    spec_path, data, _gold = _files(tmp_path, f"resume {unique}")
+    spec = load_spec(spec_path)
+    plan = launch.plan_launch(spec, data, label_studio.url, label_studio.token, batch_size=4, home=tmp_path)
+    assert plan.batches == [0, 1, 2]
+    launch.import_batch(plan, 0, label_studio.url, label_studio.token, None)
+    # A crash after Label Studio took batch 1 but before we recorded it: started, imported, not done.
+    launch._mark(plan, 1, "started")
+    rows = plan.items[plan.items["batch"] == 1]
+    client.import_tasks(client.connect(label_studio.url, label_studio.token), plan.project_id,
+                        [{"data": {"item_id": r.item_id, "text": r.text}} for r in rows.itertuples()])
+
+    resumed = launch.plan_launch(spec, data, label_studio.url, label_studio.token, batch_size=4, home=tmp_path)
+    assert resumed.plan_id == plan.plan_id and launch.pending_batches(resumed) == [1, 2]
+    results = [launch.import_batch(resumed, b, label_studio.url, label_studio.token, None)
+               for b in launch.pending_batches(resumed)]
+    assert "already imported" in results[0]["note"]
+    manifest = launch.finish(resumed, results, label_studio.url)
+    assert manifest["complete"] and manifest["counts_add_up"]
+    assert manifest["missing_predictions"] == 12 and "no ML backend configured" in manifest["prediction_problems"]
+    items = [t["data"]["item_id"] for t in _project_tasks(label_studio, plan.project_id)]
+    assert len(items) == len(set(items)) == 12
+
+
+def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, prefect_api, ml_backend, tmp_path, unique):
+    spec, data, _gold = _files(tmp_path, f"pull {unique}")
+    env = _env(label_studio, ml_backend, tmp_path / "home")
+    assert _smo(env, "pull", "--spec", str(spec)).stderr.strip().endswith("first")  # nothing launched yet
+    m = json.loads(_smo(env, "launch", "--spec", str(spec), "--data", str(data), "--json").stdout)
+    tasks = _project_tasks(label_studio, m["project_id"])
+    headers = {"Authorization": f"Token {label_studio.token}"}
+    time.sleep(pull.MARGIN.total_seconds() + 0.5)  # the import is older than the margin a pull re-reads
+
+    def annotate(task: dict, *policies: str) -> int:
+        pred = task["predictions"][0] if task["predictions"] else None
+        result = [{"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": list(policies)}}]
+        resp = httpx.post(f"{label_studio.url}/api/tasks/{task['id']}/annotations", headers=headers, timeout=60,
+                          json={"result": result, "lead_time": 4.2, "parent_prediction": pred})
+        resp.raise_for_status()
+        return resp.json()["id"]
+
+    ids = [annotate(t, "no_violation") for t in tasks[:4]]
+    first = json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    assert (first["mode"], first["annotations"], first["new"]) == ("full", 4, 4)
+
+    httpx.patch(f"{label_studio.url}/api/annotations/{ids[0]}", headers=headers, timeout=60, json={"result": [
+        {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["hate", "harassment"]}}]}
+                ).raise_for_status()
+    httpx.delete(f"{label_studio.url}/api/annotations/{ids[1]}", headers=headers, timeout=60).raise_for_status()
+    annotate(tasks[5], "spam_scams")
+    second = json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    assert second["mode"] == "incremental" and second["tasks_fetched"] < len(tasks)
+    assert (second["annotations"], second["new"], second["updated"], second["deleted"]) == (4, 1, 1, 1)
+
+    ws = Workspace(tmp_path / "home" / "workspaces" / f"pull-{unique}")
+    labels = pd.read_parquet(ws.labels)
+    assert sorted(labels.loc[labels["annotation_id"] == ids[0], "label"]) == ["harassment", "hate"]
+    assert ids[1] not in set(labels["annotation_id"]) and labels["external_id"].notna().all()
+    ann = pd.read_parquet(ws.annotations).set_index("annotation_id")
+    assert ann.loc[ids[0], "changed_prediction"] and ann.loc[ids[0], "prediction_model_version"] == m["versions"]["model"]
+    assert ann["lead_time"].eq(4.2).all() and not ann["is_gold"].any()
+    assert json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)["new"] == 0  # nothing changed
+
+
+@pytest.mark.parametrize("args, words", [
+    (["launch", "--spec", "nope.yaml", "--data", "x.csv"], "nope.yaml"),
+    (["spec", "new", "--config", "nope", "--title", "t"], "no label config named 'nope'"),
+])
+def test_user_mistakes_are_one_line(args, words, tmp_path):
+    result = _smo({**os.environ, "SMO_HOME": str(tmp_path)}, *args)
+    assert result.returncode == 1 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_spec_new_writes_a_spec_that_loads(tmp_path):
+    out = _smo(dict(os.environ), "spec", "new", "--config", "social_post", "--title", "Posts batch 7")
+    path = tmp_path / "spec.yaml"
+    path.write_text(out.stdout)
+    spec = load_spec(path)
+    assert spec.title == "Posts batch 7" and spec.columns.text == "text" and spec.columns.image == "image"
+
+
+def test_launch_simulate_pull_quality_end_to_end_and_gold_hidden_from_annotators(label_studio, ml_backend,
+                                                                                  prefect_api, tmp_path, unique):
+    """The spine: launch with gold, simulated annotators (real users), pull, quality; an annotator's
+    token reads the project but no gold answer, marker or source id."""
+    from smo_labelstudio.annotators import ensure_annotators
+
+    spec, data, gold = _files(tmp_path, f"spine {unique}")
+    spec.write_text(spec.read_text().replace("share: 0.2", "share: 1.0"))  # every task gets 3 annotators
+    env = _env(label_studio, ml_backend, tmp_path / "home")
+    m = json.loads(_smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json").stdout)
+    assert m["gold"] == 3
+    sim = _smo(env, "simulate", "--spec", str(spec), "--annotators", "3", "--accuracy", "0.9", "--json")
+    assert sim.returncode == 0, sim.stderr
+    assert json.loads(sim.stdout)["annotations_written"] == 45
+
+    pulled = json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    assert pulled["annotations"] == 45
+    ws = Workspace(tmp_path / "home" / "workspaces" / f"spine-{unique}")
+    labels = pd.read_parquet(ws.labels)
+    gold_rows = labels[labels["is_gold"]]
+    assert set(gold_rows["external_id"]) == {"gold:g1", "gold:g2", "gold:g3"} and gold_rows["annotator"].nunique() == 3
+    assert labels["annotator"].str.startswith("sim-annotator-").all()
+
+    quality = _smo(env, "quality", "--spec", str(spec), "--json", "--no-adjudicate")
+    assert quality.returncode in (0, 3), quality.stderr  # 3: a gate failed, which 15 tasks may well do
+    summary = json.loads(quality.stdout)
+    assert summary and Path(summary["report"]["html"]).exists()
+
+    annotator = ensure_annotators(1, label_studio.url, label_studio.token)[0]
+    seen = httpx.get(f"{label_studio.url}/api/projects/{m['project_id']}/export", headers=annotator.headers,
+                     params={"exportType": "JSON", "download_all_tasks": "true"}, timeout=120)
+    assert seen.status_code == 200 and len(seen.json()) == 15  # Community: annotators read everything...
+    text = seen.text
+    for secret in ("gold:", "g1", "g2", "g3", "is_gold"):
+        assert secret not in text, secret  # ...but nothing marks a gold task or carries its answer
+    for task in seen.json():
+        assert set(task["data"]) == {"item_id", "text", "language"} and not task["meta"]
+        assert not any(a["ground_truth"] for a in task["annotations"])
+        assert len(task["predictions"]) == 1  # the model's pre-annotation, nothing else
+
+
+def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefect_api, tmp_path, unique):
+    """`smo serve` registers the three deployments; a run started through the API (as the Prefect UI
+    does) is picked up and completes."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    spec, data, _gold = _files(tmp_path, f"serve {unique}")
+    env = _env(label_studio, ml_backend, tmp_path / "home")
+    assert _smo(env, "launch", "--spec", str(spec), "--data", str(data)).returncode == 0
+    server = subprocess.Popen([sys.executable, "-m", "smo_labelstudio.cli", "serve"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        async def deployments() -> set[str]:
+            async with get_client() as c:
+                return {d.name for d in await c.read_deployments()}
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not {"smo"} <= asyncio.run(deployments()):
+            time.sleep(1)
+        run = run_deployment("pull-completions/smo", parameters={"params": {"spec": str(spec)}}, timeout=180)
+        assert run.state.is_completed(), run.state
+        assert Workspace(tmp_path / "home" / "workspaces" / f"serve-{unique}").pull_state.exists()
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_with_the_backend_down_tasks_are_imported_and_listed_as_missing_predictions(label_studio, tmp_path, unique):
+    spec_path, data, _gold = _files(tmp_path, f"down {unique}")
+    spec = load_spec(spec_path)
+    dead = (f"http://127.0.0.1:{procs.free_port()}", ("user", "password"))
+    plan = launch.plan_launch(spec, data, label_studio.url, label_studio.token, batch_size=5, home=tmp_path)
+    results = launch.import_all(plan, label_studio.url, label_studio.token, dead)
+    manifest = launch.finish(plan, results, label_studio.url)
+    assert manifest["imported"] == 12 and manifest["predictions"] == 0 and manifest["missing_predictions"] == 12
+    assert manifest["prediction_problems"] == ["ML backend unreachable (ConnectError)"]
+    missing = pd.read_csv(manifest["missing_predictions_file"])
+    assert sorted(missing["external_id"]) == sorted(r[0] for r in ROWS) and set(missing["batch"]) == {0, 1, 2}

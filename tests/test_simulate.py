@@ -1,0 +1,243 @@
+"""`smo simulate` against the real Label Studio: real annotator accounts, answers posted as them,
+idempotent re-runs, and a truth that stays in the workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from smo_labelstudio.annotators import annotator_email, ensure_annotators
+from smo_labelstudio.client import create_project, import_tasks
+from smo_labelstudio.configs import labeling_interface
+from smo_labelstudio.simanswers import Targets, Truth, accuracy_matrix, answer, rng_for
+from smo_labelstudio.simtruth import load_saved_truth, read_confusion, read_truth_file, truth_path
+from smo_labelstudio.simulate import SimulationSettings, simulate
+from smo_labelstudio.workspace import Workspace, slug, write_json, write_parquet
+
+REPO = Path(__file__).resolve().parents[1]
+TEXTS = ["Have a great day, everyone!", "Click here to claim your free prize now!!!",
+         "Gracias por compartir esta receta.", "Ce vaccin contient des puces, partagez vite !",
+         "Wir sehen uns morgen beim Training.", "You people are all the same, get out of our town."]
+
+
+def _items(prefix: str, n: int) -> list[dict]:
+    return [{"external_id": f"{prefix}-{i:03d}", "language": "en", "text": f"{TEXTS[i % len(TEXTS)]} (item {i})"}
+            for i in range(n)]
+
+
+def _project(label_studio, ls_client, title: str, items: list[dict], overlap: int) -> int:
+    ui = labeling_interface("text_moderation")
+    project_id = create_project(ls_client, title, ui["label_config"])
+    resp = httpx.patch(f"{label_studio.url}/api/projects/{project_id}", headers=_auth(label_studio.token),
+                       json={"maximum_annotations": overlap, "overlap_cohort_percentage": 100}, timeout=60)
+    resp.raise_for_status()
+    assert import_tasks(ls_client, project_id, [{"data": item} for item in items]) == len(items)
+    return project_id
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Token {token}"}
+
+
+def _tasks(label_studio, project_id: int, token: str | None = None) -> list[dict]:
+    resp = httpx.get(f"{label_studio.url}/api/tasks", headers=_auth(token or label_studio.token), timeout=60,
+                     params={"project": project_id, "fields": "all", "page_size": 500})
+    resp.raise_for_status()
+    return sorted(resp.json()["tasks"], key=lambda t: t["id"])
+
+
+def _choices(annotation: dict, control: str) -> list[str]:
+    return sorted(v for r in annotation["result"] if r["from_name"] == control for v in r["value"]["choices"])
+
+
+@pytest.fixture(scope="module")
+def simulated(label_studio, tmp_path_factory):
+    """12 tasks wanting 3 annotators each, answered once by 3 simulated annotators at 80% accuracy."""
+    from smo_labelstudio.client import connect
+
+    ls = connect(label_studio.url, label_studio.token)
+    items = _items("sim", 12)
+    project_id = _project(label_studio, ls, f"simulate {os.urandom(4).hex()}", items, overlap=3)
+    workspace = Workspace(tmp_path_factory.mktemp("sim-ws"))
+    settings = SimulationSettings(annotators=3, accuracy=0.8, seed=7, lead_time=20)
+    summary = simulate(project_id, settings, workspace, label_studio.url, label_studio.token)
+    return {"project_id": project_id, "items": items, "workspace": workspace, "summary": summary,
+            "settings": settings}
+
+
+def test_annotators_are_real_users_and_annotations_are_completed_by_them(label_studio, simulated):
+    summary = simulated["summary"]
+    assert summary["annotations_written"] == 36 and summary["failed"] == 0
+    assert summary["tasks_simulated"] == 12 and summary["already_done"] == 0
+    annotators = ensure_annotators(3, label_studio.url, label_studio.token)
+    by_id = {a.user_id: a for a in annotators}
+    users = httpx.get(f"{label_studio.url}/api/users", headers=_auth(label_studio.token), timeout=60).json()
+    emails = {u["id"]: u["email"] for u in users}
+    assert [emails[a.user_id] for a in annotators] == [annotator_email(i) for i in (1, 2, 3)]
+    for annotator in annotators:  # each token acts as its own user, not as the admin
+        me = httpx.get(f"{label_studio.url}/api/current-user/whoami", headers=annotator.headers, timeout=60).json()
+        assert me["email"] == annotator.email and annotator.token != label_studio.token
+    for task in _tasks(label_studio, simulated["project_id"]):
+        authors = [a["completed_by"] for a in task["annotations"]]
+        assert sorted(authors) == sorted(by_id), f"task {task['id']}: {authors}"
+        assert task["total_annotations"] == 3 and task["is_labeled"]
+        for annotation in task["annotations"]:
+            assert annotation["lead_time"] > 0 and not annotation["ground_truth"]
+            assert _choices(annotation, "policy"), "every answer chooses at least one policy"
+
+
+def test_rerun_reuses_the_accounts_and_writes_nothing_new(label_studio, simulated):
+    before = ensure_annotators(3, label_studio.url, label_studio.token)
+    truth_before = pd.read_parquet(truth_path(simulated["workspace"]))
+    # More annotators and another seed: the tasks are complete, so still nothing to write.
+    again = simulate(simulated["project_id"], SimulationSettings(annotators=4, seed=99), simulated["workspace"],
+                     label_studio.url, label_studio.token)
+    assert again["annotations_written"] == 0 and again["already_done"] == 12 and again["tasks_simulated"] == 0
+    assert [a.user_id for a in ensure_annotators(3, label_studio.url, label_studio.token)] == \
+        [a.user_id for a in before]
+    assert sum(len(t["annotations"]) for t in _tasks(label_studio, simulated["project_id"])) == 36
+    pd.testing.assert_frame_equal(pd.read_parquet(truth_path(simulated["workspace"])), truth_before)
+
+
+def test_saved_truth_covers_every_task(label_studio, simulated):
+    truth = pd.read_parquet(truth_path(simulated["workspace"]))
+    assert list(truth.columns) == ["task", "external_id", "control", "label"]
+    tasks = _tasks(label_studio, simulated["project_id"])
+    policy = truth[truth["control"] == "policy"]
+    assert policy["task"].nunique() == len(tasks) == 12
+    assert dict(zip(policy["task"], policy["external_id"])) == {t["id"]: t["data"]["external_id"] for t in tasks}
+    # Violations carry a severity, no violation none; an 80% annotator agrees with the truth most of the time.
+    saved = load_saved_truth(simulated["workspace"])
+    assert all((t.severity is None) == (t.labels == ("no_violation",)) for _, t in saved.values())
+    answers = [(_choices(a, "policy"), list(saved[t["id"]][1].labels)) for t in tasks for a in t["annotations"]]
+    agree = sum(given == true for given, true in answers) / len(answers)
+    assert 0.5 < agree < 1.0, agree
+
+
+def test_annotator_token_reads_tasks_but_no_truth_is_in_label_studio(label_studio, simulated):
+    annotator = ensure_annotators(1, label_studio.url, label_studio.token)[0]
+    imported = {item["external_id"]: item for item in simulated["items"]}
+    tasks = _tasks(label_studio, simulated["project_id"], token=annotator.token)
+    assert len(tasks) == 12  # Community: any account reads every project, which is why truth stays out
+    for task in tasks:
+        one = httpx.get(f"{label_studio.url}/api/tasks/{task['id']}", headers=annotator.headers, timeout=60)
+        assert one.status_code == 200
+        body = one.json()
+        assert body["data"] == imported[body["data"]["external_id"]]  # exactly what was imported
+        assert body["meta"] == {} and body["predictions"] == []
+    exported = httpx.get(f"{label_studio.url}/api/projects/{simulated['project_id']}/export",
+                         params={"exportType": "JSON"}, headers=annotator.headers, timeout=60)
+    assert exported.status_code == 200
+    for task in exported.json():
+        assert set(task["data"]) == {"external_id", "language", "text"} and not task.get("predictions")
+
+
+def test_accuracy_one_answers_equal_the_gold_the_truth_file_or_the_drawn_truth(label_studio, ls_client, tmp_path, unique):
+    items = _items(f"acc-{unique}", 8)
+    project_id = _project(label_studio, ls_client, f"simulate exact {unique}", items, overlap=2)
+    truth_file = tmp_path / "truth.csv"
+    given = {items[0]["external_id"]: ("hate|harassment", "3"), items[1]["external_id"]: ("no_violation", ""),
+             items[2]["external_id"]: ("spam_scams", "1")}
+    pd.DataFrame([{"external_id": k, "labels": v[0], "severity": v[1]} for k, v in given.items()]).to_csv(
+        truth_file, index=False)
+    workspace = Workspace(tmp_path / "ws")
+    gold = {items[3]["external_id"]: ("self_harm", "4"), items[4]["external_id"]: ("no_violation", "")}
+    write_parquet(workspace.gold_answers, pd.DataFrame(
+        [(k, "policy", v[0]) for k, v in gold.items()] + [(items[3]["external_id"], "severity", "4")],
+        columns=["external_id", "control", "label"]))
+    summary = simulate(project_id, SimulationSettings(annotators=2, accuracy=1.0, truth_file=truth_file, seed=3),
+                       workspace, label_studio.url, label_studio.token)
+    assert summary["annotations_written"] == 16
+    assert summary["truth_from_file"] == 3 and summary["truth_from_gold"] == 2
+    given |= gold
+    saved = load_saved_truth(workspace)
+    for external_id, (labels, severity) in given.items():
+        task_id = next(t for t, (e, _) in saved.items() if e == external_id)
+        assert saved[task_id][1] == Truth(tuple(sorted(labels.split("|"))), int(severity) if severity else None)
+    for task in _tasks(label_studio, project_id):
+        truth = saved[task["id"]][1]
+        assert len(task["annotations"]) == 2
+        for annotation in task["annotations"]:
+            assert _choices(annotation, "policy") == list(truth.labels)
+            severity = _choices(annotation, "severity")
+            assert severity == ([str(truth.severity)] if truth.severity else [])
+
+
+def test_confusion_matrix_rows_replace_the_accuracy(tmp_path):
+    policies = ("harassment", "hate", "no_violation", "spam_scams")
+    matrix_file = tmp_path / "confusion.csv"
+    matrix_file.write_text("truth,hate,harassment\nhate,0,3\n")
+    confusion = accuracy_matrix(policies, 1.0)
+    confusion.update(read_confusion(matrix_file, policies))
+    targets = Targets(policies=policies, to_name="text", span_labels=("hate", "harassment", "spam_scams"))
+    for i in range(50):
+        hate = answer(Truth(("hate",), 2), targets, confusion, 1.0, rng_for(0, i), "some text here")
+        spam = answer(Truth(("spam_scams",), 1), targets, confusion, 1.0, rng_for(1, i), "some text here")
+        assert hate[0]["value"]["choices"] == ["harassment"] and spam[0]["value"]["choices"] == ["spam_scams"]
+    again = answer(Truth(("hate",), 2), targets, confusion, 1.0, rng_for(0, 1), "some text here")
+    assert again == answer(Truth(("hate",), 2), targets, confusion, 1.0, rng_for(0, 1), "some text here")
+    matrix_file.write_text("truth,hate,weird\nhate,1,1\n")
+    with pytest.raises(ValueError, match="'weird' is not a policy id"):
+        read_confusion(matrix_file, policies)
+
+
+def _smo(home: Path, label_studio, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SMO_HOME": str(home), "SMO_LS_URL": label_studio.url, "SMO_LS_TOKEN": label_studio.token}
+    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", "simulate", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_reads_the_project_from_the_workspace(label_studio, ls_client, tmp_path, unique):
+    title = f"Simulate CLI {unique}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((REPO / "specs" / "example.yaml").read_text().replace(
+        "title: Text moderation - example batch", f"title: {title}"))
+    home = tmp_path / "home"
+
+    missing = _smo(home, label_studio, "--spec", str(spec), "--annotators", "2")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines() == [
+        f"error: no project for {title!r} yet; run `smo launch --spec {spec}` first"]
+
+    project_id = _project(label_studio, ls_client, title, _items(f"cli-{unique}", 5), overlap=2)
+    write_json(home / "workspaces" / slug(title) / "project.json",
+               {"project_id": project_id, "url": label_studio.url, "title": title, "config": "text_moderation"})
+    first = _smo(home, label_studio, "--spec", str(spec), "--annotators", "2", "--limit", "3", "--json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert {k: summary[k] for k in ("annotators", "tasks", "annotations_written", "already_done")} == \
+        {"annotators": 2, "tasks": 5, "annotations_written": 6, "already_done": 0}
+    assert summary["left_for_later"] == 2 and summary["seconds"] > 0
+    tokens = [label_studio.token] + [a.token for a in ensure_annotators(2, label_studio.url, label_studio.token)]
+    assert not [t for t in tokens if t in first.stdout + first.stderr]
+
+    rest = _smo(home, label_studio, "--spec", str(spec), "--annotators", "2")
+    assert rest.returncode == 0, rest.stderr
+    assert "4 annotations written" in rest.stdout and "3 of 5 tasks already done" in rest.stdout
+    truth = pd.read_parquet(home / "workspaces" / slug(title) / "simulation" / "truth.parquet")
+    assert truth["task"].nunique() == 5
+
+
+def test_truth_file_formats_and_bad_rows(tmp_path):
+    policies = ("harassment", "hate", "no_violation", "spam_scams")
+    jsonl = tmp_path / "truth.jsonl"
+    jsonl.write_text('{"external_id": "a", "labels": ["hate", "harassment"], "severity": 3}\n'
+                     '{"text": "hello there", "labels": "no_violation"}\n')
+    found = read_truth_file(jsonl, policies)
+    assert found.find("a", None) == Truth(("harassment", "hate"), 3)
+    assert found.find("unknown", "hello there") == Truth(("no_violation",), None)
+    assert found.find("unknown", "other text") is None and "nan" not in found.by_external_id
+    bad = tmp_path / "bad.csv"
+    bad.write_text("external_id,labels,severity\nok,hate,2\nx,no_violation|hate,\n")
+    with pytest.raises(ValueError, match=r"bad.csv row 3: no_violation cannot be combined"):
+        read_truth_file(bad, policies)
+    bad.write_text("external_id,labels,severity\nx,hate,7\n")
+    with pytest.raises(ValueError, match=r"bad.csv row 2: severity '7' must be 1, 2, 3 or 4"):
+        read_truth_file(bad, policies)
