@@ -1,0 +1,91 @@
+"""Quality check of one labeling project: read back adjudications, check gold and agreement, queue
+low-confidence tasks for adjudication, write the report, post artifacts, and emit
+`smo.quality.gate-failed` (resource `smo.project.<id>`) when a gate fails so automations can react.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
+from pydantic import BaseModel, Field
+
+from smo_labelstudio import quality_pass as qp
+from smo_labelstudio.quality_report import render_markdown
+from smo_labelstudio.spec import load_spec
+from smo_labelstudio.workspace import Workspace, slug
+
+
+class QualityCheckParams(BaseModel):
+    """The form the Prefect UI shows for a run."""
+
+    spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
+    adjudicate: bool = Field(True, description="Read back and queue adjudications in Label Studio")
+    method: Literal["ds", "mv"] = Field("ds", description="Consensus: Dawid-Skene (ds) or majority vote (mv)")
+    n_boot: int = Field(1000, ge=10, le=10_000, description="Bootstrap resamples for confidence intervals")
+
+
+@task(cache_policy=NO_CACHE, name="read back adjudications")
+def read_back(ws: Workspace, spec) -> int:
+    ls, _ = qp.connect_label_studio()
+    return qp.read_back(ws, spec, ls)
+
+
+@task(cache_policy=NO_CACHE, name="check gold, agreement and consensus")
+def check(ws: Workspace, spec, method: str, n_boot: int):
+    return qp.check(ws, spec, method=method, n_boot=n_boot)
+
+
+@task(cache_policy=NO_CACHE, name="queue low-confidence tasks for adjudication")
+def queue(ws: Workspace, spec, result, inputs) -> dict:
+    ls, url = qp.connect_label_studio()
+    return qp.queue(ws, spec, result, inputs, ls, url)
+
+
+@task(cache_policy=NO_CACHE, name="write the report")
+def write(ws: Workspace, spec, result, project: dict):
+    return qp.report(ws, spec, result, project)
+
+
+@task(cache_policy=NO_CACHE, name="post artifacts")
+def post_artifacts(outcome: qp.PassOutcome) -> None:
+    key = slug(outcome.spec.title)[:40].strip("-")
+    result = outcome.result
+    create_markdown_artifact(key=f"quality-{key}", markdown=render_markdown(result, outcome.spec.title, {}),
+                             description="Quality summary (plots are in the HTML report)")
+    columns = ["annotator", "n_answers", "gold_n", "gold_accuracy", "ci_low", "ci_high", "flagged", "reason"]
+    table = result.annotators[columns].astype(object).where(result.annotators[columns].notna(), None)
+    create_table_artifact(key=f"quality-annotators-{key}", table=table.to_dict(orient="records"),
+                          description="Annotators on gold")
+    create_link_artifact(key=f"quality-report-{key}", link=outcome.report.html.resolve().as_uri(),
+                         link_text="Quality report (HTML)", description=str(outcome.report.html))
+
+
+@flow(name="quality-check", log_prints=True)
+def quality_check(params: QualityCheckParams) -> dict:
+    """Check one project's labels against its spec's quality gates."""
+    spec = load_spec(Path(params.spec))
+    ws = Workspace.for_title(spec.title)
+    qp.load_inputs(ws)  # fail early, in one line, when nothing was pulled
+    if params.adjudicate:
+        read_back(ws, spec)
+    result, inputs = check(ws, spec, params.method, params.n_boot)
+    if params.adjudicate:
+        queue(ws, spec, result, inputs)
+    files = write(ws, spec, result, inputs["project"])
+    outcome = qp.PassOutcome(spec, ws, result, files, inputs["project"])
+    post_artifacts(outcome)
+    if result.failed_gates:
+        emit_event(**qp.gate_event(outcome))
+        print(f"gates failed: {', '.join(g.name for g in result.failed_gates)}")
+    return outcome.summary()
+
+
+if __name__ == "__main__":
+    import sys
+
+    quality_check(QualityCheckParams(spec=sys.argv[1]))
