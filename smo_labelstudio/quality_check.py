@@ -59,6 +59,7 @@ class CheckResult:
     to_review: pd.DataFrame
     gates: list[Gate]
     quality: Quality
+    gold_by_policy: pd.DataFrame = field(default_factory=pd.DataFrame)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,6 +79,7 @@ class CheckResult:
             "languages": self.language_agreement.to_dict(orient="records"),
             "severity": self.severity_agreement.to_dict(orient="records"),
             "annotators": self.annotators.to_dict(orient="records"),
+            "gold_by_policy": self.gold_by_policy.to_dict(orient="records"),
             "flagged": sorted(self.confusions),
             "consensus": {"n_tasks": int(c["task"].nunique()) if len(c) else 0,
                           "adjudicated": int(c.loc[c["source"] == "adjudicated", "task"].nunique()) if len(c) else 0,
@@ -134,6 +136,21 @@ def _annotators(keys: pd.DataFrame, gold_keys: pd.DataFrame, severity: pd.DataFr
             columns={"gold_n": "severity_gold_n", "gold_accuracy": "severity_gold_accuracy"}), on="annotator", how="left")
     frame["annotator"] = frame["annotator"].astype(str)
     return frame, confusions
+
+
+def _gold_by_policy(binary: pd.DataFrame, gold_binary: pd.DataFrame, quality: Quality) -> pd.DataFrame:
+    """Gold accuracy per annotator and policy (chosen or not), with Wilson intervals: which policy an
+    annotator gets wrong, not only that they do."""
+    parts = []
+    for policy, answers in binary.groupby("policy", sort=True):
+        gold = gold_binary[gold_binary["policy"] == policy]
+        if gold.empty or not answers["task"].isin(gold["task"]).any():
+            continue
+        report = gold_accuracy(answers[["task", "annotator", "label"]], gold[["task", "label"]],
+                               threshold=_clip(quality.min_gold_accuracy), min_answers=quality.min_gold_answers)
+        parts.append(report[["annotator", "gold_n", "gold_accuracy", "ci_low", "ci_high"]].assign(policy=policy))
+    columns = ["annotator", "policy", "gold_n", "gold_accuracy", "ci_low", "ci_high"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
 def _policy_agreement(sets: pd.DataFrame, binary: pd.DataFrame, n_boot: int, random_state: int) -> pd.DataFrame:
@@ -243,6 +260,7 @@ def compute_check(labels: pd.DataFrame, gold: pd.DataFrame | None, quality: Qual
     gold_keys, gold_sev = qi.gold_policy_keys(gold), qi.gold_severity(gold)
 
     annotators, confusions = _annotators(keys, gold_keys, severity, gold_sev, quality)
+    gold_by_policy = _gold_by_policy(binary, qi.gold_policy_binary(gold, policies), quality)
     policy_agreement = _policy_agreement(sets, binary, n_boot, random_state)
     gold_ids = set(gold["external_id"]) if gold is not None and len(gold) else set()
     consensus = pd.concat([_consensus(keys, gold_keys, qi.POLICY, method, gold_ids),
@@ -271,7 +289,8 @@ def compute_check(labels: pd.DataFrame, gold: pd.DataFrame | None, quality: Qual
                        language_agreement=_language_agreement(sets, keys, n_boot, random_state),
                        policy_language_alpha=_policy_language_alpha(sets),
                        severity_agreement=_severity_agreement(severity, n_boot, random_state),
-                       confusions=confusions, consensus=consensus, to_review=to_review, gates=gates, quality=quality)
+                       confusions=confusions, consensus=consensus, to_review=to_review, gates=gates, quality=quality,
+                       gold_by_policy=gold_by_policy)
 
 
 def _num(value: Any) -> float | None:

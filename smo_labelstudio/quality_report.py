@@ -172,6 +172,12 @@ def render_markdown(result: CheckResult, title: str, plots: dict[str, bytes], *,
     lines += [_table(result.annotators, {"annotator": "annotator", "n_answers": "answers", "gold_n": "gold answers",
                                          "gold_accuracy": "accuracy", "ci_low": "CI low", "ci_high": "CI high",
                                          "flagged": "flagged", "reason": "reason"}), ""]
+    if len(result.gold_by_policy):
+        lines += ["### Gold accuracy per policy", "",
+                  "Each policy as a binary choice (chosen or not) on gold tasks: where an annotator goes wrong.", "",
+                  _table(result.gold_by_policy, {"annotator": "annotator", "policy": "policy", "gold_n": "gold answers",
+                                                 "gold_accuracy": "accuracy", "ci_low": "CI low",
+                                                 "ci_high": "CI high"}), ""]
     lines += ["## Agreement per policy", "",
               f"Each policy as a binary choice. Gate: Krippendorff's alpha >= min_alpha {q.min_alpha:g}. "
               "Rare policies make kappa and alpha low while raw agreement stays high; read AC1 beside them.", ""]

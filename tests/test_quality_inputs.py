@@ -80,6 +80,11 @@ def test_check_flags_the_bad_annotator_and_gates_on_the_spec(project_data):
     assert "gold-accuracy:ann-bad" in failed and not any(g.startswith("gold-accuracy:ann-") and g != "gold-accuracy:ann-bad"
                                                          for g in failed)
     assert set(result.language_agreement["language"]) == {"en", "es", "ar"}
+    # per policy on gold: the bad annotator is the least accurate on every policy gold covers
+    by_policy = result.gold_by_policy
+    assert set(by_policy["policy"]) <= set(result.policy_agreement["policy"]) and by_policy["gold_n"].gt(0).all()
+    worst = by_policy.loc[by_policy.groupby("policy")["gold_accuracy"].idxmin(), "annotator"]
+    assert (worst == "ann-bad").mean() >= 0.5 and (by_policy["ci_low"] <= by_policy["gold_accuracy"]).all()
     assert set(result.policy_agreement["policy"]) == set(qi.policy_binary(qi.policy_sets(labels))["policy"])
     # gold tasks keep their gold label and never go to adjudication
     assert not result.to_review["task"].isin(gold_ids).any()
