@@ -192,6 +192,7 @@ def plan_launch(spec: Spec, data: Path, url: str, token: str, gold: Path | None 
     batch = pd.concat([items, gold_items], ignore_index=True)
     batch = batch.sample(frac=1, random_state=seed).reset_index(drop=True)  # gold spread through the batch
     batch["batch"] = np.arange(len(batch)) // batch_size
+    batch["is_gold"] = batch["is_gold"].astype(bool)  # an empty frame's columns come back as object
     counts = {
         "rows_read": prepared.rows_read,
         "to_import": int((~batch["is_gold"]).sum()),
@@ -269,7 +270,10 @@ def predict(backend: tuple[str, tuple[str, str]] | None, label_config: str, text
             return None, f"ML backend answered {resp.status_code}: {resp.json().get('error', '')[:200]}"
         except ValueError:
             return None, f"ML backend answered {resp.status_code}"
-    return resp.json()["results"], None
+    results = resp.json().get("results")
+    if not isinstance(results, list) or len(results) != len(texts):
+        return None, "ML backend answered with a different number of predictions than tasks"
+    return results, None
 
 
 def import_batch(plan: Plan, batch: int, url: str, token: str,
