@@ -144,13 +144,21 @@ class _LabelStudio:
 
 
 def pull(ws: Workspace, url: str, token: str, full: bool = False) -> dict:
-    """Bring the workspace tables up to date with the project; returns the pull summary."""
+    """Bring the workspace tables up to date with the project; returns the pull summary. A crash at
+    any point is safe: the watermark is saved last, so the next pull re-reads and replaces."""
+    ls = _LabelStudio(url, token)
+    try:
+        return _pull(ws, ls, full)
+    finally:
+        ls.http.close()
+
+
+def _pull(ws: Workspace, ls: "_LabelStudio", full: bool) -> dict:
     project = ws.project()
     if not project:
         raise PullError(f"no project recorded in {ws.root}; run `smo launch --spec SPEC --data FILE` first")
     pid = project["project_id"]
     state = None if full else read_json(ws.pull_state)
-    ls = _LabelStudio(url, token)
     t0 = time.perf_counter()
     users, server_now = ls.users()
     ledger = item_ledger(ws)
