@@ -276,6 +276,23 @@ def predict(backend: tuple[str, tuple[str, str]] | None, label_config: str, text
     return results, None
 
 
+PREDICTION_COLUMNS = ["item_id", "model_version", "score", "policy", "severity", "label_scores"]
+
+
+def prediction_rows(rows: pd.DataFrame, predictions: list[dict]) -> pd.DataFrame:
+    """The pre-annotations we imported, kept in the workspace for model evaluation: chosen policies
+    (`|`-joined), severity, task score and every policy's probability (JSON)."""
+    out = []
+    for item, pred in zip(rows["item_id"], predictions):
+        by_control = {r.get("from_name"): r for r in pred.get("result", [])}
+        policy, severity = by_control.get("policy", {}), by_control.get("severity", {})
+        out.append({"item_id": item, "model_version": pred.get("model_version"), "score": pred.get("score"),
+                    "policy": "|".join(policy.get("value", {}).get("choices", [])),
+                    "severity": "|".join(severity.get("value", {}).get("choices", [])) or None,
+                    "label_scores": json.dumps(policy.get("label_scores", {}), sort_keys=True)})
+    return pd.DataFrame(out, columns=PREDICTION_COLUMNS)
+
+
 def import_batch(plan: Plan, batch: int, url: str, token: str,
                  backend: tuple[str, tuple[str, str]] | None) -> dict:
     """Pre-annotate and import one batch, exactly once (see the module docstring)."""
@@ -305,7 +322,9 @@ def import_batch(plan: Plan, batch: int, url: str, token: str,
         tasks.append(task)
     _mark(plan, batch, "started")
     imported = client.import_json(url, token, plan.project_id, tasks)
-    if predictions is None:
+    if predictions is not None:
+        write_parquet(plan.folder / "predictions" / f"batch-{batch:05d}.parquet", prediction_rows(rows, predictions))
+    else:
         with _batch_lock:  # the list a project manager (or a later backfill) works from
             missing = plan.folder / "missing_predictions.csv"
             rows[["item_id", "external_id"]].assign(batch=batch, reason=why).to_csv(

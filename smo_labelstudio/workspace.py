@@ -5,7 +5,10 @@ Community lets every account read every project), as do run manifests, quarantin
 tables the quality engine reads, and reports. Writers replace files atomically.
 
     project.json             {"project_id", "url", "title", "config"} once the project exists
-    runs/<run_id>.json       one manifest per launch run
+    runs/<plan_id>/          one folder per launch plan: plan.parquet (every item with its text,
+                             language, is_gold, batch), batches.json, manifest.json, quarantine and
+                             duplicates, predictions/batch-*.parquet (the pre-annotations imported),
+                             missing_predictions.csv
     quarantine.csv           rows refused by launches, one reason each (appended)
     gold/answers.parquet     external_id, control, label: the gold answers (never sent to Label Studio)
     tables/annotations.parquet  one row per Label Studio annotation

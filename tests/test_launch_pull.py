@@ -74,6 +74,9 @@ def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(label
     assert (m["rows_read"], m["imported"], m["duplicates"], m["quarantined"], m["already_present"]) == (16, 12, 2, 2, 0)
     assert m["counts_add_up"] and m["gold"] == 3 and m["predictions"] == 15 and m["missing_predictions"] == 0
     assert m["versions"]["model"] and m["versions"]["taxonomy"]
+    kept = pd.concat(pd.read_parquet(p) for p in (tmp_path / "home").glob("workspaces/*/runs/*/predictions/*.parquet"))
+    assert len(kept) == 15 and kept["item_id"].is_unique and set(kept["model_version"]) == {m["versions"]["model"]}
+    assert kept["policy"].str.len().gt(0).all() and kept["score"].between(0, 1).all()
 
     tasks = _project_tasks(label_studio, m["project_id"])
     assert len(tasks) == 15 and len({t["data"]["item_id"] for t in tasks}) == 15
