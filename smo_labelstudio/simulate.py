@@ -27,7 +27,7 @@ from .workspace import Workspace
 
 PAGE_SIZE = 500
 # Not `total_annotations`: that stored counter loses updates when one task gets concurrent writes.
-TASK_FIELDS = "id,data,meta,overlap,annotations"
+TASK_FIELDS = "id,data,meta,overlap,annotations,annotators"
 
 
 class Progress(Protocol):
@@ -103,7 +103,9 @@ def list_project_tasks(http: httpx.Client, project_id: int, default_overlap: int
                 id=int(t["id"]), external_id=None if external_id is None else str(external_id),
                 text=text if isinstance(text, str) else None, overlap=int(t.get("overlap") or default_overlap),
                 answered=sum(not a.get("was_cancelled") for a in annotations),
-                annotators={_user_id(a.get("completed_by")) for a in annotations}))
+                # The list's annotations may carry no `completed_by`; `annotators` (user ids) always does.
+                annotators=({_user_id(a.get("completed_by")) for a in annotations}
+                            | {_user_id(u) for u in t.get("annotators") or []}) - {None}))
         if not batch or len(tasks) >= int(body.get("total", 0)):
             break
         page += 1

@@ -241,3 +241,19 @@ def test_truth_file_formats_and_bad_rows(tmp_path):
     bad.write_text("external_id,labels,severity\nx,hate,7\n")
     with pytest.raises(ValueError, match=r"bad.csv row 2: severity '7' must be 1, 2, 3 or 4"):
         read_truth_file(bad, policies)
+
+
+def test_a_rerun_with_more_annotators_never_gives_a_task_to_someone_who_answered_it(label_studio, ls_client,
+                                                                                     tmp_path, unique):
+    project_id = _project(label_studio, ls_client, f"simulate more {unique}", _items(f"more-{unique}", 6), overlap=4)
+    workspace = Workspace(tmp_path / "ws")
+    first = simulate(project_id, SimulationSettings(annotators=2, seed=1), workspace, label_studio.url,
+                     label_studio.token)
+    second = simulate(project_id, SimulationSettings(annotators=4, seed=2), workspace, label_studio.url,
+                      label_studio.token)
+    assert first["annotations_written"] == 12 and second["annotations_written"] == 12
+    exported = httpx.get(f"{label_studio.url}/api/projects/{project_id}/export", headers=_auth(label_studio.token),
+                         params={"exportType": "JSON"}, timeout=60).json()
+    for task in exported:
+        who = [a["completed_by"] for a in task["annotations"]]
+        assert len(who) == 4 and len(set(who)) == 4, (task["id"], who)
