@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -75,12 +76,23 @@ def ensure_annotator(url: str, admin_token: str, email: str, invite_token: str |
                 raise AnnotatorError(
                     f"{email}: cannot log in or sign up; the account exists with another password (made "
                     f"by hand or under another admin token): delete it in Label Studio or use another prefix")
-        token = _json(session.get("/api/current-user/token"), email)["token"]
+        token = _json(_get_retrying(session, "/api/current-user/token"), email)["token"]
     me = _json(httpx.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"},
                          timeout=60), email)
     if me.get("email") != email:
         raise AnnotatorError(f"{email}: the token read back belongs to {me.get('email')!r}")
     return Annotator(email=email, user_id=int(me["id"]), token=token)
+
+
+def _get_retrying(session: httpx.Client, path: str, attempts: int = 4) -> httpx.Response:
+    """A GET retried on 5xx with backoff: the first read of a token writes it, and concurrent sign-ups
+    on SQLite have answered 500 ("database is locked"); a GET is safe to repeat."""
+    for attempt in range(attempts):
+        resp = session.get(path)
+        if resp.status_code < 500:
+            break
+        time.sleep(0.5 * 2 ** attempt)
+    return resp
 
 
 def _invite_token(url: str, admin_token: str) -> str:
