@@ -155,16 +155,19 @@ def spec_new(
 
 
 def serve() -> None:
-    """Serve the flows (create-tasks, pull-completions, quality-check) as deployments on this
+    """Serve the flows (create-tasks, pull-completions, quality-check, ops-report, export-dataset) as deployments on this
     machine, so project managers start them from the Prefect UI; runs until Ctrl-C."""
     _prefect_ready()
     from prefect import serve as prefect_serve
 
     from flows.create_tasks import create_tasks
+    from flows.export_dataset import export_dataset
     from flows.pull_completions import pull_completions
+    from flows.ops_report import ops_report
     from flows.quality_check import quality_check
 
-    typer.echo(f"serving create-tasks/smo, pull-completions/smo, quality-check/smo on {os.environ['PREFECT_API_URL']}"
-               " (Ctrl-C stops)")
+    typer.echo(f"serving create-tasks/smo, pull-completions/smo, quality-check/smo, ops-report/smo (daily 06:00 UTC), "
+               f"export-dataset/smo on {os.environ['PREFECT_API_URL']} (Ctrl-C stops)")
     prefect_serve(create_tasks.to_deployment(name="smo"), pull_completions.to_deployment(name="smo"),
-                  quality_check.to_deployment(name="smo"), print_starting_message=False)
+                  quality_check.to_deployment(name="smo"), ops_report.to_deployment(name="smo", cron="0 6 * * *"),
+                  export_dataset.to_deployment(name="smo"), print_starting_message=False)

@@ -30,6 +30,10 @@ app.command("launch")(batch_cli.launch)
 app.command("pull")(batch_cli.pull_cmd)
 app.add_typer(batch_cli.spec_app, name="spec")
 app.command("serve")(batch_cli.serve)
+from . import report_cli  # noqa: E402
+app.command("report")(report_cli.report)
+from . import export_cli  # noqa: E402
+app.command("export")(export_cli.export)
 
 USER_ERRORS = (stack.StackError, ServiceError, EnvError, ValueError, OSError)
 
@@ -255,6 +259,8 @@ def demo(
     typer.echo(f"Label Studio  {summary['project_url']}")
     typer.echo(f"Prefect runs  {summary['prefect_url']}")
     typer.echo(f"Quality       {'passed' if summary['quality_passed'] else 'a gate failed'}: {summary['report']}")
+    typer.echo(f"Operations    {summary['ops_report']}")
+    typer.echo(f"Dataset       {summary['export']} (datasheet.md)")
     typer.echo(f"Workspace     {summary['workspace']}")
 
 

@@ -72,6 +72,13 @@ def run(say=print) -> dict:
     pulled = pull_completions(PullParams(spec=str(files["spec"])))
     say("4/4 quality check: gold, agreement, consensus, report")
     quality = quality_check(QualityCheckParams(spec=str(files["spec"]), n_boot=200))
+    from flows.export_dataset import ExportDatasetParams, export_dataset
+    from flows.ops_report import OpsReportParams, ops_report
+
+    say("then the operations report (progress, throughput, wellness, model evaluation) and the dataset export")
+    ops = ops_report(OpsReportParams(spec=str(files["spec"]), n_boot=200))
+    exported = export_dataset(ExportDatasetParams(spec=str(files["spec"]),
+                                                  out=str(Workspace.for_title(DEMO_TITLE).root / "export")))
     tasks = manifest["tasks_imported_total"]
     return {
         "project_id": manifest["project_id"],
@@ -85,6 +92,8 @@ def run(say=print) -> dict:
         "annotations": pulled["annotations"],
         "quality_passed": quality["passed"],
         "report": quality["report"]["html"],
+        "ops_report": ops["report"]["html"],
+        "export": exported["out"],
         "prefect_url": os.environ.get("PREFECT_API_URL", "").removesuffix("/api") + "/runs",
         "workspace": manifest["workspace"],
     }

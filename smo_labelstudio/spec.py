@@ -45,6 +45,14 @@ class Quality(_Strict):
     min_confidence: float = Field(0.7, ge=0, le=1)
 
 
+class Wellness(_Strict):
+    """Exposure limits for the operations report: items at or above `high_severity` (consensus severity)
+    an annotator may see per day before the report raises an alert."""
+
+    high_severity: int = Field(3, ge=1, le=4)
+    max_high_severity_per_day: int = Field(200, ge=1)
+
+
 class Spec(_Strict):
     title: str = Field(min_length=1)
     config: str
@@ -54,6 +62,7 @@ class Spec(_Strict):
     gold_rate: float = Field(0.05, ge=0, le=0.5)
     quality: Quality = Quality()
     deadline: str | None = None
+    wellness: Wellness = Wellness()
 
     @model_validator(mode="after")
     def _refers_to_what_exists(self) -> "Spec":

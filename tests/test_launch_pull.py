@@ -236,12 +236,12 @@ def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefe
     server = subprocess.Popen([sys.executable, "-m", "smo_labelstudio.cli", "serve"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        async def deployments() -> set[str]:
+        async def deployments() -> list[str]:
             async with get_client() as c:
-                return {d.name for d in await c.read_deployments()}
+                return [d.name for d in await c.read_deployments()]
 
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not {"smo"} <= asyncio.run(deployments()):
+        deadline = time.monotonic() + 120  # serve registers its deployments one by one: wait for all five
+        while time.monotonic() < deadline and asyncio.run(deployments()).count("smo") < 5:
             time.sleep(1)
         run = run_deployment("pull-completions/smo", parameters={"params": {"spec": str(spec)}}, timeout=180)
         assert run.state.is_completed(), run.state

@@ -86,6 +86,8 @@ def test_up_twice_env_status_down(tmp_path):
         assert d1["imported"] == d1["tasks"] > 0 and d1["quarantined"] == 2 and d1["duplicates"] >= 1
         assert d1["annotations_written"] == d1["annotations"] > d1["tasks"]
         assert Path(d1["report"]).exists() and d1["project_url"].startswith(values["SMO_LS_URL"])
+        assert Path(d1["ops_report"]).exists() and "Model evaluation" in Path(d1["ops_report"]).read_text()
+        assert (Path(d1["export"]) / "datasheet.md").exists() and (Path(d1["export"]) / "dataset.parquet").exists()
         assert d2["imported"] == 0 and d2["tasks"] == d1["tasks"] and d2["annotations_written"] == 0
         assert d2["annotations"] == d1["annotations"]
 

@@ -1,0 +1,54 @@
+"""Export an evaluated dataset from one labeling project's pulled labels: consensus, gates, seeded
+splits, five files and a datasheet, with the datasheet posted as a markdown artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from smo_labelstudio.export import Export, export_workspace
+from smo_labelstudio.spec import load_spec
+from smo_labelstudio.workspace import Workspace, slug
+
+
+class ExportDatasetParams(BaseModel):
+    """The form the Prefect UI shows for a run."""
+
+    spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
+    out: str = Field(description="Folder to write the dataset files and datasheet into")
+    method: Literal["ds", "mv"] = Field("ds", description="Consensus: Dawid-Skene (ds) or majority vote (mv)")
+    seed: int = Field(0, description="Seed for the splits and bootstrap intervals")
+
+
+@task(cache_policy=NO_CACHE, name="build, gate, split and write the dataset")
+def build(ws: Workspace, spec, out: Path, method: str, seed: int) -> Export:
+    return export_workspace(ws, spec, out, method=method, seed=seed)
+
+
+@task(cache_policy=NO_CACHE, name="post the datasheet")
+def post_datasheet(result: Export, title: str) -> None:
+    key = slug(title)[:40].strip("-")
+    create_markdown_artifact(key=f"export-{key}", markdown=(result.out / "datasheet.md").read_text(encoding="utf-8"),
+                             description=f"Datasheet of the dataset in {result.out}")
+
+
+@flow(name="export-dataset", log_prints=True)
+def export_dataset(params: ExportDatasetParams) -> dict:
+    """Export one project's evaluated dataset."""
+    spec = load_spec(Path(params.spec))
+    result = build(Workspace.for_title(spec.title), spec, Path(params.out), params.method, params.seed)
+    post_datasheet(result, spec.title)
+    summary = result.summary()
+    print(f"{summary['tasks']} tasks: {summary['splits']} -> {summary['out']}")
+    return summary
+
+
+if __name__ == "__main__":
+    import sys
+
+    export_dataset(ExportDatasetParams(spec=sys.argv[1], out=sys.argv[2]))

@@ -1,0 +1,81 @@
+"""Operations report of one labeling project (smo_labelstudio.ops_report): read the workspace, compute
+progress, throughput, ETA, bottlenecks, quality trend, wellness, retrospective and the model
+evaluation, write the HTML report, post artifacts, and emit `smo.wellness.cap-exceeded` (resource
+`smo.project.<id>`) when an annotator is over the spec's daily high-severity cap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from pydantic import BaseModel, Field
+
+from smo_labelstudio import ops_report as ops
+from smo_labelstudio.spec import load_spec
+from smo_labelstudio.workspace import Workspace, slug
+
+
+class OpsReportParams(BaseModel):
+    """The form the Prefect UI shows for a run."""
+
+    spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
+    stale_hours: float = Field(24.0, gt=0, description="A task in progress with no answer for this long is stale")
+    n_boot: int = Field(300, ge=10, le=10_000, description="Bootstrap resamples for the model's F1 intervals")
+
+
+@task(cache_policy=NO_CACHE, name="read the workspace")
+def read(ws: Workspace) -> dict:
+    inputs = ops.load_ops_inputs(ws)
+    if inputs["plan"].empty:
+        raise ValueError(f"no launch plan in {ws.runs}: run `smo launch --spec SPEC --data FILE` first")
+    return inputs
+
+
+@task(cache_policy=NO_CACHE, name="compute progress, quality, wellness and the model evaluation")
+def compute(spec, inputs: dict, stale_hours: float, n_boot: int) -> ops.OpsReport:
+    return ops.compute_ops(spec, inputs, stale_hours=stale_hours, n_boot=n_boot)
+
+
+@task(cache_policy=NO_CACHE, name="write the report")
+def write(ws: Workspace, spec, report: ops.OpsReport, project: dict) -> ops.OpsFiles:
+    return ops.write_ops_report(report, ws.reports, cap=spec.wellness.max_high_severity_per_day,
+                                project_url=project.get("url"))
+
+
+@task(cache_policy=NO_CACHE, name="post artifacts")
+def post_artifacts(spec, report: ops.OpsReport, files: ops.OpsFiles) -> None:
+    key = slug(spec.title)[:40].strip("-")
+    create_markdown_artifact(key=f"ops-{key}", markdown=ops.render_markdown(report, {}),
+                             description="Operations summary (plots are in the HTML report)")
+    for name, frame in (("progress", report.progress), ("wellness", report.wellness)):
+        table = frame.astype(object).where(frame.notna(), None)
+        create_table_artifact(key=f"ops-{name}-{key}", table=table.to_dict(orient="records"),
+                              description=f"{name.capitalize()} ({spec.title})")
+    create_link_artifact(key=f"ops-report-{key}", link=files.html.resolve().as_uri(),
+                         link_text="Operations report (HTML)", description=str(files.html))
+
+
+@flow(name="ops-report", log_prints=True)
+def ops_report(params: OpsReportParams) -> dict:
+    """Report one project's operations and model quality; alert on the wellness cap."""
+    spec = load_spec(Path(params.spec))
+    ws = Workspace.for_title(spec.title)
+    inputs = read(ws)
+    report = compute(spec, inputs, params.stale_hours, params.n_boot)
+    files = write(ws, spec, report, inputs["project"])
+    post_artifacts(spec, report, files)
+    if len(report.alerts):
+        emit_event(**ops.wellness_event(report, files))
+        print(f"wellness cap exceeded: {len(report.alerts)} annotator-day(s)")
+    return {**report.summary(), "report": {"html": str(files.html), "markdown": str(files.markdown),
+                                           "summary": str(files.summary)}}
+
+
+if __name__ == "__main__":
+    import sys
+
+    ops_report(OpsReportParams(spec=sys.argv[1]))

@@ -1,0 +1,307 @@
+"""Evaluated dataset exports: rows, gates, splits and files on generated frames, and `smo export`
+end to end against a real Label Studio with simulated annotators of known accuracy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from smo_labelstudio import export as ex
+from smo_labelstudio.quality_check import compute_check
+from smo_labelstudio.spec import Quality
+from smo_labelstudio.workspace import LABEL_COLUMNS, Workspace
+
+KEY = bytes(32)
+
+
+# --- frames -------------------------------------------------------------------------------------
+
+def _labels(answers: list[tuple[str, str, list[str], int | None]]) -> pd.DataFrame:
+    """(external_id, annotator, policies, severity) -> the labels table."""
+    rows, ann_id = [], 0
+    for ext, who, policies, severity in answers:
+        ann_id += 1
+        for p in policies:
+            rows.append({"project": 1, "task": hash(ext) % 1000, "external_id": ext, "annotation_id": ann_id,
+                         "annotator": who, "control": "policy", "label": p, "start": None, "end": None,
+                         "is_gold": ext.startswith("gold:"), "language": "en"})
+        if severity is not None:
+            rows.append({**rows[-1], "control": "severity", "label": str(severity)})
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)
+
+
+def _items(ids: list[str], texts: dict[str, str] | None = None) -> pd.DataFrame:
+    texts = texts or {}
+    return pd.DataFrame({"item_id": [f"it-{i}" for i in ids], "external_id": ids,
+                         "text": [texts.get(i, f"text of {i}") for i in ids], "image": None,
+                         "language": "en", "source": None, "is_gold": [i.startswith("gold:") for i in ids]})
+
+
+def _rows(method: str = "mv", adjudicated: pd.DataFrame | None = None):
+    a, b, c = "a@smo.local", "b@smo.local", "c@smo.local"
+    labels = _labels([
+        ("t1", a, ["hate"], 3), ("t1", b, ["hate"], 3), ("t1", c, ["hate"], 2),
+        ("t2", a, ["no_violation"], None), ("t2", b, ["spam_scams"], 1), ("t2", c, ["no_violation"], None),
+        ("gold:g1", a, ["hate"], 3), ("gold:g1", b, ["harassment"], 2), ("gold:g1", c, ["hate"], 3),
+    ])
+    gold = pd.DataFrame({"external_id": ["gold:g1", "gold:g1"], "item_id": "it-gold:g1",
+                         "control": ["policy", "severity"], "label": ["hate", "3"]})
+    result = compute_check(labels, gold, Quality(), method=method, adjudicated=adjudicated, n_boot=20)
+    preds = pd.DataFrame({"item_id": ["it-t1"], "model_version": ["m1"], "score": [0.9], "policy": ["hate|harassment"],
+                          "severity": ["2"], "label_scores": ["{}"]})
+    versions = pd.DataFrame({"item_id": ["it-t1", "it-t2", "it-gold:g1"], "taxonomy_version": "2026.11.1",
+                             "guidelines_version": "2026.11.1", "config": "text_moderation", "config_sha256": "abc"})
+    rows = ex.build_rows(_items(["t1", "t2", "gold:g1"]), labels, result.consensus, gold=gold, predictions=preds,
+                         versions=versions, key=KEY, to_review=set(result.to_review["task"]))
+    return rows.set_index("external_id")
+
+
+def test_one_row_per_task_with_consensus_agreement_gold_result_and_the_models_prediction():
+    rows = _rows()
+    assert list(rows.index) == ["gold:g1", "t1", "t2"]
+    t1 = rows.loc["t1"]
+    assert t1["policy"] == ["hate"] and t1["severity"] == 3 and t1["agreement"] == 1.0 and t1["n_annotators"] == 3
+    assert t1["model_policy"] == ["harassment", "hate"] and t1["model_score"] == 0.9 and t1["model_version"] == "m1"
+    assert t1["taxonomy_version"] == "2026.11.1" and t1["config"] == "text_moderation"
+    assert rows.loc["t2", "policy"] == ["no_violation"] and pd.isna(rows.loc["t2", "severity"])
+    assert rows.loc["t2", "agreement"] == pytest.approx(1 / 3)  # one pair of three agrees
+    assert rows.loc["gold:g1", "is_gold"] and rows.loc["gold:g1", "gold_correct"] == pytest.approx(2 / 3)
+    assert pd.isna(rows.loc["t2", "gold_correct"]) and not rows.loc["t2", "is_gold"]
+    # annotators only as keyed pseudonyms: stable, distinct, no e-mail
+    assert all(len(r) == 3 and all(p.startswith("ann-") for p in r) for r in rows["annotators"])
+    assert rows.loc["t1", "annotators"] == rows.loc["t2", "annotators"]
+    assert "@" not in json.dumps(rows["annotators"].tolist())
+    assert ex.pseudonym(KEY, "a@smo.local") != ex.pseudonym(bytes([1] * 32), "a@smo.local")
+
+
+def test_an_adjudicated_answer_replaces_consensus_and_passes_the_gate():
+    adjudicated = pd.DataFrame({"external_id": ["t2", "t2"], "control": ["policy", "severity"],
+                                "label": ["spam_scams", "1"]})
+    rows = _rows(adjudicated=adjudicated)
+    t2 = rows.loc["t2"]
+    assert t2["policy"] == ["spam_scams"] and t2["severity"] == 1 and t2["confidence"] == 1.0
+    assert t2["adjudication"] == "adjudicated" and t2["consensus_source"] == "adjudicated"
+    gated = ex.assign_splits(rows.reset_index(), min_confidence=0.99).set_index("external_id")
+    assert gated.loc["t2", "gate"] == "adjudicated" and gated.loc["gold:g1", "split"] == "gold"
+
+
+def test_near_duplicate_key_ignores_case_digits_punctuation_and_spacing():
+    k = ex.near_duplicate_key
+    assert k("Click HERE to win 100$!!") == k("click here to win  5 $") == k("Click here, to win.")
+    assert k("click here to win") != k("click here to lose")
+    assert k(None, "https://x/a.png") == k("", "https://x/a.png") != k(None, "https://x/b.png")
+
+
+def _synthetic(n: int = 400) -> pd.DataFrame:
+    policies = [["no_violation"], ["hate"], ["spam_scams"], ["hate", "harassment"]]
+    rows = []
+    for i in range(n):
+        text = f"message number {i % 40} about {chr(97 + i % 26)}{chr(97 + i // 26 % 26)}"  # 676 distinct letter-keys
+        rows.append({"external_id": f"x{i:04d}", "text": text, "language": ["en", "es", "ar"][i % 3],
+                     "policy": policies[i % 4], "is_gold": i % 50 == 0, "consensus_source": "consensus",
+                     "confidence": 0.5 if i % 25 == 1 else 0.95})
+    frame = pd.DataFrame(rows)
+    for col in ex.COLUMNS:
+        if col not in frame.columns:
+            frame[col] = None
+    frame["near_duplicate_key"] = [ex.near_duplicate_key(t) for t in frame["text"]]
+    return frame
+
+
+def test_splits_are_80_10_10_stratified_seeded_and_keep_near_duplicates_together():
+    frame = _synthetic()
+    # near-duplicates: these pairs differ only in digits
+    frame.loc[5, "text"], frame.loc[6, "text"] = "same words 1", "Same words 2!"
+    frame["near_duplicate_key"] = [ex.near_duplicate_key(t) for t in frame["text"]]
+    out = ex.assign_splits(frame, min_confidence=0.7, seed=3)
+    assert set(out.loc[out["is_gold"], "split"]) == {"gold"}
+    assert set(out.loc[(out["confidence"] < 0.7) & ~out["is_gold"], "split"]) == {"excluded"}
+    split = out[out["split"].isin(ex.SPLITS)]
+    shares = split["split"].value_counts(normalize=True)
+    assert shares["train"] == pytest.approx(0.8, abs=0.04) and shares["test"] == pytest.approx(0.1, abs=0.03)
+    assert split.groupby("near_duplicate_key")["split"].nunique().max() == 1
+    assert out.loc[5, "split"] == out.loc[6, "split"]
+    for language, part in split.groupby("language"):  # every language in every split
+        assert set(part["split"]) == set(ex.SPLITS), language
+    again = ex.assign_splits(frame.sample(frac=1, random_state=1), min_confidence=0.7, seed=3)
+    assert again.set_index("external_id")["split"].equals(out.set_index("external_id")["split"].loc[
+        again["external_id"]])
+
+
+def test_files_are_byte_identical_on_a_second_write_and_hash_into_the_datasheet(tmp_path):
+    rows = ex.assign_splits(_rows().reset_index(), min_confidence=0.5)
+    sheet = {"title": "t", "method": "ds", "seed": 0, "pull_watermark": "w", "n_annotators": 3,
+             "gates": {"min_confidence": 0.5}, "versions": {"taxonomy": ["2026.11.1"]},
+             "counts": {"tasks": len(rows), "by_split": rows["split"].value_counts().to_dict()},
+             "label_distribution": ex.label_distribution(rows), "agreement": ex.agreement_summary(rows, None),
+             "gold": ex.gold_summary(rows, None, KEY)}
+    ex.write_dataset(rows, tmp_path / "a", sheet)
+    ex.write_dataset(rows, tmp_path / "b", sheet)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(["datasheet.json", "datasheet.md", "dataset.csv", "dataset.jsonl", "dataset.parquet",
+                            "labelstudio.json"])
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    written = json.loads((tmp_path / "a" / "datasheet.json").read_text())
+    for name, f in written["files"].items():
+        assert ex.sha256(tmp_path / "a" / name) == f["sha256"]
+    back = pd.read_parquet(tmp_path / "a" / "dataset.parquet")
+    assert list(back["external_id"]) == ["gold:g1", "t1", "t2"] and list(back.loc[1, "policy"]) == ["hate"]
+    assert len(pd.read_csv(tmp_path / "a" / "dataset.csv")) == 3
+    ls = json.loads((tmp_path / "a" / "labelstudio.json").read_text())
+    assert len(ls) == 2 and all(t["predictions"][0]["model_version"] == "consensus" for t in ls)  # no gold task
+    assert not any("annotations" in t for t in ls)
+    for name in names:
+        assert "@smo.local" not in (tmp_path / "a" / name).read_text(errors="replace")
+
+
+@pytest.mark.xfail(strict=True, reason="the quality engine's Dawid-Skene estimates a full confusion matrix per "
+                   "annotator over policy-set keys without smoothing and overfits small batches; majority vote "
+                   "wins until it is smoothed (or one-coin)")
+def test_dawid_skene_against_majority_vote_on_simulated_answers():
+    """The simulator's own answer model (pure, no Label Studio): 60 tasks, two careful and three careless
+    annotators. Dawid-Skene should find the careful ones and match or beat majority vote."""
+    from smo_labelstudio import quality_inputs as qi
+    from smo_labelstudio.quality.consensus import DawidSkene, MajorityVote, consensus_frame
+    from smo_labelstudio.simanswers import Targets, accuracy_matrix, answer, draw_truth, rng_for
+    from smo_labelstudio.taxonomy import load_taxonomy
+
+    policies = tuple(sorted(load_taxonomy().ids))
+    targets = Targets(policies=policies, to_name="text")
+    rows, truth = [], {}
+    for i in range(60):
+        true = draw_truth(rng_for(0, "truth", i), policies)
+        truth[i] = qi.set_key(true.labels)
+        for j, acc in enumerate([0.95, 0.9, 0.55, 0.5, 0.5]):
+            result = answer(true, targets, accuracy_matrix(policies, acc), acc, rng_for(0, i, j))
+            rows.append({"task": i, "annotator": j, "label": qi.set_key(result[0]["value"]["choices"])})
+    answers, truth = pd.DataFrame(rows), pd.Series(truth)
+    score = {name: float((consensus_frame(est.fit(answers)).set_index("task")["label"] == truth).mean())
+             for name, est in (("ds", DawidSkene()), ("mv", MajorityVote()))}
+    assert score["ds"] >= score["mv"], score
+
+
+# --- against Label Studio -----------------------------------------------------------------------
+
+WORDS = {"en": ["have a great day", "claim your free prize now", "you are worthless", "see you at training",
+                "the match was exciting", "your account is locked send password", "thanks for the recipe",
+                "lovely weather today", "buy cheap followers here", "that group should leave"],
+         "es": ["gracias por compartir", "gana un premio gratis", "eres un inutil", "nos vemos mañana",
+                "el partido fue genial", "tu cuenta está bloqueada", "qué buena receta", "hace buen tiempo",
+                "compra seguidores baratos", "ese grupo debe irse"],
+         "fr": ["bonne journée à tous", "gagnez un prix gratuit", "tu ne vaux rien", "à demain à l'entraînement",
+                "le match était super", "votre compte est bloqué", "merci pour la recette", "il fait beau",
+                "achetez des abonnés", "ce groupe doit partir"]}
+GOLD = [("g1", "that ethnic group should be thrown out of the country", "en", "hate", "3"),
+        ("g2", "what a lovely morning", "en", "no_violation", ""),
+        ("g3", "click to win a free phone now", "en", "spam_scams", "1"),
+        ("g4", "merci beaucoup pour votre aide", "fr", "no_violation", "")]
+
+
+def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
+    rows = [(f"{lang}{i}", text, lang) for lang, texts in WORDS.items() for i, text in enumerate(texts)]
+    rows += [("en-dup1", "Have a great day!!", "en"), ("es-dup1", "gracias por compartir :) 2", "es")]  # near-dups
+    data = tmp_path / "items.csv"
+    data.write_text("id,text,language\n" + "\n".join(f'{i},"{t}",{lang}' for i, t, lang in rows) + "\n",
+                    encoding="utf-8")
+    gold = tmp_path / "gold.csv"
+    gold.write_text("id,text,language,policy,severity\n" + "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
+                    + "\n", encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    text = Path("specs/example.yaml").read_text()
+    for old, new in (("title: Text moderation - example batch", f"title: {title}"), ("gold_rate: 0.05", "gold_rate: 0.1"),
+                     ("share: 0.2", "share: 1.0"), ("extra_annotators: 3", "extra_annotators: 5")):
+        assert old in text, f"specs/example.yaml changed: no {old!r}"
+        text = text.replace(old, new)
+    spec.write_text(text)
+    return spec, data, gold
+
+
+def _env(label_studio, ml_backend, home: Path) -> dict:
+    return {**os.environ, "SMO_HOME": str(home), "SMO_LS_URL": label_studio.url, "SMO_LS_TOKEN": label_studio.token,
+            "SMO_BACKEND_URL": ml_backend.url, "SMO_BACKEND_USER": ml_backend.auth[0],
+            "SMO_BACKEND_PASSWORD": ml_backend.auth[1]}
+
+
+def _smo(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_and_identifies_nobody(
+        label_studio, ml_backend, prefect_api, tmp_path, unique, monkeypatch):
+    """Launch 32 items and 4 gold, 5 simulated annotators per task (accuracy 0.75),
+    pull, export twice: consensus accuracy of DS and MV against the simulation's truth reported, no task or near-duplicate in two splits, datasheet counts = file rows, no e-mail or token,
+    byte-identical files."""
+    spec, data, gold = _files(tmp_path, f"export {unique}")
+    env = _env(label_studio, ml_backend, tmp_path / "home")
+    launched = _smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
+    assert launched.returncode == 0, launched.stderr
+    m = json.loads(launched.stdout)
+    assert m["imported"] == 32 and m["gold"] == 4
+    sim = _smo(env, "simulate", "--spec", str(spec), "--annotators", "5", "--accuracy", "0.75", "--json")
+    assert sim.returncode == 0, sim.stderr
+    pulled = json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    assert pulled["annotations"] == 36 * 5
+
+    first = _smo(env, "export", "--spec", str(spec), "--out", str(tmp_path / "a"), "--json")
+    assert first.returncode == 0, first.stderr
+    s = json.loads(first.stdout)
+    acc = s["consensus_accuracy"]
+    print("consensus accuracy:", json.dumps(acc))
+    assert acc["ds"]["n_tasks"] == acc["mv"]["n_tasks"] == 32
+    # Reported, not compared: on 32 tasks the engine's unsmoothed Dawid-Skene trails majority vote
+    # (measured 0.84 vs 0.94); test_dawid_skene_against_majority_vote_on_simulated_answers tracks it.
+    assert acc["ds"]["accuracy"] >= 0.7 and acc["mv"]["accuracy"] >= 0.7
+    assert acc["ds"]["ci_low"] <= acc["ds"]["accuracy"] <= acc["ds"]["ci_high"]
+
+    out = tmp_path / "a"
+    frame = pd.read_parquet(out / "dataset.parquet")
+    sheet = json.loads((out / "datasheet.json").read_text())
+    assert len(frame) == sheet["counts"]["tasks"] == 36 and frame["external_id"].is_unique
+    assert frame["split"].value_counts().to_dict() == sheet["counts"]["by_split"] == s["splits"]
+    assert len(pd.read_csv(out / "dataset.csv")) == len(frame) == len((out / "dataset.jsonl").read_text().splitlines())
+    assert len(json.loads((out / "labelstudio.json").read_text())) == int((~frame["is_gold"]).sum())
+    assert set(frame.loc[frame["is_gold"], "split"]) == {"gold"}
+    split = frame[frame["split"].isin(ex.SPLITS)]
+    assert split.groupby("near_duplicate_key")["split"].nunique().max() == 1
+    dup = frame.set_index("external_id").loc[["en0", "en-dup1"]]
+    assert dup["near_duplicate_key"].nunique() == 1  # and so never in two of train/validation/test
+    assert frame["n_annotators"].eq(5).all() and frame["annotators"].map(len).eq(5).all()
+    assert frame["model_version"].notna().all() and frame["taxonomy_version"].notna().all()
+    assert sum(d["n"] for d in sheet["label_distribution"]) == int(frame["policy"].map(len).sum())
+    for f in sorted(out.iterdir()):
+        text = f.read_bytes().decode("utf-8", errors="replace")
+        for secret in ("@smo.local", label_studio.token, label_studio.url, "127.0.0.1", "sim-annotator"):
+            assert secret not in text, (f.name, secret)
+        if f.name != "datasheet.json":
+            assert sheet["files"].get(f.name, {"sha256": ex.sha256(f)})["sha256"] == ex.sha256(f)
+
+    second = _smo(env, "export", "--spec", str(spec), "--out", str(tmp_path / "b"), "--json")
+    assert second.returncode == 0, second.stderr
+    for f in sorted(out.iterdir()):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
+    ws = Workspace(tmp_path / "home" / "workspaces" / f"export-{unique}")
+    assert (ws.root / "export_key").stat().st_mode & 0o077 == 0
+
+    # the Prefect flow writes the same files as the command
+    from flows.export_dataset import ExportDatasetParams, export_dataset
+
+    monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
+    summary = export_dataset(ExportDatasetParams(spec=str(spec), out=str(tmp_path / "c")))
+    assert summary["splits"] == s["splits"]
+    for f in sorted(out.iterdir()):
+        assert f.read_bytes() == (tmp_path / "c" / f.name).read_bytes(), f.name
+
+
+def test_export_before_a_pull_is_one_line(tmp_path):
+    result = _smo({**os.environ, "SMO_HOME": str(tmp_path)}, "export", "--spec", "specs/example.yaml",
+                  "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and "run `smo pull` first" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
