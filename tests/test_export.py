@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from smo_cli import smo, stack_env
 
 from smo_labelstudio import export as ex
 from smo_labelstudio.quality_check import compute_check
@@ -223,34 +222,23 @@ def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
     return spec, data, gold
 
 
-def _env(label_studio, ml_backend, home: Path) -> dict:
-    return {**os.environ, "SMO_HOME": str(home), "SMO_LS_URL": label_studio.url, "SMO_LS_TOKEN": label_studio.token,
-            "SMO_BACKEND_URL": ml_backend.url, "SMO_BACKEND_USER": ml_backend.auth[0],
-            "SMO_BACKEND_PASSWORD": ml_backend.auth[1]}
-
-
-def _smo(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=600)
-
-
 def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_and_identifies_nobody(
         label_studio, ml_backend, prefect_api, tmp_path, unique, monkeypatch):
     """Launch 32 items and 4 gold, 5 simulated annotators per task (accuracy 0.75),
     pull, export twice: consensus accuracy of DS and MV against the simulation's truth reported, no task or near-duplicate in two splits, datasheet counts = file rows, no e-mail or token,
     byte-identical files."""
     spec, data, gold = _files(tmp_path, f"export {unique}")
-    env = _env(label_studio, ml_backend, tmp_path / "home")
-    launched = _smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
+    env = stack_env(label_studio, ml_backend, tmp_path / "home")
+    launched = smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
     assert launched.returncode == 0, launched.stderr
     m = json.loads(launched.stdout)
     assert m["imported"] == 32 and m["gold"] == 4
-    sim = _smo(env, "simulate", "--spec", str(spec), "--annotators", "5", "--accuracy", "0.75", "--json")
+    sim = smo(env, "simulate", "--spec", str(spec), "--annotators", "5", "--accuracy", "0.75", "--json")
     assert sim.returncode == 0, sim.stderr
-    pulled = json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    pulled = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
     assert pulled["annotations"] == 36 * 5
 
-    first = _smo(env, "export", "--spec", str(spec), "--out", str(tmp_path / "a"), "--json")
+    first = smo(env, "export", "--spec", str(spec), "--out", str(tmp_path / "a"), "--json")
     assert first.returncode == 0, first.stderr
     s = json.loads(first.stdout)
     acc = s["consensus_accuracy"]
@@ -283,7 +271,7 @@ def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_
         if f.name != "datasheet.json":
             assert sheet["files"].get(f.name, {"sha256": ex.sha256(f)})["sha256"] == ex.sha256(f)
 
-    second = _smo(env, "export", "--spec", str(spec), "--out", str(tmp_path / "b"), "--json")
+    second = smo(env, "export", "--spec", str(spec), "--out", str(tmp_path / "b"), "--json")
     assert second.returncode == 0, second.stderr
     for f in sorted(out.iterdir()):
         assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
@@ -301,7 +289,7 @@ def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_
 
 
 def test_export_before_a_pull_is_one_line(tmp_path):
-    result = _smo({**os.environ, "SMO_HOME": str(tmp_path)}, "export", "--spec", "specs/example.yaml",
+    result = smo({**os.environ, "SMO_HOME": str(tmp_path)}, "export", "--spec", "specs/example.yaml",
                   "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "run `smo pull` first" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()

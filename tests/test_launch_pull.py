@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from smo_cli import smo, stack_env
 
 from smo_labelstudio import client, launch, procs, pull
 from smo_labelstudio.spec import load_spec
@@ -46,17 +47,6 @@ def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
     return spec, data, gold
 
 
-def _env(label_studio, ml_backend, home: Path) -> dict:
-    return {**os.environ, "SMO_HOME": str(home), "SMO_LS_URL": label_studio.url, "SMO_LS_TOKEN": label_studio.token,
-            "SMO_BACKEND_URL": ml_backend.url, "SMO_BACKEND_USER": ml_backend.auth[0],
-            "SMO_BACKEND_PASSWORD": ml_backend.auth[1]}
-
-
-def _smo(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=600)
-
-
 def _project_tasks(label_studio, project_id: int) -> list[dict]:
     return httpx.get(f"{label_studio.url}/api/projects/{project_id}/export",
                      params={"exportType": "JSON", "download_all_tasks": "true"},
@@ -66,8 +56,8 @@ def _project_tasks(label_studio, project_id: int) -> list[dict]:
 def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(label_studio, ml_backend, prefect_api,
                                                                           tmp_path, unique):
     spec, data, gold = _files(tmp_path, f"launch {unique}")
-    env = _env(label_studio, ml_backend, tmp_path / "home")
-    first = _smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--batch-size", "5",
+    env = stack_env(label_studio, ml_backend, tmp_path / "home")
+    first = smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--batch-size", "5",
                  "--json")
     assert first.returncode == 0, first.stderr
     m = json.loads(first.stdout)
@@ -90,12 +80,12 @@ def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(label
     quarantine = pd.read_csv(ws.quarantine)
     assert sorted(quarantine["reason"].str.split(" ").str[0]) == ["missing", "unknown"]
 
-    again = _smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
+    again = smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
     m2 = json.loads(again.stdout)
     assert again.returncode == 0 and m2["imported"] == 0 and m2["gold"] == 0 and m2["counts_add_up"]
     assert m2["already_present"] == 12 and len(_project_tasks(label_studio, m["project_id"])) == 15
 
-    human = _smo(env, "launch", "--spec", str(spec), "--data", str(data))
+    human = smo(env, "launch", "--spec", str(spec), "--data", str(data))
     assert human.returncode == 0 and "rows read 16 = imported 0 + duplicates 2 + quarantined 2 + already present 12" \
         in human.stdout
 
@@ -126,9 +116,9 @@ def test_an_interrupted_launch_resumes_and_imports_every_row_exactly_once(label_
 
 def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, prefect_api, ml_backend, tmp_path, unique):
     spec, data, _gold = _files(tmp_path, f"pull {unique}")
-    env = _env(label_studio, ml_backend, tmp_path / "home")
-    assert _smo(env, "pull", "--spec", str(spec)).stderr.strip().endswith("first")  # nothing launched yet
-    m = json.loads(_smo(env, "launch", "--spec", str(spec), "--data", str(data), "--json").stdout)
+    env = stack_env(label_studio, ml_backend, tmp_path / "home")
+    assert smo(env, "pull", "--spec", str(spec)).stderr.strip().endswith("first")  # nothing launched yet
+    m = json.loads(smo(env, "launch", "--spec", str(spec), "--data", str(data), "--json").stdout)
     tasks = _project_tasks(label_studio, m["project_id"])
     headers = {"Authorization": f"Token {label_studio.token}"}
     time.sleep(pull.MARGIN.total_seconds() + 0.5)  # the import is older than the margin a pull re-reads
@@ -142,7 +132,7 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
         return resp.json()["id"]
 
     ids = [annotate(t, "no_violation") for t in tasks[:4]]
-    first = json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    first = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
     assert (first["mode"], first["annotations"], first["new"]) == ("full", 4, 4)
 
     httpx.patch(f"{label_studio.url}/api/annotations/{ids[0]}", headers=headers, timeout=60, json={"result": [
@@ -150,7 +140,7 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
                 ).raise_for_status()
     httpx.delete(f"{label_studio.url}/api/annotations/{ids[1]}", headers=headers, timeout=60).raise_for_status()
     annotate(tasks[5], "spam_scams")
-    second = json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    second = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
     assert second["mode"] == "incremental" and second["tasks_fetched"] < len(tasks)
     assert (second["annotations"], second["new"], second["updated"], second["deleted"]) == (4, 1, 1, 1)
 
@@ -161,7 +151,7 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
     ann = pd.read_parquet(ws.annotations).set_index("annotation_id")
     assert ann.loc[ids[0], "changed_prediction"] and ann.loc[ids[0], "prediction_model_version"] == m["versions"]["model"]
     assert ann["lead_time"].eq(4.2).all() and not ann["is_gold"].any()
-    assert json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)["new"] == 0  # nothing changed
+    assert json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)["new"] == 0  # nothing changed
 
 
 @pytest.mark.parametrize("args, words", [
@@ -169,12 +159,12 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
     (["spec", "new", "--config", "nope", "--title", "t"], "no label config named 'nope'"),
 ])
 def test_user_mistakes_are_one_line(args, words, tmp_path):
-    result = _smo({**os.environ, "SMO_HOME": str(tmp_path)}, *args)
+    result = smo({**os.environ, "SMO_HOME": str(tmp_path)}, *args)
     assert result.returncode == 1 and words in result.stderr and "Traceback" not in result.stderr
 
 
 def test_spec_new_writes_a_spec_that_loads(tmp_path):
-    out = _smo(dict(os.environ), "spec", "new", "--config", "social_post", "--title", "Posts batch 7")
+    out = smo(dict(os.environ), "spec", "new", "--config", "social_post", "--title", "Posts batch 7")
     path = tmp_path / "spec.yaml"
     path.write_text(out.stdout)
     spec = load_spec(path)
@@ -189,14 +179,14 @@ def test_launch_simulate_pull_quality_end_to_end_and_gold_hidden_from_annotators
 
     spec, data, gold = _files(tmp_path, f"spine {unique}")
     spec.write_text(spec.read_text().replace("share: 0.2", "share: 1.0"))  # every task gets 3 annotators
-    env = _env(label_studio, ml_backend, tmp_path / "home")
-    m = json.loads(_smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json").stdout)
+    env = stack_env(label_studio, ml_backend, tmp_path / "home")
+    m = json.loads(smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json").stdout)
     assert m["gold"] == 3
-    sim = _smo(env, "simulate", "--spec", str(spec), "--annotators", "3", "--accuracy", "0.9", "--json")
+    sim = smo(env, "simulate", "--spec", str(spec), "--annotators", "3", "--accuracy", "0.9", "--json")
     assert sim.returncode == 0, sim.stderr
     assert json.loads(sim.stdout)["annotations_written"] == 45
 
-    pulled = json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    pulled = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
     assert pulled["annotations"] == 45
     ws = Workspace(tmp_path / "home" / "workspaces" / f"spine-{unique}")
     labels = pd.read_parquet(ws.labels)
@@ -204,7 +194,7 @@ def test_launch_simulate_pull_quality_end_to_end_and_gold_hidden_from_annotators
     assert set(gold_rows["external_id"]) == {"gold:g1", "gold:g2", "gold:g3"} and gold_rows["annotator"].nunique() == 3
     assert labels["annotator"].str.startswith("sim-annotator-").all()
 
-    quality = _smo(env, "quality", "--spec", str(spec), "--json", "--no-adjudicate")
+    quality = smo(env, "quality", "--spec", str(spec), "--json", "--no-adjudicate")
     assert quality.returncode in (0, 3), quality.stderr  # 3: a gate failed, which 15 tasks may well do
     summary = json.loads(quality.stdout)
     assert summary and Path(summary["report"]["html"]).exists()
@@ -231,8 +221,8 @@ def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefe
     from prefect.deployments import run_deployment
 
     spec, data, _gold = _files(tmp_path, f"serve {unique}")
-    env = _env(label_studio, ml_backend, tmp_path / "home")
-    assert _smo(env, "launch", "--spec", str(spec), "--data", str(data)).returncode == 0
+    env = stack_env(label_studio, ml_backend, tmp_path / "home")
+    assert smo(env, "launch", "--spec", str(spec), "--data", str(data)).returncode == 0
     server = subprocess.Popen([sys.executable, "-m", "smo_labelstudio.cli", "serve"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from smo_cli import smo, stack_env
 import yaml
 
 from quality_data import gold_table, labels_table, truth
@@ -171,22 +170,17 @@ def test_the_wellness_section_of_a_spec_is_strict(tmp_path):
         load_spec(_spec(tmp_path, "y", wellness={"high_severity": 7}))
 
 
-def _smo(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=600)
-
-
 def test_smo_report_cli_writes_the_report_and_exits_4_over_the_wellness_cap(tmp_path):
     env = {**os.environ, "SMO_HOME": str(tmp_path / "home")}
     spec = _spec(tmp_path, "ops cli", wellness={"max_high_severity_per_day": 1})
-    assert _smo(env, "report", "--spec", str(spec)).stderr.startswith("error: no launch plan")
+    assert smo(env, "report", "--spec", str(spec)).stderr.startswith("error: no launch plan")
     _workspace(tmp_path / "home", "ops cli")
-    run = _smo(env, "report", "--spec", str(spec), "--out", str(tmp_path / "out"), "--json")
+    run = smo(env, "report", "--spec", str(spec), "--out", str(tmp_path / "out"), "--json")
     assert run.returncode == 4, run.stderr
     summary = json.loads(run.stdout)
     assert summary["wellness_alerts"] and Path(summary["report"]["html"]).parent.parent == tmp_path / "out"
     calm = _spec(tmp_path, "ops cli", wellness={"max_high_severity_per_day": 10_000})
-    human = _smo(env, "report", "--spec", str(calm))
+    human = smo(env, "report", "--spec", str(calm))
     assert human.returncode == 0 and "tasks done" in human.stdout and "model: micro F1" in human.stdout
 
 
@@ -198,7 +192,7 @@ def test_launch_simulate_pull_report_flow_event_and_the_html_in_chromium(label_s
     import asyncio
 
     from playwright.sync_api import sync_playwright
-    from test_launch_pull import _env, _files
+    from test_launch_pull import _files
 
     spec, data, gold = _files(tmp_path, f"ops {unique}")
     text = spec.read_text().replace("share: 0.2", "share: 1.0")
@@ -207,17 +201,17 @@ def test_launch_simulate_pull_report_flow_event_and_the_html_in_chromium(label_s
     spec_data["wellness"] = {"high_severity": 1, "max_high_severity_per_day": 2}
     spec.write_text(yaml.safe_dump(spec_data))
     home = tmp_path / "home"
-    env = _env(label_studio, ml_backend, home)
+    env = stack_env(label_studio, ml_backend, home)
     started = time.perf_counter()
-    launched = _smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
+    launched = smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
     assert launched.returncode == 0, launched.stderr
     assert json.loads(launched.stdout)["predictions"] == 15
-    sim = _smo(env, "simulate", "--spec", str(spec), "--annotators", "3", "--accuracy", "0.9", "--lead-time", "20",
+    sim = smo(env, "simulate", "--spec", str(spec), "--annotators", "3", "--accuracy", "0.9", "--lead-time", "20",
                "--json")
     assert sim.returncode == 0 and json.loads(sim.stdout)["annotations_written"] == 45, sim.stderr
-    assert json.loads(_smo(env, "pull", "--spec", str(spec), "--json").stdout)["annotations"] == 45
+    assert json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)["annotations"] == 45
 
-    run = _smo(env, "report", "--spec", str(spec), "--json")
+    run = smo(env, "report", "--spec", str(spec), "--json")
     assert run.returncode == 4, run.stderr  # a cap of 2 high-severity items a day is exceeded
     s = json.loads(run.stdout)
     assert s["totals"]["tasks"] == 15 and s["totals"]["done"] == 15 and s["totals"]["answers_remaining"] == 0
