@@ -43,6 +43,7 @@ import pandas as pd
 from . import quality_inputs as qi
 from .quality import wilson_interval
 from .quality.compute import jsonable
+from .quality.consensus import METHODS
 from .workspace import Workspace, read_json
 
 SPLITS = ("train", "validation", "test")
@@ -355,7 +356,7 @@ def render_datasheet(sheet: dict) -> str:
               "## How it was produced", "",
               f"Label Studio project annotated by {sheet['n_annotators']} annotators (pseudonymised), pulled "
               f"(watermark `{sheet['pull_watermark']}`), consensus by `{sheet['method']}` "
-              f"({'Dawid-Skene anchored on gold' if sheet['method'] == 'ds' else 'majority vote'}), "
+              f"({METHODS.get(sheet['method'], sheet['method'])}{'' if sheet['method'] == 'mv' else ', anchored on gold'}), "
               "adjudicated answers override consensus.", "",
               f"Gates: gold tasks -> split `gold` (never train); other tasks enter train/validation/test when "
               f"adjudicated or consensus confidence >= {sheet['gates']['min_confidence']:g}; the rest are in the "
@@ -385,6 +386,12 @@ def render_datasheet(sheet: dict) -> str:
     lines += [f"| {r['annotator']} | {r['gold_n']} | {_fmt(r['gold_accuracy'])} | {_fmt(r['ci_low'])} to "
               f"{_fmt(r['ci_high'])} | {r['flagged']} |" for r in g["annotators"]]
     lines += ["", "## Files", "", "| file | sha256 | bytes |", "|---|---|---|"]
+    if sheet.get("consensus_accuracy"):
+        lines += ["", "## Consensus accuracy against the simulation's truth", "",
+                  f"Non-gold tasks; this dataset carries `{sheet['method']}`.", "",
+                  "| method | tasks | correct | accuracy | Wilson 95% CI |", "|---|---|---|---|---|"]
+        lines += [f"| {METHODS.get(m, m)} (`{m}`) | {r['n_tasks']} | {r['correct']} | {_fmt(r['accuracy'])} | "
+                  f"{_fmt(r['ci_low'])} to {_fmt(r['ci_high'])} |" for m, r in sheet["consensus_accuracy"].items()]
     lines += [f"| {k} | `{v['sha256']}` | {v['bytes']} |" for k, v in sorted(sheet["files"].items())]
     return "\n".join(lines) + "\n"
 
@@ -417,7 +424,7 @@ class Export:
     sheet: dict
 
     def summary(self) -> dict:
-        return jsonable({"out": str(self.out), "tasks": self.sheet["counts"]["tasks"],
+        return jsonable({"out": str(self.out), "method": self.sheet["method"], "tasks": self.sheet["counts"]["tasks"],
                          "splits": self.sheet["counts"]["by_split"],
                          "files": {k: str(self.out / k) for k in (*FILES, "datasheet.json", "datasheet.md")},
                          **({"consensus_accuracy": self.sheet["consensus_accuracy"]}
@@ -449,14 +456,14 @@ def _to_name(config: str) -> str:
     return "image" if config.startswith("image") else "text"
 
 
-def export_workspace(ws: Workspace, spec, out: Path, method: str = "ds", seed: int = 0, n_boot: int = 500,
+def export_workspace(ws: Workspace, spec, out: Path, method: str = "onecoin", seed: int = 0, n_boot: int = 500,
                      compare: bool = True) -> Export:
     """Read the workspace's pulled tables, build, gate, split and write the dataset to `out`."""
     from .quality_check import MissingInputError, compute_check, load_inputs
     from .simtruth import truth_path
 
-    if method not in ("ds", "mv"):
-        raise ExportError(f"--method {method!r}: expected ds or mv")
+    if method not in METHODS:
+        raise ExportError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     try:
         inputs = load_inputs(ws)
     except MissingInputError as exc:
@@ -489,9 +496,9 @@ def export_workspace(ws: Workspace, spec, out: Path, method: str = "ds", seed: i
     if compare and truth_file.exists():
         truth = pd.read_parquet(truth_file)
         scores = {method: consensus_accuracy(result.consensus, truth)}
-        other = "mv" if method == "ds" else "ds"
-        again = compute_check(inputs["labels"], inputs["gold"], spec.quality, method=other, n_boot=10, **kwargs)
-        scores[other] = consensus_accuracy(again.consensus, truth)
-        sheet["consensus_accuracy"] = scores
+        for other in (m for m in METHODS if m != method):
+            again = compute_check(inputs["labels"], inputs["gold"], spec.quality, method=other, n_boot=10, **kwargs)
+            scores[other] = consensus_accuracy(again.consensus, truth)
+        sheet["consensus_accuracy"] = dict(sorted(scores.items()))
     sheet = write_dataset(rows, out, sheet, _to_name(spec.config))
     return Export(out, rows, sheet)

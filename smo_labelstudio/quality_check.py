@@ -18,7 +18,7 @@ import pandas as pd
 from . import quality_inputs as qi
 from .quality import agreement_summary, flags, gold_accuracy, krippendorff_alpha_ci, masi_alpha, multilabel_agreement
 from .quality.compute import jsonable
-from .quality.consensus import DawidSkene, MajorityVote, consensus_frame
+from .quality.consensus import consensus_frame, fit_consensus
 from .spec import Quality
 from .workspace import Workspace, read_json
 
@@ -210,11 +210,7 @@ def _consensus(frame: pd.DataFrame, gold: pd.DataFrame, control: str, method: st
     if frame.empty:
         return pd.DataFrame(columns=["task", "control", "label", "confidence", "source"])
     answers = frame[["task", "annotator", "label"]]
-    if method == "ds":
-        estimator = DawidSkene().fit(answers, gold if len(gold) else None)
-    else:
-        estimator = MajorityVote().fit(answers)
-    out = consensus_frame(estimator)
+    out = consensus_frame(fit_consensus(method, answers, gold if len(gold) else None))
     out["label"] = out["label"].astype(str)
     out.insert(1, "control", control)
     out["source"] = np.where(out["task"].isin(gold_ids), "gold", "consensus")  # every control of a gold task
@@ -246,7 +242,7 @@ def apply_adjudication(consensus: pd.DataFrame, adjudicated: pd.DataFrame | None
 
 
 def compute_check(labels: pd.DataFrame, gold: pd.DataFrame | None, quality: Quality, *,
-                  adjudicated: pd.DataFrame | None = None, cancelled: list | None = None, method: str = "ds",
+                  adjudicated: pd.DataFrame | None = None, cancelled: list | None = None, method: str = "onecoin",
                   n_boot: int = 1000, random_state: int = 0) -> CheckResult:
     """The whole pass on the labels table (LABEL_COLUMNS) and gold answers (external_id, control, label)."""
     labels = qi.latest_annotations(labels, cancelled)

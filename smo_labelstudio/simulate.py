@@ -40,7 +40,8 @@ class SimulationSettings:
     """How the simulated annotators behave (settings only; the work happens in `simulate`)."""
 
     annotators: int
-    accuracy: float = 0.85          # chance each true policy is answered as itself
+    accuracy: float | tuple[float, ...] = 0.85  # chance each true policy is answered as itself; a tuple
+                                    # gives annotator i accuracy[i % len] (careful and careless people)
     confusion_file: Path | None = None  # rows it gives replace the accuracy's rows
     truth_file: Path | None = None
     lead_time: float = 30.0         # mean seconds per annotation
@@ -48,6 +49,20 @@ class SimulationSettings:
     seed: int = 0
     workers: int = 3                # concurrent annotation writes (Label Studio takes a handful a second)
     span_rate: float = 0.3          # share of violation answers that also mark a harmful span
+
+
+def accuracy_of(settings: SimulationSettings, index: int) -> float:
+    """The accuracy of the annotator at `index` (0-based, in account order)."""
+    accuracies = settings.accuracy if isinstance(settings.accuracy, tuple) else (settings.accuracy,)
+    return float(accuracies[index % len(accuracies)])
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How one annotator answers: the confusion rows and the accuracy (also used for severity)."""
+
+    confusion: dict[str, dict[str, float]]
+    accuracy: float
 
 
 @dataclass
@@ -169,9 +184,7 @@ def simulate(project_id: int, settings: SimulationSettings, workspace: Workspace
     url, token = connection_settings(url, token)
     with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=120) as http:
         targets, max_annotations = project_targets(http, project_id)
-        confusion = accuracy_matrix(targets.policies, settings.accuracy)
-        if settings.confusion_file:
-            confusion.update(read_confusion(settings.confusion_file, targets.policies))
+        from_file = read_confusion(settings.confusion_file, targets.policies) if settings.confusion_file else {}
         truth_file = read_truth_file(settings.truth_file, targets.policies) if settings.truth_file else None
         annotators = ensure_annotators(settings.annotators, url, token)
         known = item_ledger(workspace)
@@ -186,11 +199,16 @@ def simulate(project_id: int, settings: SimulationSettings, workspace: Workspace
         save_truth(workspace, {**saved, **truths})
 
     write_started = time.monotonic()
-    written, errors = _write_all(url, work.jobs, truths, targets, confusion, settings, progress)
+    behaviours = {}
+    for i, person in enumerate(annotators):
+        accuracy = accuracy_of(settings, i)
+        behaviours[person.email] = Behaviour({**accuracy_matrix(targets.policies, accuracy), **from_file}, accuracy)
+    written, errors = _write_all(url, work.jobs, truths, targets, behaviours, settings, progress)
     write_seconds = time.monotonic() - write_started
     return {
         "project_id": project_id,
         "annotators": len(annotators),
+        "accuracies": {person.email: behaviours[person.email].accuracy for person in annotators},
         "tasks": len(tasks),
         "tasks_simulated": len(worked_on),
         "already_done": work.already_done,
@@ -208,7 +226,7 @@ def simulate(project_id: int, settings: SimulationSettings, workspace: Workspace
 
 
 def _write_all(url: str, jobs: list[tuple[ProjectTask, Annotator]],
-               truths: dict[int, tuple[str | None, Truth]], targets: Targets, confusion: dict[str, dict[str, float]],
+               truths: dict[int, tuple[str | None, Truth]], targets: Targets, behaviours: dict[str, Behaviour],
                settings: SimulationSettings, progress: Callable[[int], Progress] | None) -> tuple[int, list[str]]:
     """Post every planned annotation through a small bounded pool, one task per pool job so no task
     gets concurrent writes (Label Studio's per-task counters lose updates then). Never retried: a
@@ -221,7 +239,7 @@ def _write_all(url: str, jobs: list[tuple[ProjectTask, Annotator]],
     try:
         with httpx.Client(base_url=url, timeout=120, limits=httpx.Limits(max_connections=settings.workers)) as http, \
                 ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
-            futures = [pool.submit(_write_task, http, task_jobs, truths, targets, confusion, settings)
+            futures = [pool.submit(_write_task, http, task_jobs, truths, targets, behaviours, settings)
                        for task_jobs in by_task.values()]
             for future in as_completed(futures):
                 outcomes = future.result()
@@ -237,17 +255,18 @@ def _write_all(url: str, jobs: list[tuple[ProjectTask, Annotator]],
 
 def _write_task(http: httpx.Client, task_jobs: list[tuple[ProjectTask, Annotator]],
                 truths: dict[int, tuple[str | None, Truth]], targets: Targets,
-                confusion: dict[str, dict[str, float]], settings: SimulationSettings) -> list[str | None]:
+                behaviours: dict[str, Behaviour], settings: SimulationSettings) -> list[str | None]:
     """One task's annotations, one after another."""
-    return [_write_one(http, task, annotator, truths[task.id][1], targets, confusion, settings)
+    return [_write_one(http, task, annotator, truths[task.id][1], targets, behaviours[annotator.email], settings)
             for task, annotator in task_jobs]
 
 
 def _write_one(http: httpx.Client, task: ProjectTask, annotator: Annotator, truth: Truth, targets: Targets,
-               confusion: dict[str, dict[str, float]], settings: SimulationSettings) -> str | None:
+               behaviour: Behaviour, settings: SimulationSettings) -> str | None:
     """Post one annotation as the annotator; None on success, else a one-line reason (no secrets)."""
     rng = rng_for(settings.seed, "answer", task.key, annotator.email)
-    body = {"result": answer(truth, targets, confusion, settings.accuracy, rng, task.text, settings.span_rate),
+    body = {"result": answer(truth, targets, behaviour.confusion, behaviour.accuracy, rng, task.text,
+                             settings.span_rate),
             "lead_time": lead_time(rng, settings.lead_time)}
     try:
         resp = http.post(f"/api/tasks/{task.id}/annotations/", json=body, headers=annotator.headers)

@@ -14,12 +14,25 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _accuracies(text: str) -> tuple[float, ...]:
+    """`--accuracy` as numbers between 0 and 1, or a one-line error."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        _fail(f"--accuracy {text!r}: expected numbers between 0 and 1, comma-separated")
+    if not all(0 <= v <= 1 for v in values):
+        _fail(f"--accuracy {text!r}: every accuracy must be between 0 and 1")
+    return values
+
+
 def simulate(
     spec: Path = typer.Option(..., "--spec", metavar="SPEC", help="The project spec (its title names the workspace)."),
     annotators: int = typer.Option(..., "--annotators", metavar="N", min=1, max=99,
                                    help="How many simulated annotators (real accounts sim-annotator-NN@smo.local)."),
-    accuracy: float = typer.Option(0.85, "--accuracy", min=0.0, max=1.0,
-                                   help="Chance each true policy is answered as itself (and severity exactly)."),
+    accuracy: str = typer.Option("0.85", "--accuracy", metavar="A[,A...]",
+                                 help="Chance each true policy is answered as itself (and severity exactly). "
+                                      "Several, comma-separated: annotator i gets the i-th (cycling), so "
+                                      "careful and careless people can be mixed, e.g. 0.95,0.9,0.6,0.55,0.5."),
     confusion: Optional[Path] = typer.Option(None, "--confusion", metavar="FILE",
                                              help="CSV: a `truth` column and one column per answered policy id; "
                                                   "its rows replace --accuracy's for those policies."),
@@ -51,7 +64,8 @@ def simulate(
     project = Workspace.for_title(loaded.title).project()
     if not project or not project.get("project_id"):
         _fail(f"no project for {loaded.title!r} yet; run `smo launch --spec {spec}` first")
-    settings = SimulationSettings(annotators=annotators, accuracy=accuracy, confusion_file=confusion,
+    accuracies = _accuracies(accuracy)
+    settings = SimulationSettings(annotators=annotators, accuracy=accuracies, confusion_file=confusion,
                                   truth_file=truth, lead_time=lead_time, limit=limit, seed=seed, workers=workers)
     bar = None if as_json else (lambda total: tqdm(total=total, unit="annotation", desc="simulated annotations"))
     try:

@@ -160,30 +160,58 @@ def test_files_are_byte_identical_on_a_second_write_and_hash_into_the_datasheet(
         assert "@smo.local" not in (tmp_path / "a" / name).read_text(errors="replace")
 
 
-@pytest.mark.xfail(strict=True, reason="the quality engine's Dawid-Skene estimates a full confusion matrix per "
-                   "annotator over policy-set keys without smoothing and overfits small batches; majority vote "
-                   "wins until it is smoothed (or one-coin)")
-def test_dawid_skene_against_majority_vote_on_simulated_answers():
-    """The simulator's own answer model (pure, no Label Studio): 60 tasks, two careful and three careless
-    annotators. Dawid-Skene should find the careful ones and match or beat majority vote."""
+def _simulated_answers(seed: int, accuracies: list[float], n_tasks: int = 60) -> tuple[pd.DataFrame, pd.Series]:
+    """The simulator's own answer model (pure, no Label Studio): answers and truth as policy-set keys."""
     from smo_labelstudio import quality_inputs as qi
-    from smo_labelstudio.quality.consensus import DawidSkene, MajorityVote, consensus_frame
     from smo_labelstudio.simanswers import Targets, accuracy_matrix, answer, draw_truth, rng_for
     from smo_labelstudio.taxonomy import load_taxonomy
 
     policies = tuple(sorted(load_taxonomy().ids))
     targets = Targets(policies=policies, to_name="text")
     rows, truth = [], {}
-    for i in range(60):
-        true = draw_truth(rng_for(0, "truth", i), policies)
+    for i in range(n_tasks):
+        true = draw_truth(rng_for(seed, "truth", i), policies)
         truth[i] = qi.set_key(true.labels)
-        for j, acc in enumerate([0.95, 0.9, 0.55, 0.5, 0.5]):
-            result = answer(true, targets, accuracy_matrix(policies, acc), acc, rng_for(0, i, j))
+        for j, acc in enumerate(accuracies):
+            result = answer(true, targets, accuracy_matrix(policies, acc), acc, rng_for(seed, i, j))
             rows.append({"task": i, "annotator": j, "label": qi.set_key(result[0]["value"]["choices"])})
-    answers, truth = pd.DataFrame(rows), pd.Series(truth)
-    score = {name: float((consensus_frame(est.fit(answers)).set_index("task")["label"] == truth).mean())
-             for name, est in (("ds", DawidSkene()), ("mv", MajorityVote()))}
-    assert score["ds"] >= score["mv"], score
+    return pd.DataFrame(rows), pd.Series(truth)
+
+
+@pytest.mark.parametrize("accuracies", [[0.95, 0.9, 0.6, 0.55, 0.5], [0.75] * 5], ids=["mixed", "equal"])
+def test_one_coin_dawid_skene_beats_majority_vote_on_simulated_answers(accuracies):
+    """20 seeded batches of 60 tasks. With careful and careless annotators mixed, one-coin Dawid-Skene
+    finds the careful ones and beats majority vote; with equal annotators it matches it. The full
+    confusion-matrix Dawid-Skene overfits batches this small (labels are policy sets: ~20 keys)."""
+    from smo_labelstudio.quality.consensus import consensus_frame, fit_consensus
+
+    scores = {m: [] for m in ("mv", "ds", "onecoin")}
+    for seed in range(20):
+        answers, truth = _simulated_answers(seed, accuracies)
+        for method, got in scores.items():
+            got.append(float((consensus_frame(fit_consensus(method, answers)).set_index("task")["label"]
+                              == truth).mean()))
+    mean = {m: sum(v) / len(v) for m, v in scores.items()}
+    print(accuracies, "mean accuracy over 20 batches:", mean)
+    at_least = sum(o >= m for o, m in zip(scores["onecoin"], scores["mv"]))
+    if len(set(accuracies)) > 1:
+        assert mean["onecoin"] > mean["mv"] + 0.01 and at_least >= 18, (mean, at_least)
+    else:
+        assert mean["onecoin"] >= mean["mv"] - 0.005 and at_least >= 16, (mean, at_least)
+    assert mean["ds"] < mean["onecoin"]  # why the project pass does not use the full model
+
+
+def test_one_coin_dawid_skene_is_not_sure_of_a_task_nobody_agreed_on():
+    """Five equally careful annotators give five different violations: the task stays below the
+    spec's confidence gate (0.7), so it goes to adjudication instead of into a training split."""
+    from smo_labelstudio.quality.consensus import consensus_frame, fit_consensus
+
+    answers, _ = _simulated_answers(0, [0.75] * 5)
+    common = answers["label"].value_counts().drop("no_violation").index[:5]
+    answers = pd.concat([answers, pd.DataFrame({"task": 999, "annotator": range(5), "label": common})])
+    got = consensus_frame(fit_consensus("onecoin", answers)).set_index("task")
+    assert got.loc[999, "confidence"] < 0.7, got.loc[999]
+    assert got["confidence"].drop(999).median() > 0.9
 
 
 # --- against Label Studio -----------------------------------------------------------------------
@@ -224,17 +252,20 @@ def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
 
 def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_and_identifies_nobody(
         label_studio, ml_backend, prefect_api, tmp_path, unique, monkeypatch):
-    """Launch 32 items and 4 gold, 5 simulated annotators per task (accuracy 0.75),
-    pull, export twice: consensus accuracy of DS and MV against the simulation's truth reported, no task or near-duplicate in two splits, datasheet counts = file rows, no e-mail or token,
-    byte-identical files."""
+    """Launch 32 items and 4 gold, 5 simulated annotators per task with known accuracies (two careful,
+    three careless), pull, export twice: consensus accuracy against the simulation's truth reported and
+    above majority vote's, no task or near-duplicate in two splits, datasheet counts = file rows, no
+    e-mail or token, byte-identical files."""
     spec, data, gold = _files(tmp_path, f"export {unique}")
     env = stack_env(label_studio, ml_backend, tmp_path / "home")
     launched = smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
     assert launched.returncode == 0, launched.stderr
     m = json.loads(launched.stdout)
     assert m["imported"] == 32 and m["gold"] == 4
-    sim = smo(env, "simulate", "--spec", str(spec), "--annotators", "5", "--accuracy", "0.75", "--json")
+    sim = smo(env, "simulate", "--spec", str(spec), "--annotators", "5", "--accuracy", "0.95,0.9,0.6,0.55,0.5",
+              "--json")
     assert sim.returncode == 0, sim.stderr
+    assert sorted(json.loads(sim.stdout)["accuracies"].values()) == [0.5, 0.55, 0.6, 0.9, 0.95]
     pulled = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
     assert pulled["annotations"] == 36 * 5
 
@@ -243,11 +274,10 @@ def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_
     s = json.loads(first.stdout)
     acc = s["consensus_accuracy"]
     print("consensus accuracy:", json.dumps(acc))
-    assert acc["ds"]["n_tasks"] == acc["mv"]["n_tasks"] == 32
-    # Reported, not compared: on 32 tasks the engine's unsmoothed Dawid-Skene trails majority vote
-    # (measured 0.84 vs 0.94); test_dawid_skene_against_majority_vote_on_simulated_answers tracks it.
-    assert acc["ds"]["accuracy"] >= 0.7 and acc["mv"]["accuracy"] >= 0.7
-    assert acc["ds"]["ci_low"] <= acc["ds"]["accuracy"] <= acc["ds"]["ci_high"]
+    assert s["method"] == "onecoin" and set(acc) == {"onecoin", "ds", "mv"}
+    assert acc["onecoin"]["n_tasks"] == acc["mv"]["n_tasks"] == acc["ds"]["n_tasks"] == 32
+    assert acc["onecoin"]["accuracy"] > acc["mv"]["accuracy"], acc  # the consensus the dataset carries wins
+    assert acc["onecoin"]["ci_low"] <= acc["onecoin"]["accuracy"] <= acc["onecoin"]["ci_high"]
 
     out = tmp_path / "a"
     frame = pd.read_parquet(out / "dataset.parquet")

@@ -13,12 +13,11 @@ import pandas as pd
 from ._frame import check_choice, check_level, encode, per_group
 from ._table import CountTable, count_table
 from .agreement import agreement_table_summary, pairwise_cohen_kappa, per_label_table
-from .consensus import DawidSkene, MajorityVote, consensus_frame
+from .consensus import METHODS, consensus_frame, fit_consensus
 from .gold import flags, gold_accuracy
 
 __all__ = ["METHODS", "QualityResult", "run_quality"]
 
-METHODS = ("mv", "ds")
 COHEN_WEIGHTS = {"nominal": None, "ordinal": "linear", "interval": "quadratic", "ratio": "quadratic"}
 MAX_PER_LABEL = 50
 LOW_CONFIDENCE = 0.6
@@ -82,7 +81,7 @@ def run_quality(annotations: pd.DataFrame, gold: pd.DataFrame | None = None, *, 
     With `by` (a column such as language), `groups` repeats the agreement figures per group.
     """
     check_level(level)
-    check_choice("method", method, METHODS)
+    check_choice("method", method, tuple(METHODS))
     nominal = encode(annotations, "nominal")
     if len(nominal) == 0:
         raise ValueError("annotations: no labels (every label is empty)")
@@ -116,14 +115,14 @@ def run_quality(annotations: pd.DataFrame, gold: pd.DataFrame | None = None, *, 
     summary["gold"] = {"threshold": threshold, "min_answers": min_gold, "alpha": alpha,
                        "n_gold_tasks": int(gold["task"].nunique()) if gold is not None else 0}
 
-    estimator = DawidSkene().fit(nominal, gold) if method == "ds" else MajorityVote().fit(nominal)
+    estimator = fit_consensus(method, nominal, gold)
     consensus = consensus_frame(estimator)
     summary["consensus"] = {
-        "method": "Dawid-Skene" if method == "ds" else "majority vote",
+        "method": METHODS[method],
         "n_tasks": len(consensus), "mean_confidence": float(consensus["confidence"].mean()),
         "low_confidence_below": LOW_CONFIDENCE,
         "low_confidence": int((consensus["confidence"] < LOW_CONFIDENCE).sum()),
-        **({"iterations": estimator.n_iter_} if method == "ds" else {}),
+        **({"iterations": estimator.n_iter_} if method != "mv" else {}),
     }
     if by is not None:
         groups = per_group(_group_agreement, annotations, by, level=level, n_boot=n_boot, confidence=confidence,

@@ -1,4 +1,5 @@
-"""Consensus labels from many annotators: majority vote and Dawid-Skene, with scikit-learn's verbs.
+"""Consensus labels from many annotators: majority vote and Dawid-Skene (full and one-coin), with
+scikit-learn's verbs.
 
 Same contract as crowd-kit's classification aggregators, with `annotator` for crowd-kit's
 `worker`: `fit(data)` returns the estimator, `fit_predict(data)` the label per task,
@@ -17,9 +18,11 @@ from scipy import sparse
 
 from ._frame import Ratings, check_choice, encode, factorize_sorted, require_frame, show
 
-__all__ = ["DawidSkene", "MajorityVote", "consensus_frame"]
+__all__ = ["METHODS", "DawidSkene", "MajorityVote", "OneCoinDawidSkene", "consensus_frame", "fit_consensus"]
 
 TIE_BREAKS = ("frequency", "sorted")
+# Consensus methods by the name users pass (`--method`, flow parameters, JSON keys) and what they are.
+METHODS = {"mv": "majority vote", "ds": "Dawid-Skene", "onecoin": "one-coin Dawid-Skene"}
 _EPS = 1e-10
 
 
@@ -182,6 +185,82 @@ class DawidSkene:
         return self.fit(data, gold).probas_
 
 
+class OneCoinDawidSkene:
+    """Dawid-Skene with one skill per annotator: right with probability `skill`, else any other label
+    seen, evenly. The model for project-sized batches: a full confusion matrix per annotator has
+    labels² cells to estimate (hundreds over policy-set keys) and overfits a few dozen tasks, trailing
+    majority vote; one number per annotator does not, and still lets careful annotators outvote
+    careless ones. Skills are smoothed (`smoothing` pseudo-answers right and as many wrong, a Beta
+    prior), so nobody is taken as infallible after a handful of answers and a task everyone answered
+    differently keeps a low posterior. Gold answers clamp their tasks, as in `DawidSkene`.
+
+    Learned: `probas_`, `labels_` (ties: first in sorted order), `priors_`, `skills_` (per annotator),
+    `n_iter_`.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"task": [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4], "annotator": list("abcabcabcabc"),
+    ...                    "label": ["spam", "spam", "ham", "ham", "ham", "ham", "spam", "spam", "spam",
+    ...                              "ham", "ham", "spam"]})
+    >>> oc = OneCoinDawidSkene().fit(df)
+    >>> oc.labels_.to_dict()
+    {1: 'spam', 2: 'ham', 3: 'spam', 4: 'ham'}
+    >>> oc.skills_.round(2).to_dict()  # c disagreed twice in four tasks
+    {'a': 0.79, 'b': 0.79, 'c': 0.5}
+    """
+
+    def __init__(self, n_iter: int = 100, tol: float = 1e-6, smoothing: float = 1.0) -> None:
+        self.n_iter = n_iter
+        self.tol = tol
+        self.smoothing = smoothing
+
+    def fit(self, data: pd.DataFrame, gold: pd.DataFrame | pd.Series | None = None) -> "OneCoinDawidSkene":
+        """Run EM on the answers; `gold` (frame task, label or Series by task) anchors those tasks."""
+        if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 1:
+            raise ValueError(f"n_iter must be a positive integer; got {self.n_iter!r}")
+        if not self.tol >= 0:
+            raise ValueError(f"tol must be >= 0; got {self.tol!r}")
+        if not self.smoothing >= 0:
+            raise ValueError(f"smoothing must be >= 0; got {self.smoothing!r}")
+        r, gold_rows, gold_cols = _with_gold(_answers(data), gold)
+        t, k, a = r.n_tasks, r.n_labels, len(r.annotators)
+        given = np.bincount(r.annotator, minlength=a).astype(float)
+        probas = r.task_counts().astype(float)
+        probas /= np.maximum(_row_sum(probas), 1.0)[:, None]
+        probas = _clamp(probas, gold_rows, gold_cols)
+        skills = np.full(a, 0.5)
+        self.n_iter_ = 0
+        for _ in range(self.n_iter):
+            self.n_iter_ += 1
+            priors = probas.mean(axis=0)
+            right = np.bincount(r.annotator, probas[r.task, r.label], minlength=a)
+            skills = np.clip((right + self.smoothing) / (given + 2 * self.smoothing), _EPS, 1 - _EPS)
+            log_right, log_wrong = np.log(skills), np.log((1 - skills) / max(k - 1, 1))
+            logits = np.tile(np.log(np.clip(priors, _EPS, None)), (t, 1))
+            logits += np.bincount(r.task, log_wrong[r.annotator], minlength=t)[:, None]
+            np.add.at(logits, (r.task, r.label), (log_right - log_wrong)[r.annotator])
+            logits -= _row_max(logits)[:, None]
+            new = np.exp(logits)
+            new /= _row_sum(new)[:, None]
+            new = _clamp(new, gold_rows, gold_cols)
+            change = float(np.abs(new - probas).max())
+            probas = new
+            if change < self.tol:
+                break
+        self.probas_ = _probas_frame(probas, r)
+        self.labels_ = _labels_series(probas, r)
+        self.priors_ = pd.Series(probas.mean(axis=0), index=r.labels.rename("label"), name="prior")
+        self.skills_ = pd.Series(skills, index=r.annotators.rename("annotator"), name="skill")
+        return self
+
+    def fit_predict(self, data: pd.DataFrame, gold: pd.DataFrame | pd.Series | None = None) -> pd.Series:
+        """Fit, then return the most probable label per task."""
+        return self.fit(data, gold).labels_
+
+    def fit_predict_proba(self, data: pd.DataFrame, gold: pd.DataFrame | pd.Series | None = None) -> pd.DataFrame:
+        """Fit, then return the posterior probabilities (tasks x labels)."""
+        return self.fit(data, gold).probas_
+
+
 def _with_gold(r: Ratings, gold: pd.DataFrame | pd.Series | None) -> tuple[Ratings, np.ndarray, np.ndarray]:
     """Ratings whose label set includes the gold labels, and (task row, label column) of gold tasks."""
     empty = np.zeros(0, dtype=np.int64)
@@ -222,6 +301,14 @@ def _clamp(probas: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
         probas[rows] = 0.0
         probas[rows, cols] = 1.0
     return probas
+
+
+def fit_consensus(method: str, data: pd.DataFrame, gold: pd.DataFrame | pd.Series | None = None) -> Any:
+    """The fitted estimator for a method name in `METHODS`; gold anchors both Dawid-Skene variants."""
+    check_choice("method", method, tuple(METHODS))
+    if method == "mv":
+        return MajorityVote().fit(data)
+    return (DawidSkene() if method == "ds" else OneCoinDawidSkene()).fit(data, gold)
 
 
 def consensus_frame(estimator: Any) -> pd.DataFrame:
