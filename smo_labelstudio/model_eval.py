@@ -9,7 +9,8 @@ consensus, `control == "policy"`, labels as '+'-joined keys or '(none)').
     calibration        expected calibration error and the reliability table from `label_scores`
     by_language        per language: exact-set accuracy and micro F1
     acceptance         per annotation: accepted / edited / rejected the pre-annotation (and skipped)
-    anchoring_audit    agreement with the model when the model was wrong vs right (vs consensus)
+    anchoring_audit    agreement with the model when the model was wrong vs right (vs a consensus
+                       without the annotator's own answers, or gold)
 
 >>> preds = pd.DataFrame({"external_id": ["a", "b"], "language": ["en", "en"],
 ...                       "policy": [frozenset({"hate"}), frozenset()], "label_scores": [{"hate": .9}, {"hate": .1}]})
@@ -228,20 +229,47 @@ def acceptance_summary(outcomes: pd.DataFrame, by: str | None = None) -> pd.Data
 
 
 def anchoring_audit(sets: pd.DataFrame, preds: pd.DataFrame, consensus: pd.DataFrame) -> pd.DataFrame:
-    """Do annotators follow wrong suggestions? Per model_correct (model set == consensus set): answers,
-    the share of answers equal to the model's set, with a Wilson interval; plus one row per annotator.
+def references_without_self(sets: pd.DataFrame, consensus: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, annotator): the policy set to judge the model by when auditing that annotator: the
+    gold answer on gold tasks, else one-coin Dawid-Skene consensus fitted on everyone else's answers
+    (a consensus that counted the annotator's own answer would make following the model look right).
+    Tasks nobody else answered get no reference."""
+    from .quality.consensus import fit_consensus
+
+    cons = consensus[consensus["control"] == "policy"] if "control" in consensus.columns else consensus
+    gold = cons[cons["source"] == "gold"] if "source" in cons.columns else cons.iloc[:0]
+    gold_sets = dict(zip(gold["task"], gold["label"].map(key_to_set)))
+    keyed = sets.assign(label=sets["label"].map(set_key))[["task", "annotator", "label"]]
+    rows = []
+    for who in sorted(keyed["annotator"].unique()):
+        own = keyed.loc[keyed["annotator"] == who, "task"].unique()
+        others = keyed[(keyed["annotator"] != who) & keyed["task"].isin(own)]
+        labels = fit_consensus("onecoin", others).labels_ if len(others) else pd.Series(dtype=object)
+        for task in own:
+            if task in gold_sets:
+                rows.append((task, who, gold_sets[task]))
+            elif task in labels.index:
+                rows.append((task, who, key_to_set(labels[task])))
+    return pd.DataFrame(rows, columns=["task", "annotator", "reference"])
+
+
+    """Do annotators follow wrong suggestions? Per model_correct (model set == the reference set from
+    `references_without_self`): answers, the share of answers equal to the model's set, with a Wilson
+    interval; plus one row per annotator.
 
     When the model is wrong, agreeing with it means agreeing with an error: a high share there (close
     to the share when it is right) is anchoring."""
-    joined = _joined(preds, consensus)
-    model = dict(zip(joined["external_id"], joined["model"]))
-    right = dict(zip(joined["external_id"], joined["model"] == joined["truth"]))
+    model = dict(zip(preds["external_id"], preds["policy"].map(frozenset)))
     answers = sets[sets["task"].isin(model)]
     if answers.empty:
+    refs = references_without_self(answers, consensus) if len(answers) else pd.DataFrame(
+        columns=["task", "annotator", "reference"])
+    answers = answers.merge(refs, on=["task", "annotator"], how="inner")
         return pd.DataFrame(columns=["annotator", "model_correct", "n", "agree_with_model", "ci_low", "ci_high"])
     frame = pd.DataFrame({"annotator": answers["annotator"].to_numpy(),
-                          "model_correct": answers["task"].map(right).to_numpy(dtype=bool),
-                          "agree": [s == model[t] for t, s in zip(answers["task"], answers["label"])]})
+    model_sets = answers["task"].map(model)
+                          "model_correct": (model_sets == answers["reference"]).to_numpy(dtype=bool),
+                          "agree": (answers["label"].map(frozenset) == model_sets).to_numpy(dtype=bool)})
     rows = []
     for who, part in [("(all)", frame)] + list(frame.groupby("annotator", sort=True)):
         for correct in (False, True):

@@ -34,9 +34,9 @@ def _consensus(truth: pd.DataFrame) -> pd.DataFrame:
                          "confidence": 1.0, "source": "consensus"})
 
 
-def _sets(truth: pd.DataFrame, answer) -> pd.DataFrame:
+def _sets(truth: pd.DataFrame, answer, annotators: tuple[str, ...] = ("a1", "a2", "a3")) -> pd.DataFrame:
     rows = [{"task": t, "annotator": a, "language": lang, "label": answer(a, s)}
-            for t, lang, s in zip(truth["external_id"], truth["language"], truth["truth"]) for a in ("a1", "a2", "a3")]
+            for t, lang, s in zip(truth["external_id"], truth["language"], truth["truth"]) for a in annotators]
     return pd.DataFrame(rows)
 
 
@@ -57,9 +57,9 @@ def test_an_always_wrong_model_followed_by_annotators_shows_anchoring():
     truth = _truth(seed=1)
     wrong = [frozenset({POLICIES[(POLICIES.index(next(iter(s))) + 1) % 4]}) for s in truth["truth"]]
     preds = _preds(truth, wrong)
-    # Consensus is the truth (say from gold-anchored experts), but a1 copies the model every time.
+    # Four annotators answer the truth; a1 copies the model every time.
     model = dict(zip(truth["external_id"], wrong))
-    sets = _sets(truth, lambda a, s: s)
+    sets = _sets(truth, lambda a, s: s, ("a1", "a2", "a3", "a4", "a5"))
     sets["label"] = [model[t] if a == "a1" else s for t, a, s in zip(sets["task"], sets["annotator"], sets["label"])]
     result = me.evaluate(preds, _consensus(truth), sets, None, n_boot=50)
     assert result.metrics.set_index("policy").loc["(micro)", "f1"] == 0
@@ -68,9 +68,30 @@ def test_an_always_wrong_model_followed_by_annotators_shows_anchoring():
     audit = result.anchoring.set_index(["annotator", "model_correct"])
     assert audit.loc[("a1", False), "agree_with_model"] == 1 and audit.loc[("a1", False), "n"] == 200
     assert audit.loc[("a2", False), "agree_with_model"] == 0
-    assert audit.loc[("(all)", False), "agree_with_model"] == pytest.approx(1 / 3)
+    assert audit.loc[("(all)", False), "agree_with_model"] == pytest.approx(1 / 5)
     assert audit.loc[("a1", False), "ci_low"] > 0.95  # Wilson interval on 200 of 200
     assert math.isnan(audit.loc[("a1", True), "agree_with_model"])  # the model is never right
+
+
+def test_the_anchoring_reference_leaves_the_audited_annotator_out():
+    """Two annotators on every task, one copying a wrong model, and a consensus that sided with the
+    copier: judged against it, copying would look like agreeing with a right model. Leaving the
+    copier out, its reference is the other annotator's answer: the model was wrong every time and
+    the copier followed it every time."""
+    truth = _truth(n=100, seed=2)
+    wrong = [frozenset({POLICIES[(POLICIES.index(next(iter(s))) + 1) % 4]}) for s in truth["truth"]]
+    model = dict(zip(truth["external_id"], wrong))
+    sets = _sets(truth, lambda a, s: s, ("a1", "a2"))
+    sets["label"] = [model[t] if a == "a1" else s for t, a, s in zip(sets["task"], sets["annotator"], sets["label"])]
+    consensus = _consensus(truth).assign(label=[me.set_key(model[t]) for t in truth["external_id"]])  # biased
+    audit = me.anchoring_audit(sets, _preds(truth, wrong), consensus).set_index(["annotator", "model_correct"])
+    assert audit.loc[("a1", False), "n"] == 100 and audit.loc[("a1", False), "agree_with_model"] == 1
+    assert audit.loc[("a1", True), "n"] == 0
+    assert audit.loc[("a2", True), "n"] == 100 and audit.loc[("a2", True), "agree_with_model"] == 0
+    # gold tasks are judged by the gold answer whoever answered
+    gold = _consensus(truth).assign(source="gold")
+    audit = me.anchoring_audit(sets, _preds(truth, wrong), gold).set_index(["annotator", "model_correct"])
+    assert audit.loc[("(all)", False), "n"] == 200
 
 
 def test_calibration_of_a_well_calibrated_model_is_small_and_the_bins_hold_every_probability():
