@@ -30,7 +30,6 @@ import hmac
 import json
 import os
 import secrets
-import unicodedata
 import warnings
 from dataclasses import dataclass
 from itertools import combinations
@@ -43,6 +42,7 @@ import pandas as pd
 from . import quality_inputs as qi
 from .quality import wilson_interval
 from .quality.compute import jsonable
+from .neardup import group_keys
 from .quality.consensus import METHODS
 from .workspace import Workspace, read_json
 
@@ -77,20 +77,6 @@ def workspace_key(ws: Workspace) -> bytes:
 def pseudonym(key: bytes, annotator: str) -> str:
     """`ann-` and 12 hex digits of HMAC-SHA256(key, annotator): stable per key, not reversible."""
     return "ann-" + hmac.new(key, str(annotator).encode(), hashlib.sha256).hexdigest()[:12]
-
-
-# --- near duplicates ----------------------------------------------------------------------------
-
-def near_duplicate_key(text: Any, image: Any = None, fallback: str = "") -> str:
-    """Text NFKC-normalised and case-folded, keeping letters only (no digits, punctuation, spaces)."""
-    if isinstance(text, str) and text.strip():
-        norm = unicodedata.normalize("NFKC", text).casefold()
-        letters = "".join(ch for ch in norm if unicodedata.category(ch)[0] in ("L", "M"))
-        if letters:
-            return "t:" + hashlib.sha256(letters.encode()).hexdigest()[:16]
-    if isinstance(image, str) and image.strip():
-        return "i:" + hashlib.sha256(image.strip().encode()).hexdigest()[:16]
-    return "x:" + hashlib.sha256(fallback.encode()).hexdigest()[:16]
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -165,9 +151,10 @@ def build_rows(items: pd.DataFrame, labels: pd.DataFrame, consensus: pd.DataFram
             "model_version": _str(pred["model_version"]) if pred is not None else None,
             **{c: (_str(ver[c]) if ver is not None and c in ver.index else None)
                for c in ("taxonomy_version", "guidelines_version", "config", "config_sha256")},
-            "near_duplicate_key": near_duplicate_key(item.get("text"), item.get("image"), str(task)),
         })
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("split", "gate")])
+    frame["near_duplicate_key"] = group_keys(frame["text"].tolist(), frame["image"].tolist(),
+                                             frame["external_id"].tolist())
     frame = frame.astype({"severity": "Int64", "model_severity": "Int64", "n_annotators": "int64",
                           "confidence": "float64", "agreement": "float64", "gold_correct": "float64",
                           "model_score": "float64"})
@@ -385,13 +372,13 @@ def render_datasheet(sheet: dict) -> str:
               "| annotator | gold answers | accuracy | 95% CI | flagged |", "|---|---|---|---|---|"]
     lines += [f"| {r['annotator']} | {r['gold_n']} | {_fmt(r['gold_accuracy'])} | {_fmt(r['ci_low'])} to "
               f"{_fmt(r['ci_high'])} | {r['flagged']} |" for r in g["annotators"]]
-    lines += ["", "## Files", "", "| file | sha256 | bytes |", "|---|---|---|"]
     if sheet.get("consensus_accuracy"):
         lines += ["", "## Consensus accuracy against the simulation's truth", "",
                   f"Non-gold tasks; this dataset carries `{sheet['method']}`.", "",
                   "| method | tasks | correct | accuracy | Wilson 95% CI |", "|---|---|---|---|---|"]
         lines += [f"| {METHODS.get(m, m)} (`{m}`) | {r['n_tasks']} | {r['correct']} | {_fmt(r['accuracy'])} | "
                   f"{_fmt(r['ci_low'])} to {_fmt(r['ci_high'])} |" for m, r in sheet["consensus_accuracy"].items()]
+    lines += ["", "## Files", "", "| file | sha256 | bytes |", "|---|---|---|"]
     lines += [f"| {k} | `{v['sha256']}` | {v['bytes']} |" for k, v in sorted(sheet["files"].items())]
     return "\n".join(lines) + "\n"
 
@@ -501,4 +488,7 @@ def export_workspace(ws: Workspace, spec, out: Path, method: str = "onecoin", se
             scores[other] = consensus_accuracy(again.consensus, truth)
         sheet["consensus_accuracy"] = dict(sorted(scores.items()))
     sheet = write_dataset(rows, out, sheet, _to_name(spec.config))
+    from .warehouse_tables import record_export
+
+    record_export(ws, Export(out, rows, sheet).summary(), sheet)  # the exports table of the warehouse
     return Export(out, rows, sheet)

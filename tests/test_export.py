@@ -12,6 +12,7 @@ import pytest
 from smo_cli import smo, stack_env
 
 from smo_labelstudio import export as ex
+from smo_labelstudio.neardup import group_keys
 from smo_labelstudio.quality_check import compute_check
 from smo_labelstudio.spec import Quality
 from smo_labelstudio.workspace import LABEL_COLUMNS, Workspace
@@ -91,17 +92,39 @@ def test_an_adjudicated_answer_replaces_consensus_and_passes_the_gate():
 
 
 def test_near_duplicate_key_ignores_case_digits_punctuation_and_spacing():
-    k = ex.near_duplicate_key
+    from smo_labelstudio.neardup import exact_key as k
+
     assert k("Click HERE to win 100$!!") == k("click here to win  5 $") == k("Click here, to win.")
     assert k("click here to win") != k("click here to lose")
     assert k(None, "https://x/a.png") == k("", "https://x/a.png") != k(None, "https://x/b.png")
 
 
+def test_fuzzy_near_duplicates_share_a_group_whatever_the_row_order():
+    from smo_labelstudio.neardup import group_keys
+
+    texts = ["you are worthless", "you are so worthless", "You are SO worthless!!!",
+             "your account is locked send password", "your account is locked, send your password now",
+             "the match was exciting", "the match was boring", "lovely weather today", None, ""]
+    keys = group_keys(texts, fallbacks=[f"t{i}" for i in range(len(texts))])
+    assert keys[0] == keys[1] == keys[2] and keys[3] == keys[4]
+    assert len({keys[0], keys[3], keys[5], keys[6], keys[7], keys[8], keys[9]}) == 7  # boring != exciting
+    order = [7, 3, 9, 0, 5, 2, 8, 1, 6, 4]
+    again = group_keys([texts[i] for i in order], fallbacks=[f"t{i}" for i in order])
+    assert [again[order.index(i)] for i in range(len(texts))] == keys
+
+
+WORDS_FOR_TEXT = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar "
+                  "papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
+
+
 def _synthetic(n: int = 400) -> pd.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
     policies = [["no_violation"], ["hate"], ["spam_scams"], ["hate", "harassment"]]
     rows = []
     for i in range(n):
-        text = f"message number {i % 40} about {chr(97 + i % 26)}{chr(97 + i // 26 % 26)}"  # 676 distinct letter-keys
+        text = " ".join(rng.choice(WORDS_FOR_TEXT, 6))  # distinct: no two rows near-duplicates
         rows.append({"external_id": f"x{i:04d}", "text": text, "language": ["en", "es", "ar"][i % 3],
                      "policy": policies[i % 4], "is_gold": i % 50 == 0, "consensus_source": "consensus",
                      "confidence": 0.5 if i % 25 == 1 else 0.95})
@@ -109,15 +132,16 @@ def _synthetic(n: int = 400) -> pd.DataFrame:
     for col in ex.COLUMNS:
         if col not in frame.columns:
             frame[col] = None
-    frame["near_duplicate_key"] = [ex.near_duplicate_key(t) for t in frame["text"]]
+    frame["near_duplicate_key"] = group_keys(frame["text"].tolist(), fallbacks=frame["external_id"].tolist())
     return frame
 
 
 def test_splits_are_80_10_10_stratified_seeded_and_keep_near_duplicates_together():
     frame = _synthetic()
-    # near-duplicates: these pairs differ only in digits
+    # near-duplicates: one pair differs only in digits, one by an inserted word
     frame.loc[5, "text"], frame.loc[6, "text"] = "same words 1", "Same words 2!"
-    frame["near_duplicate_key"] = [ex.near_duplicate_key(t) for t in frame["text"]]
+    frame.loc[7, "text"], frame.loc[8, "text"] = "you are worthless", "you are so worthless"
+    frame["near_duplicate_key"] = group_keys(frame["text"].tolist(), fallbacks=frame["external_id"].tolist())
     out = ex.assign_splits(frame, min_confidence=0.7, seed=3)
     assert set(out.loc[out["is_gold"], "split"]) == {"gold"}
     assert set(out.loc[(out["confidence"] < 0.7) & ~out["is_gold"], "split"]) == {"excluded"}
@@ -125,7 +149,8 @@ def test_splits_are_80_10_10_stratified_seeded_and_keep_near_duplicates_together
     shares = split["split"].value_counts(normalize=True)
     assert shares["train"] == pytest.approx(0.8, abs=0.04) and shares["test"] == pytest.approx(0.1, abs=0.03)
     assert split.groupby("near_duplicate_key")["split"].nunique().max() == 1
-    assert out.loc[5, "split"] == out.loc[6, "split"]
+    assert out.loc[5, "split"] == out.loc[6, "split"] and out.loc[7, "split"] == out.loc[8, "split"]
+    assert frame["near_duplicate_key"].nunique() >= len(frame) - 4  # random word salads rarely collide
     for language, part in split.groupby("language"):  # every language in every split
         assert set(part["split"]) == set(ex.SPLITS), language
     again = ex.assign_splits(frame.sample(frac=1, random_state=1), min_confidence=0.7, seed=3)
