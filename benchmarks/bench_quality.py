@@ -13,9 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -26,6 +24,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _baseline import run_baseline  # noqa: E402
 from smo_labelstudio.quality import (DawidSkene, MajorityVote, krippendorff_alpha, run_quality)  # noqa: E402
 
 N_TASKS = 250_000
@@ -99,7 +98,7 @@ import json, sys, time
 import numpy as np, pandas as pd
 import krippendorff
 from crowdkit.aggregation import DawidSkene, MajorityVote
-data = pd.read_parquet(sys.argv[1]).rename(columns={"annotator": "worker"})
+data = pd.read_parquet(json.loads(sys.argv[1])["answers"]).rename(columns={"annotator": "worker"})
 out = {}
 t0 = time.perf_counter(); ds = DawidSkene(n_iter=100, tol=1e-5).fit(data); out["ds_s"] = time.perf_counter() - t0
 out["ds_labels"] = ds.labels_.reset_index().to_dict(orient="list")
@@ -115,26 +114,8 @@ print(json.dumps(out))
 
 
 def baselines(answers: pd.DataFrame) -> dict | None:
-    """Run crowd-kit and krippendorff in the benchmark environment; None (with a note) if unavailable."""
-    from smo_labelstudio.envs import BENCH_ENV, EnvError
-
-    try:
-        BENCH_ENV.ensure(print)
-    except EnvError as exc:
-        print(f"baselines skipped: {exc}")
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "answers.parquet"
-        answers.to_parquet(path, index=False)
-        script = Path(tmp) / "baseline.py"
-        script.write_text(BASELINE)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        proc = subprocess.run([str(BENCH_ENV.bin("python")), "-W", "ignore", str(script), str(path)],
-                              capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        print(f"baselines failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """crowd-kit and krippendorff on the same answers, in the benchmark environment."""
+    return run_baseline("baselines", BASELINE, {"answers": answers})
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ class ExportDatasetParams(BaseModel):
 
     spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
     out: str = Field(description="Folder to write the dataset files and datasheet into")
-    method: Literal["onecoin", "ds", "mv"] = Field(
-        "onecoin", description="Consensus: one-coin Dawid-Skene (onecoin), full Dawid-Skene (ds) or majority vote (mv)")
+    method: Literal["smoothed-ds", "ds", "mv"] = Field(
+        "smoothed-ds", description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)")
     seed: int = Field(0, description="Seed for the splits and bootstrap intervals")
 
 

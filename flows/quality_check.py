@@ -25,8 +25,8 @@ class QualityCheckParams(BaseModel):
 
     spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
     adjudicate: bool = Field(True, description="Read back and queue adjudications in Label Studio")
-    method: Literal["onecoin", "ds", "mv"] = Field(
-        "onecoin", description="Consensus: one-coin Dawid-Skene (onecoin), full Dawid-Skene (ds) or majority vote (mv)")
+    method: Literal["smoothed-ds", "ds", "mv"] = Field(
+        "smoothed-ds", description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)")
     n_boot: int = Field(1000, ge=10, le=10_000, description="Bootstrap resamples for confidence intervals")
 
 

@@ -443,7 +443,7 @@ def _to_name(config: str) -> str:
     return "image" if config.startswith("image") else "text"
 
 
-def export_workspace(ws: Workspace, spec, out: Path, method: str = "onecoin", seed: int = 0, n_boot: int = 500,
+def export_workspace(ws: Workspace, spec, out: Path, method: str = "smoothed-ds", seed: int = 0, n_boot: int = 500,
                      compare: bool = True) -> Export:
     """Read the workspace's pulled tables, build, gate, split and write the dataset to `out`."""
     from .quality_check import MissingInputError, compute_check, load_inputs

@@ -16,9 +16,9 @@ def _fail(message: str) -> None:
 def export(
     spec: Path = typer.Option(..., "--spec", metavar="SPEC", help="The project spec (its title names the workspace)."),
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Where to write the dataset files and datasheet."),
-    method: str = typer.Option("onecoin", "--method", metavar="onecoin|ds|mv",
-                               help="Consensus: one-coin Dawid-Skene (onecoin), full Dawid-Skene (ds), both "
-                                    "anchored on gold, or majority vote (mv)."),
+    method: str = typer.Option("smoothed-ds", "--method", metavar="smoothed-ds|ds|mv",
+                               help="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), "
+                                    "plain Dawid-Skene (ds), both anchored on gold, or majority vote (mv)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the splits and bootstrap intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:

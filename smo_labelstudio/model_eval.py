@@ -231,7 +231,7 @@ def acceptance_summary(outcomes: pd.DataFrame, by: str | None = None) -> pd.Data
 def anchoring_audit(sets: pd.DataFrame, preds: pd.DataFrame, consensus: pd.DataFrame) -> pd.DataFrame:
 def references_without_self(sets: pd.DataFrame, consensus: pd.DataFrame) -> pd.DataFrame:
     """Per (task, annotator): the policy set to judge the model by when auditing that annotator: the
-    gold answer on gold tasks, else one-coin Dawid-Skene consensus fitted on everyone else's answers
+    gold answer on gold tasks, else smoothed Dawid-Skene consensus fitted on everyone else's answers
     (a consensus that counted the annotator's own answer would make following the model look right).
     Tasks nobody else answered get no reference."""
     from .quality.consensus import fit_consensus
@@ -244,7 +244,7 @@ def references_without_self(sets: pd.DataFrame, consensus: pd.DataFrame) -> pd.D
     for who in sorted(keyed["annotator"].unique()):
         own = keyed.loc[keyed["annotator"] == who, "task"].unique()
         others = keyed[(keyed["annotator"] != who) & keyed["task"].isin(own)]
-        labels = fit_consensus("onecoin", others).labels_ if len(others) else pd.Series(dtype=object)
+        labels = fit_consensus("smoothed-ds", others).labels_ if len(others) else pd.Series(dtype=object)
         for task in own:
             if task in gold_sets:
                 rows.append((task, who, gold_sets[task]))

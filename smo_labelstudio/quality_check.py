@@ -242,7 +242,7 @@ def apply_adjudication(consensus: pd.DataFrame, adjudicated: pd.DataFrame | None
 
 
 def compute_check(labels: pd.DataFrame, gold: pd.DataFrame | None, quality: Quality, *,
-                  adjudicated: pd.DataFrame | None = None, cancelled: list | None = None, method: str = "onecoin",
+                  adjudicated: pd.DataFrame | None = None, cancelled: list | None = None, method: str = "smoothed-ds",
                   n_boot: int = 1000, random_state: int = 0) -> CheckResult:
     """The whole pass on the labels table (LABEL_COLUMNS) and gold answers (external_id, control, label)."""
     labels = qi.latest_annotations(labels, cancelled)

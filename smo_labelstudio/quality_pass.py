@@ -75,7 +75,7 @@ def read_back(ws: Workspace, spec: Spec, ls: Any) -> int:
     return 0 if decided is None else int(decided["external_id"].nunique())
 
 
-def check(ws: Workspace, spec: Spec, *, method: str = "onecoin", n_boot: int = 1000) -> tuple[CheckResult, dict]:
+def check(ws: Workspace, spec: Spec, *, method: str = "smoothed-ds", n_boot: int = 1000) -> tuple[CheckResult, dict]:
     """Load the workspace tables and run the check with the spec's thresholds."""
     inputs = load_inputs(ws)
     result = compute_check(inputs["labels"], inputs["gold"], spec.quality, adjudicated=inputs["adjudicated"],
@@ -111,7 +111,7 @@ def report(ws: Workspace, spec: Spec, result: CheckResult, project: dict[str, An
     return write_report(result, ws.reports, spec.title, project_url=url)
 
 
-def run_pass(spec: Spec, *, adjudicate: bool = True, method: str = "onecoin", n_boot: int = 1000,
+def run_pass(spec: Spec, *, adjudicate: bool = True, method: str = "smoothed-ds", n_boot: int = 1000,
              home: Path | None = None) -> PassOutcome:
     """Every step in order; without `adjudicate`, Label Studio is not contacted."""
     ws = Workspace.for_title(spec.title, home)

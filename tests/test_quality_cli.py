@@ -86,7 +86,7 @@ ERRORS = [
     (["--annotations", "{text}", "--level", "interval"], "level 'interval' needs numeric labels"),
     (["--annotations", "{empty}"], "empty file"),
     (["--annotations", "{annotations}", "--level", "ordinl"], "level must be one of nominal, ordinal, interval, ratio"),
-    (["--annotations", "{annotations}", "--method", "em"], "method must be one of 'mv', 'ds'; got 'em'"),
+    (["--annotations", "{annotations}", "--method", "em"], "method must be one of 'mv', 'ds', 'smoothed-ds'; got 'em'"),
     (["--annotations", "{annotations}", "--gold", "{nolabel}"], "missing column(s) label; expected task, label"),
     (["--annotations", "{annotations}", "--out", "{annotations}"], "cannot write consensus.csv"),
 ]

@@ -8,7 +8,7 @@ missing answer); gold is `task, label`. No Label Studio needed.
     krippendorff.py  alpha from the coincidence matrix at any level (used by agreement.py)
     multilabel.py    per-policy binary agreement and MASI alpha for set-valued answers
     spans.py         pairwise span F1, exact or overlap matching
-    consensus.py     MajorityVote, DawidSkene and OneCoinDawidSkene (fit / fit_predict / fit_predict_proba)
+    consensus.py     MajorityVote and DawidSkene, plain or smoothed (fit / fit_predict / fit_predict_proba)
     compute.py       run_quality: the whole pass, JSON-ready
 """
 
@@ -16,13 +16,13 @@ from .agreement import (agreement_summary, bootstrap_ci, cohen_kappa_mean, fleis
                         krippendorff_alpha, krippendorff_alpha_ci, pairwise_cohen_kappa, per_label_agreement,
                         percent_agreement)
 from .compute import QualityResult, run_quality
-from .consensus import DawidSkene, MajorityVote, OneCoinDawidSkene, consensus_frame, fit_consensus
+from .consensus import DawidSkene, MajorityVote, consensus_frame, fit_consensus
 from .gold import flags, gold_accuracy, gold_confusion, sequential_check, wilson_interval
 from .multilabel import masi_alpha, masi_distance, multilabel_agreement
 from .spans import span_agreement, span_f1
 
 __all__ = [
-    "DawidSkene", "MajorityVote", "OneCoinDawidSkene", "QualityResult", "agreement_summary", "bootstrap_ci", "cohen_kappa_mean",
+    "DawidSkene", "MajorityVote", "QualityResult", "agreement_summary", "bootstrap_ci", "cohen_kappa_mean",
     "consensus_frame", "flags", "fleiss_kappa", "gold_accuracy", "gold_confusion", "gwet_ac1",
     "krippendorff_alpha", "krippendorff_alpha_ci", "masi_alpha", "masi_distance", "multilabel_agreement",
     "pairwise_cohen_kappa", "per_label_agreement", "percent_agreement", "run_quality", "sequential_check",
