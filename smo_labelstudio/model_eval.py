@@ -228,7 +228,6 @@ def acceptance_summary(outcomes: pd.DataFrame, by: str | None = None) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def anchoring_audit(sets: pd.DataFrame, preds: pd.DataFrame, consensus: pd.DataFrame) -> pd.DataFrame:
 def references_without_self(sets: pd.DataFrame, consensus: pd.DataFrame) -> pd.DataFrame:
     """Per (task, annotator): the policy set to judge the model by when auditing that annotator: the
     gold answer on gold tasks, else smoothed Dawid-Skene consensus fitted on everyone else's answers
@@ -253,6 +252,7 @@ def references_without_self(sets: pd.DataFrame, consensus: pd.DataFrame) -> pd.D
     return pd.DataFrame(rows, columns=["task", "annotator", "reference"])
 
 
+def anchoring_audit(sets: pd.DataFrame, preds: pd.DataFrame, consensus: pd.DataFrame) -> pd.DataFrame:
     """Do annotators follow wrong suggestions? Per model_correct (model set == the reference set from
     `references_without_self`): answers, the share of answers equal to the model's set, with a Wilson
     interval; plus one row per annotator.
@@ -261,13 +261,13 @@ def references_without_self(sets: pd.DataFrame, consensus: pd.DataFrame) -> pd.D
     to the share when it is right) is anchoring."""
     model = dict(zip(preds["external_id"], preds["policy"].map(frozenset)))
     answers = sets[sets["task"].isin(model)]
-    if answers.empty:
     refs = references_without_self(answers, consensus) if len(answers) else pd.DataFrame(
         columns=["task", "annotator", "reference"])
     answers = answers.merge(refs, on=["task", "annotator"], how="inner")
+    if answers.empty:
         return pd.DataFrame(columns=["annotator", "model_correct", "n", "agree_with_model", "ci_low", "ci_high"])
-    frame = pd.DataFrame({"annotator": answers["annotator"].to_numpy(),
     model_sets = answers["task"].map(model)
+    frame = pd.DataFrame({"annotator": answers["annotator"].to_numpy(),
                           "model_correct": (model_sets == answers["reference"]).to_numpy(dtype=bool),
                           "agree": (answers["label"].map(frozenset) == model_sets).to_numpy(dtype=bool)})
     rows = []
