@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field
 from smo_labelstudio import client, launch
 from smo_labelstudio.spec import load_spec
 
+from flows.warehouse_step import publish, record_failure
+
 
 PROGRESS_HOOKS: list = []  # callables (done, total) the CLI adds for its progress bar
 
@@ -49,6 +51,12 @@ def import_one(plan: launch.Plan, batch: int, url: str, token: str, backend) -> 
 
 
 @task(cache_policy=NO_CACHE)
+def backfill_predictions(plan: launch.Plan, url: str, token: str, backend) -> dict:
+    """Tasks an earlier run imported while the backend was down get their predictions now."""
+    return launch.backfill_predictions(plan, url, token, backend)
+
+
+@task(cache_policy=NO_CACHE)
 def write_manifest(plan: launch.Plan, results: list[dict], url: str) -> dict:
     return launch.finish(plan, results, url)
 
@@ -67,7 +75,8 @@ def manifest_markdown(m: dict) -> str:
     return "\n".join(lines)
 
 
-@flow(name="create-tasks", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False)
+@flow(name="create-tasks", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False,
+      on_failure=[record_failure])
 def create_tasks(params: LaunchParams) -> dict:
     """Read, validate, de-duplicate, sample, mix in gold, pre-annotate and import; write the manifest."""
     log = get_run_logger()
@@ -88,6 +97,10 @@ def create_tasks(params: LaunchParams) -> dict:
             hook(done, len(futures))
     if not futures:
         update_progress_artifact(progress, progress=100.0)
+    filled = backfill_predictions(plan, url, token, backend)
+    if filled["backfilled"] or filled["still_missing"]:
+        log.info("predictions added to %d earlier tasks; %d still without (%s)", filled["backfilled"],
+                 filled["still_missing"], filled["problem"] or "-")
     try:  # Label Studio then asks the backend for tasks opened without a prediction, and retrains it
         linked = client.connect_stack_backend(url, token, plan.project_id)
     except (client.LabelStudioError, OSError) as exc:
@@ -99,4 +112,5 @@ def create_tasks(params: LaunchParams) -> dict:
                              description="Launch summary")
     log.info("launch done: %s", {k: manifest[k] for k in ("imported", "duplicates", "quarantined",
                                                           "already_present", "gold", "predictions")})
+    publish(plan.workspace, load_spec(Path(params.spec)), manifest)
     return manifest

@@ -15,6 +15,8 @@ from smo_labelstudio.export import Export, export_workspace
 from smo_labelstudio.spec import load_spec
 from smo_labelstudio.workspace import Workspace, slug
 
+from flows.warehouse_step import publish, record_failure
+
 
 class ExportDatasetParams(BaseModel):
     """The form the Prefect UI shows for a run."""
@@ -38,14 +40,16 @@ def post_datasheet(result: Export, title: str) -> None:
                              description=f"Datasheet of the dataset in {result.out}")
 
 
-@flow(name="export-dataset", log_prints=True)
+@flow(name="export-dataset", log_prints=True, on_failure=[record_failure])
 def export_dataset(params: ExportDatasetParams) -> dict:
     """Export one project's evaluated dataset."""
     spec = load_spec(Path(params.spec))
-    result = build(Workspace.for_title(spec.title), spec, Path(params.out), params.method, params.seed)
+    ws = Workspace.for_title(spec.title)
+    result = build(ws, spec, Path(params.out), params.method, params.seed)
     post_datasheet(result, spec.title)
     summary = result.summary()
     print(f"{summary['tasks']} tasks: {summary['splits']} -> {summary['out']}")
+    publish(ws, spec, {"tasks": summary["tasks"], **summary["splits"]})
     return summary
 
 

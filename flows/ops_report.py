@@ -18,6 +18,8 @@ from smo_labelstudio import ops_report as ops
 from smo_labelstudio.spec import load_spec
 from smo_labelstudio.workspace import Workspace, slug
 
+from flows.warehouse_step import publish, record_failure
+
 
 class OpsReportParams(BaseModel):
     """The form the Prefect UI shows for a run."""
@@ -59,7 +61,7 @@ def post_artifacts(spec, report: ops.OpsReport, files: ops.OpsFiles) -> None:
                          link_text="Operations report (HTML)", description=str(files.html))
 
 
-@flow(name="ops-report", log_prints=True)
+@flow(name="ops-report", log_prints=True, on_failure=[record_failure])
 def ops_report(params: OpsReportParams) -> dict:
     """Report one project's operations and model quality; alert on the wellness cap."""
     spec = load_spec(Path(params.spec))
@@ -71,8 +73,10 @@ def ops_report(params: OpsReportParams) -> dict:
     if len(report.alerts):
         emit_event(**ops.wellness_event(report, files))
         print(f"wellness cap exceeded: {len(report.alerts)} annotator-day(s)")
-    return {**report.summary(), "report": {"html": str(files.html), "markdown": str(files.markdown),
-                                           "summary": str(files.summary)}}
+    summary = {**report.summary(), "report": {"html": str(files.html), "markdown": str(files.markdown),
+                                              "summary": str(files.summary)}}
+    publish(ws, spec, summary.get("totals") if isinstance(summary.get("totals"), dict) else {})
+    return summary
 
 
 if __name__ == "__main__":

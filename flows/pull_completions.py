@@ -13,6 +13,8 @@ from smo_labelstudio import client, pull
 from smo_labelstudio.spec import load_spec
 from smo_labelstudio.workspace import Workspace
 
+from flows.warehouse_step import publish, record_failure
+
 
 class PullParams(BaseModel):
     """What the Prefect UI asks for."""
@@ -21,17 +23,33 @@ class PullParams(BaseModel):
     full: bool = Field(False, description="re-read everything instead of what changed since the last pull")
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)  # a pull replaces rows: a retry cannot duplicate
+def _worth_retrying(task, task_run, state) -> bool:
+    """A retry helps a failed export snapshot; not a Label Studio that outlasted the client's own retries
+    (`SMO_LS_RETRIES`), nor a damaged workspace file."""
+    from smo_labelstudio.workspace import WorkspaceFileError
+
+    try:
+        state.result(raise_on_failure=True)
+    except (client.LabelStudioUnavailable, WorkspaceFileError, pull.PullError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+# A pull replaces rows: a retry cannot duplicate.
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=_worth_retrying)
 def pull_tables(workspace: Workspace, url: str, token: str, full: bool) -> dict:
     return pull.pull(workspace, url, token, full)
 
 
-@flow(name="pull-completions", log_prints=False)
+@flow(name="pull-completions", log_prints=False, on_failure=[record_failure])
 def pull_completions(params: PullParams) -> dict:
     """Incremental since the last successful pull; updated and deleted annotations reflected."""
     spec = load_spec(Path(params.spec))
     url, token = client.connection_settings()
-    summary = pull_tables(Workspace.for_title(spec.title), url, token, params.full)
+    ws = Workspace.for_title(spec.title)
+    summary = pull_tables(ws, url, token, params.full)
     create_markdown_artifact(
         f"# Pull: project {summary['project_id']} ({summary['mode']})\n\n"
         f"| annotations in table | new | updated | deleted | tasks fetched | seconds |\n|---:|---:|---:|---:|---:|---:|\n"
@@ -39,4 +57,5 @@ def pull_completions(params: PullParams) -> dict:
         f"{summary['tasks_fetched']:,} | {summary['seconds']} |\n\nTables: `{summary['tables']['labels']}`",
         key=f"pull-{summary['project_id']}", description="Pull summary")
     get_run_logger().info("pull: %s", {k: summary[k] for k in ("mode", "annotations", "new", "updated", "deleted")})
+    publish(ws, spec, summary)
     return summary

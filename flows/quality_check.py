@@ -19,6 +19,8 @@ from smo_labelstudio.quality_report import render_markdown
 from smo_labelstudio.spec import load_spec
 from smo_labelstudio.workspace import Workspace, slug
 
+from flows.warehouse_step import publish, record_failure
+
 
 class QualityCheckParams(BaseModel):
     """The form the Prefect UI shows for a run."""
@@ -66,7 +68,7 @@ def post_artifacts(outcome: qp.PassOutcome) -> None:
                          link_text="Quality report (HTML)", description=str(outcome.report.html))
 
 
-@flow(name="quality-check", log_prints=True)
+@flow(name="quality-check", log_prints=True, on_failure=[record_failure])
 def quality_check(params: QualityCheckParams) -> dict:
     """Check one project's labels against its spec's quality gates."""
     spec = load_spec(Path(params.spec))
@@ -83,7 +85,9 @@ def quality_check(params: QualityCheckParams) -> dict:
     if result.failed_gates:
         emit_event(**qp.gate_event(outcome))
         print(f"gates failed: {', '.join(g.name for g in result.failed_gates)}")
-    return outcome.summary()
+    summary = outcome.summary()
+    publish(ws, spec, summary)
+    return summary
 
 
 if __name__ == "__main__":

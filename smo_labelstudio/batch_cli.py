@@ -42,6 +42,39 @@ def _prefect_ready() -> None:
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{record['port']}/api"
 
 
+class _NoTraceback:
+    """Wraps a console formatter so a failed run's traceback is not printed: the command ends in one
+    line, and the traceback stays in the run's logs on the Prefect server."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def format(self, record):
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def console_without_tracebacks() -> None:
+    """Strip tracebacks from Prefect's console output (call once Prefect is imported)."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _NoTraceback):
+                handler.setFormatter(_NoTraceback(handler.formatter))
+
+
 def run_command(call):
     """Run a command's work; a user mistake or an unreachable server ends in one line on stderr."""
     import httpx
@@ -76,6 +109,8 @@ def launch(
         from tqdm import tqdm
 
         from flows.create_tasks import PROGRESS_HOOKS, LaunchParams, create_tasks
+
+        console_without_tracebacks()
 
         bar = tqdm(total=None, unit="batch", desc="import", disable=as_json, leave=False)
 
@@ -119,6 +154,8 @@ def pull_cmd(
         _prefect_ready()
         from flows.pull_completions import PullParams, pull_completions
 
+        console_without_tracebacks()
+
         return pull_completions(PullParams(spec=str(spec), full=full))
 
     summary = run_command(work)
@@ -154,20 +191,43 @@ def spec_new(
     typer.echo(yaml.safe_dump(spec.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
 
 
-def serve() -> None:
-    """Serve the flows (create-tasks, pull-completions, quality-check, ops-report, export-dataset) as deployments on this
-    machine, so project managers start them from the Prefect UI; runs until Ctrl-C."""
+def serve(spec: Optional[Path] = typer.Option(
+        None, "--spec", metavar="SPEC",
+        help="Schedule this project's daily pull (06:00 UTC), quality check (06:30) and report (07:00), "
+             "as prefect.yaml does; without it nothing is scheduled and runs start from the UI.")) -> None:
+    """Serve the flows (create-tasks, pull-completions, quality-check, quality-scan, ops-report, export-dataset) as
+    deployments on this machine, so project managers start them from the Prefect UI; runs until Ctrl-C. For many
+    machines, register the same deployments for a work pool with `prefect deploy --all` (prefect.yaml)."""
+    from .spec import SpecError, load_spec
+
+    if spec is not None:
+        try:
+            load_spec(spec)  # a scheduled run must not be the first to find the spec broken
+        except (SpecError, OSError) as exc:
+            _fail(str(exc))
+        spec = spec.resolve()
     _prefect_ready()
     from prefect import serve as prefect_serve
 
     from flows.create_tasks import create_tasks
     from flows.export_dataset import export_dataset
-    from flows.pull_completions import pull_completions
     from flows.ops_report import ops_report
+    from flows.pull_completions import pull_completions
     from flows.quality_check import quality_check
+    try:
+        from flows.quality_scan import quality_scan  # reads SMO_TASK_RUNNER and friends
+    except ValueError as exc:
+        _fail(str(exc))
 
-    typer.echo(f"serving create-tasks/smo, pull-completions/smo, quality-check/smo, ops-report/smo (daily 06:00 UTC), "
-               f"export-dataset/smo on {os.environ['PREFECT_API_URL']} (Ctrl-C stops)")
-    prefect_serve(create_tasks.to_deployment(name="smo"), pull_completions.to_deployment(name="smo"),
-                  quality_check.to_deployment(name="smo"), ops_report.to_deployment(name="smo", cron="0 6 * * *"),
-                  export_dataset.to_deployment(name="smo"), print_starting_message=False)
+    def daily(flow, cron: str):
+        if spec is None:
+            return flow.to_deployment(name="smo")
+        return flow.to_deployment(name="smo", cron=cron, parameters={"params": {"spec": str(spec)}})
+
+    schedule = f"; daily pull, quality check and report of {spec}" if spec else ""
+    typer.echo(f"serving create-tasks/smo, pull-completions/smo, quality-check/smo, quality-scan/smo, ops-report/smo, "
+               f"export-dataset/smo on {os.environ['PREFECT_API_URL']}{schedule} (Ctrl-C stops)")
+    prefect_serve(create_tasks.to_deployment(name="smo"), daily(pull_completions, "0 6 * * *"),
+                  daily(quality_check, "30 6 * * *"), quality_scan.to_deployment(name="smo"),
+                  daily(ops_report, "0 7 * * *"), export_dataset.to_deployment(name="smo"),
+                  print_starting_message=False)

@@ -34,6 +34,9 @@ from . import report_cli  # noqa: E402
 app.command("report")(report_cli.report)
 from . import export_cli  # noqa: E402
 app.command("export")(export_cli.export)
+from . import warehouse_cli  # noqa: E402
+app.command("sql")(warehouse_cli.sql)
+app.add_typer(warehouse_cli.warehouse_app, name="warehouse")
 
 USER_ERRORS = (stack.StackError, ServiceError, EnvError, ValueError, OSError)
 

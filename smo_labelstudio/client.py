@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import random
+import time
 from typing import Iterable
 
 import httpx
@@ -15,16 +18,104 @@ from .stack import load_state
 
 DEFAULT_TIMEOUT = 300.0  # the SDK's 60 s is too short for large imports and exports
 NO_RETRY = {"max_retries": 0}  # a retried POST can import twice: imports rely on external ids instead
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class ConnectionSettingsError(RuntimeError):
     """No Label Studio URL or token could be found."""
 
 
+class LabelStudioError(RuntimeError):
+    """Label Studio refused a request; the message carries its status and reason."""
+
+
+class LabelStudioUnavailable(LabelStudioError):
+    """Label Studio kept failing (5xx, timeouts, refused connections) through every retry."""
+
+
+def _float_env(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def ls_timeout(default: float = DEFAULT_TIMEOUT) -> float:
+    """Seconds to wait for one Label Studio answer: `SMO_LS_TIMEOUT`, else the caller's default."""
+    return _float_env("SMO_LS_TIMEOUT", default)
+
+
+def retry_policy() -> tuple[int, float]:
+    """(attempts, base delay in seconds): `SMO_LS_RETRIES` (4) and `SMO_LS_BACKOFF` (0.5)."""
+    attempts = os.environ.get("SMO_LS_RETRIES") or "4"
+    if not attempts.isdigit() or int(attempts) < 1:
+        raise ValueError(f"SMO_LS_RETRIES must be a whole number of attempts >= 1, got {attempts!r}")
+    return int(attempts), _float_env("SMO_LS_BACKOFF", 0.5)
+
+
+def backoff(attempt: int, base: float) -> float:
+    """Exponential delay before attempt `attempt + 1` (base, 2 base, 4 base, ...) with full jitter on top."""
+    step = base * 2 ** (attempt - 1)
+    return step + random.uniform(0, step)
+
+
+def _transient(resp: httpx.Response) -> bool:
+    return resp.status_code >= 500 or resp.status_code in (408, 429)
+
+
+class RetryTransport(httpx.HTTPTransport):
+    """Retries idempotent requests (GET, PUT, DELETE, ...) on 5xx, 408, 429, timeouts and connection
+    errors with exponential backoff; never a POST or PATCH (a retried import could import twice).
+    When every attempt fails it raises `LabelStudioUnavailable`: one line naming the method, the path
+    (never the token or query) and the attempts."""
+
+    def __init__(self, attempts: int | None = None, base: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        default_attempts, default_base = retry_policy()
+        self.attempts, self.base = attempts or default_attempts, base or default_base
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method not in IDEMPOTENT:
+            return super().handle_request(request)
+        started, last = time.monotonic(), ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                resp = super().handle_request(request)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                last = f"{exc.__class__.__name__}"
+            else:
+                if not _transient(resp):
+                    return resp
+                resp.read()
+                resp.close()
+                last = f"HTTP {resp.status_code}"
+            if attempt < self.attempts:
+                time.sleep(backoff(attempt, self.base))
+        raise unavailable(request.method, request.url.path, self.attempts, time.monotonic() - started, last)
+
+
+def unavailable(method: str, path: str, attempts: int, seconds: float, last: str) -> LabelStudioUnavailable:
+    return LabelStudioUnavailable(
+        f"Label Studio did not answer {method} {path} after {attempts} attempts in {seconds:.1f} s "
+        f"(last: {last}); check it is up (`smo stack status`), or raise SMO_LS_TIMEOUT / SMO_LS_RETRIES")
+
+
+def http_client(url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, **kwargs) -> httpx.Client:
+    """An httpx client for Label Studio: token header, `SMO_LS_TIMEOUT`, retries for idempotent requests."""
+    headers = {"Authorization": f"Token {token}"} if token else {}
+    return httpx.Client(base_url=url, headers=headers | kwargs.pop("headers", {}), timeout=ls_timeout(timeout),
+                        transport=RetryTransport(), **kwargs)
+
+
 def connection_settings(url: str | None = None, token: str | None = None) -> tuple[str, str]:
-    """URL and token from the arguments, else `SMO_LS_URL`/`SMO_LS_TOKEN`, else the stack's state."""
+    """URL and token from the arguments, else `SMO_LS_URL`/`SMO_LS_TOKEN`, else the Prefect Secret block
+    named by `SMO_LS_TOKEN_BLOCK` (read from the Prefect API), else the stack's state file."""
     url = url or os.environ.get("SMO_LS_URL")
-    token = token or os.environ.get("SMO_LS_TOKEN")
+    token = token or os.environ.get("SMO_LS_TOKEN") or _token_from_block(os.environ.get("SMO_LS_TOKEN_BLOCK"))
     if not (url and token):
         state = load_state(state_home())
         port = state.get("services", {}).get("label-studio", {}).get("port", 8080)
@@ -34,6 +125,32 @@ def connection_settings(url: str | None = None, token: str | None = None) -> tup
         raise ConnectionSettingsError(
             "no Label Studio token: set SMO_LS_URL and SMO_LS_TOKEN (eval \"$(smo stack env)\") or run `smo stack up`")
     return url.rstrip("/"), token
+
+
+def _token_from_block(name: str | None) -> str | None:
+    """The token kept in a Prefect Secret block (`prefect.blocks.system.Secret`), when one is named."""
+    if not name:
+        return None
+    from prefect.blocks.system import Secret
+
+    try:
+        return Secret.load(name).get()
+    except ValueError as exc:  # Prefect's "Unable to find block document named ..."
+        raise ConnectionSettingsError(f"SMO_LS_TOKEN_BLOCK={name}: {str(exc).splitlines()[0]}") from None
+
+
+class _RedactQuery(logging.Filter):
+    """httpx logs every request's full URL at INFO; a query may carry a secret (the invite link's
+    `token=`), so logged URLs lose their query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(arg.copy_with(query=None) if isinstance(arg, httpx.URL) and arg.query else arg
+                                for arg in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactQuery())
 
 
 def reachable(url: str) -> bool:
@@ -47,7 +164,9 @@ def reachable(url: str) -> bool:
 def connect(url: str | None = None, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> LabelStudio:
     """An SDK client for the configured Label Studio."""
     url, token = connection_settings(url, token)
-    return LabelStudio(base_url=url, api_key=token, timeout=timeout)
+    timeout = ls_timeout(timeout)
+    return LabelStudio(base_url=url, api_key=token, timeout=timeout,
+                       httpx_client=httpx.Client(timeout=timeout, transport=RetryTransport()))
 
 
 def find_project(ls: LabelStudio, title: str) -> int | None:
@@ -108,8 +227,7 @@ def connect_backend(url: str, token: str, project_id: int, backend_url: str, use
                     webhook_secret: str) -> dict:
     """Register the ML backend with a project (idempotent): basic auth, predictions fetched when a
     task without one is opened, and the training webhook Label Studio creates given our credentials."""
-    auth = {"Authorization": f"Token {token}"}
-    with httpx.Client(base_url=url, headers=auth, timeout=60) as http:
+    with http_client(url, token, timeout=60) as http:
         existing = [b for b in _json(http.get("/api/ml", params={"project": project_id}))
                     if b.get("url", "").rstrip("/") == backend_url.rstrip("/")]
         body = {"url": backend_url, "project": project_id, "title": "smo pre-annotation",
@@ -135,14 +253,12 @@ def connect_backend(url: str, token: str, project_id: int, backend_url: str, use
     return {"ml_backend_id": backend["id"], "webhook_id": webhook["id"], "state": backend.get("state")}
 
 
-class LabelStudioError(RuntimeError):
-    """Label Studio refused a request; the message carries its status and reason."""
-
-
 def _json(resp: httpx.Response):
     if resp.status_code >= 400:
-        raise LabelStudioError(f"Label Studio answered {resp.status_code} to {resp.request.method} "
-                               f"{resp.request.url.path}: {resp.text[:300]}")
+        error = LabelStudioError(f"Label Studio answered {resp.status_code} to {resp.request.method} "
+                                 f"{resp.request.url.path}: {' '.join(resp.text[:300].split())}")
+        error.status = resp.status_code
+        raise error
     return resp.json()
 
 
@@ -173,7 +289,7 @@ def set_overlap(url: str, token: str, project_id: int, maximum_annotations: int,
     """Label Studio's overlap: `cohort_percentage` % of tasks get `maximum_annotations` annotators, the rest
     one. Changed only when different: a change makes Label Studio re-plan overlap across the project."""
     wanted = {"maximum_annotations": maximum_annotations, "overlap_cohort_percentage": cohort_percentage}
-    with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=120) as http:
+    with http_client(url, token, timeout=120) as http:
         current = _json(http.get(f"/api/projects/{project_id}"))
         if any(current.get(k) != v for k, v in wanted.items()):
             _json(http.patch(f"/api/projects/{project_id}", json=wanted))
@@ -182,7 +298,7 @@ def set_overlap(url: str, token: str, project_id: int, maximum_annotations: int,
 def tasks_with_data(url: str, token: str, project_id: int, key: str, values: list[str]) -> dict[str, int]:
     """Task ids whose `data[key]` equals one of `values` (a data-manager filter, one small query each)."""
     found = {}
-    with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=120) as http:
+    with http_client(url, token, timeout=120) as http:
         for value in values:
             query = {"filters": {"conjunction": "and", "items": [
                 {"filter": f"filter:tasks:data.{key}", "operator": "equal", "type": "String", "value": value}]}}
@@ -202,5 +318,48 @@ def import_json(url: str, token: str, project_id: int, tasks: list[dict], timeou
     resp = httpx.post(f"{url}/api/projects/{project_id}/import", params={"return_task_ids": "false"},
                       content=json.dumps(tasks, ensure_ascii=False).encode(),
                       headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
-                      timeout=timeout)
+                      timeout=ls_timeout(timeout))
     return int(_json(resp).get("task_count", 0))
+
+
+def task_ids_by_item(url: str, token: str, project_id: int, page_size: int = 1000) -> dict[str, int]:
+    """Task id by `data.item_id` for every task of a project (the data manager's task list, paged)."""
+    found: dict[str, int] = {}
+    with http_client(url, token, timeout=300) as http:
+        page, seen, total = 1, 0, None
+        while total is None or seen < total:
+            body = _json(http.get("/api/tasks", params={"project": project_id, "fields": "task_only",
+                                                         "page_size": page_size, "page": page}))
+            batch, total = body.get("tasks", []), body.get("total", 0)
+            if not batch:
+                break
+            for task in batch:
+                item = (task.get("data") or {}).get("item_id")
+                if item:
+                    found[item] = task["id"]
+            seen, page = seen + len(batch), page + 1
+    return found
+
+
+def prediction_versions(url: str, token: str, project_id: int) -> dict[int, set[str]]:
+    """The model versions of the predictions each task of a project already has."""
+    with http_client(url, token, timeout=300) as http:
+        rows = _json(http.get("/api/predictions/", params={"project": project_id}))
+    found: dict[int, set[str]] = {}
+    for row in rows if isinstance(rows, list) else rows.get("results", []):
+        found.setdefault(row["task"], set()).add(row.get("model_version") or "")
+    return found
+
+
+def import_predictions(url: str, token: str, project_id: int, predictions: list[dict]) -> int:
+    """Add predictions (each with its `task` id) in one request; Label Studio drops invalid ones
+    silently, so fewer created than sent is an error."""
+    if not predictions:
+        return 0
+    with http_client(url, token, timeout=600) as http:
+        created = int(_json(http.post(f"/api/projects/{project_id}/import/predictions", json=predictions))
+                      .get("created", 0))
+    if created != len(predictions):
+        raise LabelStudioError(f"Label Studio created {created} of {len(predictions)} predictions for project "
+                               f"{project_id}; the others were invalid for its label config")
+    return created

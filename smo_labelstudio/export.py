@@ -44,7 +44,7 @@ from .quality import wilson_interval
 from .quality.compute import jsonable
 from .neardup import group_keys
 from .quality.consensus import METHODS
-from .workspace import Workspace, read_json
+from .workspace import Workspace, read_json, read_table
 
 SPLITS = ("train", "validation", "test")
 FOLDS = 10  # StratifiedGroupKFold folds: 1 test, 1 validation, 8 train
@@ -421,7 +421,7 @@ class Export:
 def _plans(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     items, preds, vers, versions = [], [], [], {}
     for folder in sorted(p.parent for p in ws.runs.glob("*/plan.parquet")):
-        plan = pd.read_parquet(folder / "plan.parquet")
+        plan = read_table(folder / "plan.parquet")
         plan["external_id"] = plan["external_id"].astype(str).where(~plan["is_gold"].astype(bool),
                                                                     "gold:" + plan["external_id"].astype(str))
         items.append(plan)
@@ -432,7 +432,7 @@ def _plans(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dic
         vers.append(pd.DataFrame({"item_id": plan["item_id"], "taxonomy_version": v.get("taxonomy"),
                                   "guidelines_version": v.get("guidelines"), "config": v.get("config"),
                                   "config_sha256": v.get("config_sha256")}))
-        preds += [pd.read_parquet(p) for p in sorted((folder / "predictions").glob("batch-*.parquet"))]
+        preds += [read_table(p) for p in sorted((folder / "predictions").glob("batch-*.parquet"))]
     if not items:
         raise ExportError(f"no launch plans in {ws.runs}: run `smo launch` first")
     return (pd.concat(items, ignore_index=True), pd.concat(preds, ignore_index=True) if preds else None,
@@ -481,7 +481,7 @@ def export_workspace(ws: Workspace, spec, out: Path, method: str = "smoothed-ds"
     }
     truth_file = truth_path(ws)
     if compare and truth_file.exists():
-        truth = pd.read_parquet(truth_file)
+        truth = read_table(truth_file)
         scores = {method: consensus_accuracy(result.consensus, truth)}
         for other in (m for m in METHODS if m != method):
             again = compute_check(inputs["labels"], inputs["gold"], spec.quality, method=other, n_boot=10, **kwargs)

@@ -17,11 +17,13 @@ from urllib.parse import urlsplit
 import langcodes
 import pandas as pd
 
+from . import langdetect
 from .sources import Row, SourceError
 from .spec import Columns
 
 MAX_TEXT_CHARS = 20_000  # the backend's limit too (textmodel.MAX_TEXT_CHARS); a test keeps them equal
-ITEM_COLUMNS = ["row", "external_id", "item_id", "content_hash", "text", "image", "language", "source", "is_gold"]
+ITEM_COLUMNS = ["row", "external_id", "item_id", "content_hash", "text", "image", "language", "source", "is_gold",
+                "language_detected", "language_confidence"]
 QUARANTINE_COLUMNS = ["file", "row", "external_id", "reason", "raw"]
 DUPLICATE_COLUMNS = ["row", "external_id", "item_id", "duplicate_of"]
 IMAGE_SCHEMES = {"http", "https", "s3", "gs", "azure-blob"}
@@ -107,11 +109,19 @@ def prepare(rows: list[Row], columns: Columns, needs_text: bool, needs_image: bo
         get = lambda col: _text(row.fields.get(col)) if col else None  # noqa: E731
         fields = {"row": row.number, "external_id": get(columns.id), "text": get(columns.text),
                   "image": get(columns.image), "language": get(columns.language), "source": get(columns.source)}
+        if langdetect.missing(fields["language"]):
+            fields["language"] = None  # an empty cell is no language (detected below), not an unknown code
         problem = _problem(fields, columns, needs_text, needs_image)
         if problem:
             quarantined.append({"file": file, "row": row.number, "external_id": fields["external_id"],
                                 "reason": problem, "raw": row.raw[:500]})
             continue
+        # A row without a language gets a detected one (flagged, with its confidence); a given one is kept.
+        fields["language_detected"], fields["language_confidence"] = False, None
+        if langdetect.missing(fields["language"]) and fields["text"]:
+            code, confidence = langdetect.detect(fields["text"])
+            if code is not None:
+                fields.update(language=code, language_detected=True, language_confidence=confidence)
         fields["content_hash"] = content_hash(fields["text"], fields["image"])
         fields["external_id"] = fields["external_id"] or f"sha:{fields['content_hash']}"
         mapped.append(fields)
@@ -145,8 +155,11 @@ def prepare(rows: list[Row], columns: Columns, needs_text: bool, needs_image: bo
             items.append(f)
         first_by_id.setdefault(eid, f["row"])
         first_by_hash.setdefault(f["content_hash"], f["row"])
+    frame = pd.DataFrame(items, columns=ITEM_COLUMNS)
+    frame["language_detected"] = frame["language_detected"].astype(bool)
+    frame["language_confidence"] = frame["language_confidence"].astype("float64")
     return Prepared(
-        items=pd.DataFrame(items, columns=ITEM_COLUMNS),
+        items=frame,
         duplicates=pd.DataFrame(duplicates, columns=DUPLICATE_COLUMNS),
         quarantine=pd.DataFrame(sorted(quarantined, key=lambda q: q["row"]), columns=QUARANTINE_COLUMNS),
         rows_read=len(rows),

@@ -28,7 +28,7 @@ from .configs import labeling_interface
 from .items import QUARANTINE_COLUMNS, Prepared, prepare, stratified_sample
 from .sources import read_rows
 from .spec import Spec
-from .workspace import Workspace, read_json, write_json, write_parquet
+from .workspace import Workspace, read_json, read_table, write_json, write_parquet
 
 Progress = Callable[[int, int], None]
 GOLD_CONTROLS = ("policy", "severity")
@@ -82,7 +82,7 @@ def _known_items(ws: Workspace) -> dict[str, str]:
         done = set((read_json(plan_file.parent / "batches.json") or {}).get("done", []))
         if not done:
             continue
-        plan = pd.read_parquet(plan_file, columns=["item_id", "content_hash", "batch"])
+        plan = read_table(plan_file, columns=["item_id", "content_hash", "batch"])
         for item, digest in plan.loc[plan["batch"].isin(done), ["item_id", "content_hash"]].itertuples(index=False):
             known[item] = item
             known[digest] = item
@@ -166,7 +166,7 @@ def plan_launch(spec: Spec, data: Path, url: str, token: str, gold: Path | None 
     label_config = ui["label_config"]
     if (folder / "plan.parquet").exists():  # the same inputs again: resume the saved plan
         saved = read_json(folder / "plan.json")
-        return Plan(ws, plan_id, project_id, pd.read_parquet(folder / "plan.parquet"), saved["counts"], versions,
+        return Plan(ws, plan_id, project_id, read_table(folder / "plan.parquet"), saved["counts"], versions,
                     label_config)
 
     known = _known_items(ws)
@@ -219,7 +219,7 @@ def plan_launch(spec: Spec, data: Path, url: str, token: str, gold: Path | None 
 
 
 def _merge_gold_answers(ws: Workspace, answers: pd.DataFrame) -> None:
-    old = pd.read_parquet(ws.gold_answers) if ws.gold_answers.exists() else answers.head(0)
+    old = read_table(ws.gold_answers) if ws.gold_answers.exists() else answers.head(0)
     merged = pd.concat([old, answers]).drop_duplicates(["item_id", "control", "label"], keep="last")
     write_parquet(ws.gold_answers, merged)
 
@@ -321,7 +321,7 @@ def import_batch(plan: Plan, batch: int, url: str, token: str,
             task["predictions"] = [predictions[i]]
         tasks.append(task)
     _mark(plan, batch, "started")
-    imported = client.import_json(url, token, plan.project_id, tasks)
+    imported = _send(plan, batch, rows, tasks, url, token)
     if predictions is not None:
         write_parquet(plan.folder / "predictions" / f"batch-{batch:05d}.parquet", prediction_rows(rows, predictions))
     else:
@@ -338,6 +338,98 @@ def import_batch(plan: Plan, batch: int, url: str, token: str,
     return result
 
 
+def _send(plan: Plan, batch: int, rows: pd.DataFrame, tasks: list[dict], url: str, token: str) -> int:
+    """Import a batch, retrying (with the client's backoff) only when Label Studio cannot have taken it
+    or we can see whether it did: after a 5xx or a broken connection the batch's first `item_id` is
+    looked up, and the import is sent again only if it is absent. A timeout is never re-sent (Label
+    Studio may still be importing): the error says to re-run, which looks the batch up first."""
+    attempts, base = client.retry_policy()
+    first, started, last = rows["item_id"].iloc[0], time.monotonic(), ""
+    path = f"/api/projects/{plan.project_id}/import"
+    for attempt in range(1, attempts + 1):
+        try:
+            return client.import_json(url, token, plan.project_id, tasks)
+        except httpx.TimeoutException:
+            raise client.LabelStudioUnavailable(
+                f"Label Studio did not answer POST {path} (batch {batch}) within SMO_LS_TIMEOUT="
+                f"{client.ls_timeout(1800):g} s; it may still be importing: re-run the launch (the batch is "
+                f"looked up by item_id before it is sent again)") from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            last = exc.__class__.__name__
+        except client.LabelStudioError as exc:
+            if getattr(exc, "status", 0) < 500:
+                raise
+            last = f"HTTP {exc.status}"
+        if client.tasks_with_data(url, token, plan.project_id, "item_id", [first]):
+            return len(tasks)  # it went in before the failure
+        if attempt < attempts:
+            time.sleep(client.backoff(attempt, base))
+    raise client.unavailable("POST", path, attempts, time.monotonic() - started, last)
+
+
+def backfill_predictions(plan: Plan, url: str, token: str, backend: tuple[str, tuple[str, str]] | None,
+                         chunk: int = 1000) -> dict:
+    """Pre-annotate the tasks an earlier run imported without predictions (`missing_predictions.csv`),
+    now that the backend answers: predictions are posted through Label Studio's predictions API, a task
+    that already has a prediction of the same model version is skipped (a re-run adds none twice), and
+    the list keeps only what is still missing (it is removed when empty)."""
+    missing_file = plan.folder / "missing_predictions.csv"
+    out = {"backfilled": 0, "still_missing": 0, "problem": None}
+    if not missing_file.exists():
+        return out
+    missing = pd.read_csv(missing_file, dtype=str)
+    items = plan.items.set_index("item_id")
+    missing = missing[missing["item_id"].isin(items.index)].drop_duplicates("item_id")
+    if missing.empty or backend is None:
+        out["still_missing"] = len(missing)
+        return out
+    tasks = existing = version = None  # tasks listed once the backend has answered: a big project lists slowly
+    done, problem = [], None
+    for start in range(0, len(missing), chunk):
+        part = missing.iloc[start:start + chunk]
+        rows = items.loc[part["item_id"]].reset_index()
+        if not rows["text"].notna().all():
+            problem = "the model predicts from text"
+            continue
+        predictions, why = predict(backend, plan.label_config, rows["text"].tolist())
+        if predictions is None:
+            problem = why
+            break
+        if tasks is None:
+            tasks = client.task_ids_by_item(url, token, plan.project_id)
+            existing = client.prediction_versions(url, token, plan.project_id)
+        body, posted = [], []
+        for item, pred in zip(rows["item_id"], predictions):
+            task = tasks.get(item)
+            if task is None:
+                continue
+            if pred.get("model_version") not in existing.get(task, set()):
+                body.append({**pred, "task": task})
+            posted.append(item)
+        client.import_predictions(url, token, plan.project_id, body)
+        kept = prediction_rows(rows, predictions)
+        kept = kept[kept["item_id"].isin(posted)].merge(part[["item_id", "batch"]], on="item_id")
+        for batch, frame in kept.groupby("batch"):  # beside the batch's own file, which exports read too
+            write_parquet(plan.folder / "predictions" / f"batch-{int(batch):05d}-backfill-{time.time_ns()}.parquet",
+                          frame.drop(columns="batch"))
+        done += posted
+        version = version or predictions[0].get("model_version")
+    with _batch_lock:
+        left = missing[~missing["item_id"].isin(done)]
+        if left.empty:
+            missing_file.unlink()
+        else:
+            left.to_csv(missing_file.with_suffix(".tmp"), index=False)
+            missing_file.with_suffix(".tmp").replace(missing_file)
+        current = _batch_state(plan)
+        current["backfilled"] = current.get("backfilled", 0) + len(done)
+        if version:
+            current["backfill_model_version"] = version
+        write_json(plan.folder / "batches.json", current)
+    out.update(backfilled=len(done), still_missing=len(left), problem=problem)
+    return out
+
+
 def import_all(plan: Plan, url: str, token: str, backend: tuple[str, tuple[str, str]] | None,
                workers: int = 1, progress: Progress | None = None) -> list[dict]:
     """Every pending batch, in plan order (what the flow does with Prefect tasks); more than one
@@ -352,6 +444,7 @@ def import_all(plan: Plan, url: str, token: str, backend: tuple[str, tuple[str, 
             results.append(future.result())
             if progress:
                 progress(done, len(futures))
+    backfill_predictions(plan, url, token, backend)
     return results
 
 
@@ -366,6 +459,7 @@ def finish(plan: Plan, results: list[dict], url: str) -> dict:
     waiting = plan.items[plan.items["batch"].isin(pending_batches(plan))]
     pending = int((~waiting["is_gold"]).sum())
     imported_now = sum(r.get("imported", 0) - r.get("gold", 0) for r in results)
+    missing = max(0, sum(r.get("missing_predictions", 0) for r in all_results) - state.get("backfilled", 0))
     manifest = {
         "project_id": plan.project_id,
         "project_url": f"{url}/projects/{plan.project_id}/data",
@@ -381,15 +475,15 @@ def finish(plan: Plan, results: list[dict], url: str) -> dict:
         "gold": gold_imported,
         "gold_rows_read": c["gold_rows_read"],
         "gold_quarantined": c["gold_quarantined"],
-        "predictions": sum(r.get("predictions", 0) for r in all_results),
-        "missing_predictions": sum(r.get("missing_predictions", 0) for r in all_results),
-        "prediction_problems": sorted({r["note"] for r in all_results if r.get("note")}),
+        "predictions": sum(r.get("predictions", 0) for r in all_results) + state.get("backfilled", 0),
+        "missing_predictions": missing,
+        "prediction_problems": sorted({r["note"] for r in all_results if r.get("note")}) if missing else [],
         "missing_predictions_file": str(plan.folder / "missing_predictions.csv")
         if (plan.folder / "missing_predictions.csv").exists() else None,
         "tasks_in_plan": len(plan.items),
         "tasks_imported_total": imported_total,
         "versions": {**plan.versions, "model": next((r["model_version"] for r in all_results
-                                                     if r.get("model_version")), None)},
+                                                     if r.get("model_version")), state.get("backfill_model_version"))},
         "quarantine_file": str(plan.workspace.quarantine),
         "workspace": str(plan.workspace.root),
     }

@@ -31,6 +31,7 @@ import pandas as pd
 
 from .quality.compute import jsonable
 from .quality_inputs import NO_POLICY, set_key
+from .workspace import read_table
 
 OUTCOMES = ["accepted", "edited", "rejected", "skipped"]
 
@@ -59,7 +60,7 @@ def load_predictions(runs_dir, ledger: pd.DataFrame, plans: pd.DataFrame | None 
 
     frames = []
     for path in sorted(Path(runs_dir).glob("*/predictions/*.parquet")):
-        frames.append(pd.read_parquet(path).assign(plan_id=path.parent.parent.name))
+        frames.append(read_table(path).assign(plan_id=path.parent.parent.name))
     if not frames:
         return pd.DataFrame(columns=["external_id", "language", "model_version", "score", "policy", "severity",
                                      "label_scores", "plan_id"])

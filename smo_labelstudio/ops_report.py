@@ -33,7 +33,7 @@ from . import quality_inputs as qi  # noqa: E402
 from .quality.compute import jsonable  # noqa: E402
 from .quality_report import HTML_PAGE, _cell, _png, _table, plot_heatmap  # noqa: E402
 from .spec import Spec  # noqa: E402
-from .workspace import Workspace, _atomic, read_json, write_json  # noqa: E402
+from .workspace import Workspace, _atomic, read_json, read_table, write_json  # noqa: E402
 
 WELLNESS_EVENT = "smo.wellness.cap-exceeded"
 
@@ -87,7 +87,7 @@ def load_ops_inputs(ws: Workspace) -> dict[str, Any]:
     plans = []
     for path in sorted(ws.runs.glob("*/plan.parquet")):
         meta = read_json(path.parent / "plan.json") or {}
-        plans.append(pd.read_parquet(path).assign(plan_id=path.parent.name, plan_created=meta.get("created")))
+        plans.append(read_table(path).assign(plan_id=path.parent.name, plan_created=meta.get("created")))
     plan = pd.concat(plans, ignore_index=True) if plans else pd.DataFrame(
         columns=["item_id", "external_id", "language", "is_gold", "batch", "plan_id", "plan_created"])
     if len(plan):
@@ -96,14 +96,14 @@ def load_ops_inputs(ws: Workspace) -> dict[str, Any]:
     ledger = item_ledger(ws)
     from .workspace import ANNOTATION_COLUMNS, LABEL_COLUMNS
 
-    annotations = pd.read_parquet(ws.annotations) if ws.annotations.exists() else pd.DataFrame(columns=ANNOTATION_COLUMNS)
-    labels = pd.read_parquet(ws.labels) if ws.labels.exists() else pd.DataFrame(columns=LABEL_COLUMNS)
-    gold = pd.read_parquet(ws.gold_answers) if ws.gold_answers.exists() else None
+    annotations = read_table(ws.annotations) if ws.annotations.exists() else pd.DataFrame(columns=ANNOTATION_COLUMNS)
+    labels = read_table(ws.labels) if ws.labels.exists() else pd.DataFrame(columns=LABEL_COLUMNS)
+    gold = read_table(ws.gold_answers) if ws.gold_answers.exists() else None
     preds = me.load_predictions(ws.runs, ledger, plan)
     adjudicated = None
     adj = ws.root / "adjudicated.parquet"
     if adj.exists():
-        adjudicated = pd.read_parquet(adj)
+        adjudicated = read_table(adj)
     return {"plan": plan, "annotations": annotations, "labels": labels, "gold": gold, "predictions": preds,
             "adjudicated": adjudicated, "project": ws.project() or {}}
 
@@ -127,7 +127,9 @@ def progress(plan: pd.DataFrame, annotations: pd.DataFrame, spec: Spec) -> tuple
     tasks = plan[["external_id", "language"]].copy()
     tasks["language"] = tasks["language"].fillna("unknown").astype(str)
     tasks["answers"] = tasks["external_id"].map(count).fillna(0).astype(int)
-    tasks["last_answer"] = tasks["external_id"].map(last)
+    # reindex, not map: mapping through an empty datetime Series makes pandas cast it to float and fail
+    tasks["last_answer"] = pd.Series(last.reindex(tasks["external_id"]).array, index=tasks.index) if len(last) \
+        else pd.NaT
     o = spec.overlap
     tasks["target"] = o.annotators
     if o.share > 0 and len(tasks):

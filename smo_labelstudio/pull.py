@@ -15,11 +15,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
-import httpx
 import pandas as pd
 
-from .client import _json
-from .workspace import ANNOTATION_COLUMNS, LABEL_COLUMNS, Workspace, read_json, write_json, write_parquet
+from .client import _json, http_client
+from .workspace import (ANNOTATION_COLUMNS, LABEL_COLUMNS, Workspace, read_json, read_table, write_json,
+                        write_parquet)
 
 VIEW_TITLE = "smo incremental pull"
 LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -32,7 +32,7 @@ class PullError(RuntimeError):
 
 def item_ledger(ws: Workspace) -> pd.DataFrame:
     """item_id -> external_id, is_gold for every item our launches planned (gold ids prefixed `gold:`)."""
-    frames = [pd.read_parquet(p, columns=["item_id", "external_id", "is_gold"]) for p in ws.runs.glob("*/plan.parquet")]
+    frames = [read_table(p, columns=["item_id", "external_id", "is_gold"]) for p in ws.runs.glob("*/plan.parquet")]
     if not frames:
         return pd.DataFrame(columns=["item_id", "external_id", "is_gold"])
     ledger = pd.concat(frames).drop_duplicates("item_id")
@@ -102,7 +102,7 @@ class _LabelStudio:
     """The few export calls a pull makes."""
 
     def __init__(self, url: str, token: str):
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=1800)
+        self.http = http_client(url, token, timeout=1800)  # retries reads; SMO_LS_TIMEOUT overrides
 
     def export_annotated(self, project: int) -> list[dict]:
         return _json(self.http.get(f"/api/projects/{project}/export", params={"exportType": "JSON"}))
@@ -166,7 +166,7 @@ def _pull(ws: Workspace, ls: "_LabelStudio", full: bool) -> dict:
     if state and have_tables and state.get("project_id") == pid and state.get("watermark"):
         since = datetime.strptime(state["watermark"], LS_TIME).replace(tzinfo=timezone.utc)
         tasks, mode = ls.changed_since(pid, since), "incremental"
-        old_ann, old_lab = pd.read_parquet(ws.annotations), pd.read_parquet(ws.labels)
+        old_ann, old_lab = read_table(ws.annotations), read_table(ws.labels)
     else:
         tasks, mode = ls.export_annotated(pid), "full"
         old_ann = pd.DataFrame(columns=ANNOTATION_COLUMNS)

@@ -20,7 +20,7 @@ from .quality import agreement_summary, flags, gold_accuracy, krippendorff_alpha
 from .quality.compute import jsonable
 from .quality.consensus import consensus_frame, fit_consensus
 from .spec import Quality
-from .workspace import Workspace, read_json
+from .workspace import Workspace, read_json, read_table
 
 FIGURES = ["percent_agreement", "fleiss_kappa", "gwet_ac1", "krippendorff_alpha"]
 
@@ -92,14 +92,14 @@ def load_inputs(ws: Workspace) -> dict[str, Any]:
     """The workspace tables the check reads; a MissingInputError when the labels were never pulled."""
     if not ws.labels.exists():
         raise MissingInputError(f"no labels table at {ws.labels}: run `smo pull` first")
-    labels = pd.read_parquet(ws.labels)
+    labels = read_table(ws.labels)
     if len(labels) == 0:
         raise MissingInputError(f"the labels table {ws.labels} is empty: nothing annotated yet (run `smo pull` again later)")
-    gold = pd.read_parquet(ws.gold_answers) if ws.gold_answers.exists() else None
-    adjudicated = pd.read_parquet(adjudicated_path(ws)) if adjudicated_path(ws).exists() else None
+    gold = read_table(ws.gold_answers) if ws.gold_answers.exists() else None
+    adjudicated = read_table(adjudicated_path(ws)) if adjudicated_path(ws).exists() else None
     cancelled = None
     if ws.annotations.exists():
-        ann = pd.read_parquet(ws.annotations)
+        ann = read_table(ws.annotations)
         if "was_cancelled" in ann.columns:
             cancelled = ann.loc[ann["was_cancelled"].fillna(False).astype(bool), "annotation_id"].tolist()
     return {"labels": labels, "gold": gold, "adjudicated": adjudicated, "cancelled": cancelled,

@@ -39,9 +39,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
-    from .client import ConnectionSettingsError
+    from .client import ConnectionSettingsError, LabelStudioError
 
-    return (ValueError, OSError, ConnectionSettingsError, httpx.HTTPError, ApiError)
+    return (ValueError, OSError, ConnectionSettingsError, LabelStudioError, httpx.HTTPError, ApiError)
 
 
 def resource_id(project: dict[str, Any], ws: Workspace) -> str:
@@ -107,7 +107,10 @@ def _all_gold_ids(inputs: dict) -> set:
 
 def report(ws: Workspace, spec: Spec, result: CheckResult, project: dict[str, Any]) -> ReportFiles:
     """Write the report into the workspace's reports/ folder."""
+    from .warehouse_tables import save_quality_tables
+
     url = project.get("url")
+    save_quality_tables(ws, result)  # consensus and agreement frames, for the warehouse
     return write_report(result, ws.reports, spec.title, project_url=url)
 
 

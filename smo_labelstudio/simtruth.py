@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .simanswers import NO_VIOLATION, Truth
-from .workspace import Workspace, write_parquet
+from .workspace import Workspace, read_table, write_parquet
 
 TRUTH_COLUMNS = ["task", "external_id", "control", "label"]
 
@@ -88,7 +88,7 @@ def read_gold_truth(workspace: Workspace, policies: tuple[str, ...]) -> TruthFil
     found = TruthFile()
     if not workspace.gold_answers.exists():
         return found
-    gold = pd.read_parquet(workspace.gold_answers)
+    gold = read_table(workspace.gold_answers)
     for external_id, rows in gold.groupby("external_id", sort=False):
         labels = tuple(sorted(str(x) for x in rows.loc[rows["control"] == "policy", "label"] if str(x) in policies))
         severity = rows.loc[rows["control"] == "severity", "label"]
@@ -147,7 +147,7 @@ def load_saved_truth(workspace: Workspace) -> dict[int, tuple[str | None, Truth]
     path = truth_path(workspace)
     if not path.exists():
         return {}
-    frame = pd.read_parquet(path)
+    frame = read_table(path)
     saved: dict[int, tuple[str | None, Truth]] = {}
     for task, rows in frame.groupby("task", sort=False):
         policy = tuple(sorted(rows.loc[rows["control"] == "policy", "label"]))

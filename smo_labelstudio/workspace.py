@@ -89,11 +89,59 @@ class Workspace:
         return read_json(self.project_file)
 
 
+class WorkspaceFileError(OSError, ValueError):
+    """A workspace file exists but cannot be read (truncated, garbled, half-written by hand): the
+    message names the file, what is wrong and what to do. An OSError and a ValueError, so every
+    command's one-line error handling catches it."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path} is damaged ({reason}); {advice(Path(path))}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+_REBUILD = "delete it and run `smo pull --full` to rebuild the tables from Label Studio"
+_ADVICE = {
+    "project.json": "delete it and re-run `smo launch` (the project is found again by its title)",
+    "pull_state.json": _REBUILD, "annotations.parquet": _REBUILD, "labels.parquet": _REBUILD,
+    "manifest.json": "delete it and re-run the same `smo launch` (it rewrites the manifest, importing nothing twice)",
+    "answers.parquet": "restore it from a backup: gold answers are kept nowhere else",
+    "truth.parquet": "delete it and re-run `smo simulate` with --truth",
+}
+
+
+def advice(path: Path) -> str:
+    """What to do about a damaged workspace file."""
+    if path.name in _ADVICE:
+        return _ADVICE[path.name]
+    if path.parent.parent.name == "runs" or path.parent.name == "predictions":
+        return ("restore it from a backup: it records what this launch imported, and without it a re-run "
+                "would import those rows again")
+    return "restore it from a backup or move it away"
+
+
 def read_json(path: Path) -> dict | None:
+    """A workspace JSON file, None when absent; `WorkspaceFileError` when it is not valid JSON."""
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WorkspaceFileError(path, f"not valid JSON: {exc}") from None
+
+
+def read_table(path: Path, **kwargs) -> pd.DataFrame:
+    """A workspace Parquet table; `WorkspaceFileError` when it is truncated or not Parquet."""
+    import pyarrow
+
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except FileNotFoundError:
+        raise
+    except (pyarrow.ArrowException, OSError) as exc:
+        raise WorkspaceFileError(path, f"not a readable Parquet table: {' '.join(str(exc).split())[:200]}") from None
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -213,8 +213,8 @@ def test_launch_simulate_pull_quality_end_to_end_and_gold_hidden_from_annotators
 
 
 def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefect_api, tmp_path, unique):
-    """`smo serve` registers the three deployments; a run started through the API (as the Prefect UI
-    does) is picked up and completes."""
+    """`smo serve --spec` registers the deployments, the daily pull, quality check and report with that
+    spec; a run started through the API (as the Prefect UI does) is picked up and completes."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -223,16 +223,26 @@ def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefe
     spec, data, _gold = _files(tmp_path, f"serve {unique}")
     env = stack_env(label_studio, ml_backend, tmp_path / "home")
     assert smo(env, "launch", "--spec", str(spec), "--data", str(data)).returncode == 0
-    server = subprocess.Popen([sys.executable, "-m", "smo_labelstudio.cli", "serve"], env=env,
+    server = subprocess.Popen([sys.executable, "-m", "smo_labelstudio.cli", "serve", "--spec", str(spec)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         async def deployments() -> list[str]:
             async with get_client() as c:
                 return [d.name for d in await c.read_deployments()]
 
-        deadline = time.monotonic() + 120  # serve registers its deployments one by one: wait for all five
-        while time.monotonic() < deadline and asyncio.run(deployments()).count("smo") < 5:
+        deadline = time.monotonic() + 120  # serve registers its deployments one by one: wait for all six
+        while time.monotonic() < deadline and asyncio.run(deployments()).count("smo") < 6:
             time.sleep(1)
+
+        async def daily(name: str) -> tuple[list[str], dict]:
+            async with get_client() as c:
+                d = await c.read_deployment_by_name(name)
+                return [s.schedule.cron for s in d.schedules], d.parameters
+
+        assert asyncio.run(daily("pull-completions/smo")) == (["0 6 * * *"],
+                                                              {"params": {"spec": str(spec.resolve())}})
+        assert asyncio.run(daily("ops-report/smo"))[0] == ["0 7 * * *"]
+        assert asyncio.run(daily("export-dataset/smo"))[0] == []
         run = run_deployment("pull-completions/smo", parameters={"params": {"spec": str(spec)}}, timeout=180)
         assert run.state.is_completed(), run.state
         assert Workspace(tmp_path / "home" / "workspaces" / f"serve-{unique}").pull_state.exists()

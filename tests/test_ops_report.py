@@ -285,3 +285,15 @@ def test_a_launched_project_with_nothing_pulled_yet_reports_all_remaining(tmp_pa
     assert report.eta["eta"] is None and report.eta["on_track"] is False and report.model is None
     files = ops.write_ops_report(report, tmp_path / "out", cap=200)
     assert "No task has both a pre-annotation and a consensus yet" in files.markdown.read_text()
+
+
+def test_progress_of_a_pulled_project_nobody_has_answered_yet(tmp_path):
+    """A pull with no annotations gives an empty, typed table: progress must not trip on it."""
+    from smo_labelstudio.ops_report import progress
+    from smo_labelstudio.spec import load_spec
+    from smo_labelstudio.workspace import ANNOTATION_COLUMNS
+
+    plan = pd.DataFrame({"external_id": ["a", "b"], "language": ["en", None]})
+    empty = pd.DataFrame(columns=ANNOTATION_COLUMNS).astype({"created_at": "datetime64[ns, UTC]"})
+    by_language, per_task = progress(plan, empty, load_spec(Path("specs/example.yaml")))
+    assert per_task["answers"].tolist() == [0, 0] and per_task["last_answer"].isna().all()
