@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml constraints/app.txt
 system:
 	@bash scripts/ensure-system.sh
 
+# Two workers, whole files each: every worker starts its own Label Studio, Prefect and backend.
 test: setup system
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 demo: setup
 	$(VENV)/bin/smo stack up

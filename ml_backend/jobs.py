@@ -13,7 +13,7 @@ import threading
 from smo_labelstudio.training import retrain_from_label_studio
 
 log = logging.getLogger("smo.ml_backend.jobs")
-QUEUE = "smo-training"
+QUEUE = os.environ.get("SMO_TRAINING_QUEUE") or "smo-training"  # one per stack sharing a Redis
 _pending: set[int] = set()
 _pending_lock = threading.Lock()
 _thread_queue: queue.Queue[int] = queue.Queue()

@@ -329,8 +329,15 @@ class MLBackend(_Service):
             "SMO_LS_TOKEN": ls.get("token", ""),
             # Only with a worker to serve the queue (started when Redis answers); else in-process.
             "SMO_REDIS_URL": self.s.redis_url if redis_answers(self.s.redis_url) else "",
+            "SMO_TRAINING_QUEUE": self.training_queue,
         })
         return env
+
+    @property
+    def training_queue(self) -> str:
+        """The RQ queue of this stack's retrains: one per backend port, so two stacks sharing a Redis
+        never train each other's models."""
+        return f"smo-training-{self.s.backend_port}"
 
     def prepare(self, state: dict, say: Say) -> None:
         """Build the environment; train a starting model from generated data if none is promoted."""
@@ -365,7 +372,7 @@ class MLWorker(MLBackend):
         ML_BACKEND_ENV.ensure(say)
 
     def argv(self) -> tuple[list[str], Path | None]:
-        return ([str(ML_BACKEND_ENV.bin("rq")), "worker", "smo-training", "--url", self.s.redis_url,
+        return ([str(ML_BACKEND_ENV.bin("rq")), "worker", self.training_queue, "--url", self.s.redis_url,
                  "--path", str(REPO_ROOT / "ml_backend"), "--path", str(REPO_ROOT)], REPO_ROOT / "ml_backend")
 
 
