@@ -30,16 +30,22 @@ def _user_errors() -> tuple:
 
 
 def _prefect_ready() -> None:
-    """Flows run on a real Prefect API: the stack's, or PREFECT_API_URL."""
-    if os.environ.get("PREFECT_API_URL"):
-        return
-    from .paths import state_home
-    from .stack import load_state
+    """Flows run on a real Prefect API: the stack's, or PREFECT_API_URL; one line when it does not answer."""
+    import httpx
 
-    record = load_state(state_home()).get("services", {}).get("prefect")
-    if not record:
-        _fail("no Prefect API: run `smo stack up` (or eval \"$(smo stack env)\" / set PREFECT_API_URL)")
-    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{record['port']}/api"
+    if not os.environ.get("PREFECT_API_URL"):
+        from .paths import state_home
+        from .stack import load_state
+
+        record = load_state(state_home()).get("services", {}).get("prefect")
+        if not record:
+            _fail("no Prefect API: run `smo stack up` (or eval \"$(smo stack env)\" / set PREFECT_API_URL)")
+        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{record['port']}/api"
+    url = os.environ["PREFECT_API_URL"].rstrip("/")
+    try:
+        httpx.get(f"{url}/health", timeout=10)  # any answer will do (Prefect Cloud wants a key for it)
+    except httpx.TransportError as exc:
+        _fail(f"the Prefect API at {url} does not answer ({type(exc).__name__}); is the stack up? (`smo stack status`)")
 
 
 class _NoTraceback:

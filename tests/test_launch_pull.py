@@ -163,6 +163,17 @@ def test_user_mistakes_are_one_line(args, words, tmp_path):
     assert result.returncode == 1 and words in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["launch", "pull"])
+def test_a_prefect_api_that_does_not_answer_is_one_line(command, tmp_path):
+    data = tmp_path / "items.csv"
+    data.write_text("id,text,language\n1,hello,en\n", encoding="utf-8")
+    args = ["--data", str(data)] if command == "launch" else []
+    result = smo({**os.environ, "SMO_HOME": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}, command,
+                 "--spec", "specs/example.yaml", *args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "Prefect API at http://127.0.0.1:9/api does not answer" in result.stderr
+
+
 def test_spec_new_writes_a_spec_that_loads(tmp_path):
     out = smo(dict(os.environ), "spec", "new", "--config", "social_post", "--title", "Posts batch 7")
     path = tmp_path / "spec.yaml"
