@@ -8,7 +8,8 @@ Choices (documented in the README and in every datasheet):
 
 - **Consensus** comes from the quality engine (Dawid-Skene anchored on gold by default, `mv` for
   majority vote); an adjudicator's answer replaces it with confidence 1. A task's `confidence` is its
-  weakest control's (policy set, severity), the figure the quality pass queues for adjudication by.
+  weakest control's (policy set, severity), the figure the quality pass queues for adjudication by:
+  the posterior calibrated on held-out gold when there are enough gold tasks (`quality.calibration`).
 - **Gates.** Gold tasks go to split `gold` (never train, validation or test: annotators see them
   again and again). Other tasks enter train/validation/test only when adjudicated or when
   `confidence >= spec.quality.min_confidence`; the rest stay in the files with split `excluded` and
@@ -41,6 +42,7 @@ import pandas as pd
 
 from . import quality_inputs as qi
 from .quality import wilson_interval
+from .quality.calibration import describe
 from .quality.compute import jsonable
 from .neardup import group_keys
 from .quality.consensus import METHODS
@@ -348,6 +350,8 @@ def render_datasheet(sheet: dict) -> str:
               f"Gates: gold tasks -> split `gold` (never train); other tasks enter train/validation/test when "
               f"adjudicated or consensus confidence >= {sheet['gates']['min_confidence']:g}; the rest are in the "
               "files with split `excluded`.", "",
+              "Confidence: " + ("; ".join(f"{c}: {describe(v)}" for c, v in sorted(sheet.get("calibration", {}).items()))
+                                or "not recorded") + ".", "",
               f"Splits: 80/10/10 by StratifiedGroupKFold, stratified by policy set and language, grouped by "
               f"near-duplicate key, seed {sheet['seed']}.", "",
               "## Versions", ""]
@@ -469,6 +473,7 @@ def export_workspace(ws: Workspace, spec, out: Path, method: str = "smoothed-ds"
         "n_annotators": int(result.counts["n_annotators"]),
         "gates": {"min_confidence": spec.quality.min_confidence, "gold": "split gold, never train",
                   "below_min_confidence": "split excluded unless adjudicated"},
+        "calibration": {c: v.summary() for c, v in result.calibration.items()},
         "versions": version_sets,
         "counts": {"tasks": int(len(rows)), "by_split": {s: int(n) for s, n in rows["split"].value_counts().sort_index().items()},
                    "by_language": {s: int(n) for s, n in rows["language"].value_counts().sort_index().items()},

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .quality.calibration import reliability
 from .quality.compute import jsonable
 from .quality_inputs import NO_POLICY, set_key
 from .workspace import read_table
@@ -153,22 +154,7 @@ def calibration(preds: pd.DataFrame, consensus: pd.DataFrame, n_bins: int = 10) 
         for policy, p in (scores or {}).items():
             probs.append(float(p))
             hits.append(policy in truth)
-    empty = pd.DataFrame(columns=["bin_low", "bin_high", "n", "confidence", "accuracy"])
-    if not probs:
-        return math.nan, empty
-    probs, hits = np.clip(np.array(probs), 0, 1), np.array(hits, dtype=float)
-    edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.digitize(probs, edges[1:-1], right=False), 0, n_bins - 1)
-    rows, ece = [], 0.0
-    for b in range(n_bins):
-        mask = which == b
-        if not mask.any():
-            continue
-        conf, acc = float(probs[mask].mean()), float(hits[mask].mean())
-        ece += mask.sum() / len(probs) * abs(conf - acc)
-        rows.append({"bin_low": edges[b], "bin_high": edges[b + 1], "n": int(mask.sum()), "confidence": conf,
-                     "accuracy": acc})
-    return float(ece), pd.DataFrame(rows)
+    return reliability(np.array(probs, dtype=float), np.array(hits, dtype=float), n_bins)
 
 
 def by_language(preds: pd.DataFrame, consensus: pd.DataFrame) -> pd.DataFrame:

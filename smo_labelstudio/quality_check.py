@@ -18,6 +18,7 @@ import pandas as pd
 from . import quality_inputs as qi
 from .quality import agreement_summary, flags, gold_accuracy, krippendorff_alpha_ci, masi_alpha, multilabel_agreement
 from .quality.compute import jsonable
+from .quality.calibration import Calibration, fit_calibration, held_out_gold
 from .quality.consensus import consensus_frame, fit_consensus
 from .spec import Quality
 from .workspace import Workspace, read_json, read_table
@@ -60,6 +61,7 @@ class CheckResult:
     gates: list[Gate]
     quality: Quality
     gold_by_policy: pd.DataFrame = field(default_factory=pd.DataFrame)
+    calibration: dict[str, Calibration] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,7 +86,8 @@ class CheckResult:
             "consensus": {"n_tasks": int(c["task"].nunique()) if len(c) else 0,
                           "adjudicated": int(c.loc[c["source"] == "adjudicated", "task"].nunique()) if len(c) else 0,
                           "mean_confidence": float(c["confidence"].mean()) if len(c) else None,
-                          "below_min_confidence": len(self.to_review)},
+                          "below_min_confidence": len(self.to_review),
+                          "calibration": {k: v.summary() for k, v in self.calibration.items()}},
         })
 
 
@@ -206,21 +209,32 @@ def _severity_agreement(severity: pd.DataFrame, n_boot: int, random_state: int) 
     return pd.DataFrame(rows, columns=["language", "n_tasks", *FIGURES])
 
 
-def _consensus(frame: pd.DataFrame, gold: pd.DataFrame, control: str, method: str, gold_ids: set) -> pd.DataFrame:
+CONSENSUS_COLUMNS = ["task", "control", "label", "confidence", "posterior", "source"]
+
+
+def _consensus(frame: pd.DataFrame, gold: pd.DataFrame, control: str, method: str, gold_ids: set,
+               random_state: int) -> tuple[pd.DataFrame, Calibration]:
+    """One control's consensus; `confidence` is the posterior calibrated on held-out gold where there
+    is enough of it (`quality.calibration`), `posterior` the model's own figure."""
     if frame.empty:
-        return pd.DataFrame(columns=["task", "control", "label", "confidence", "source"])
+        return pd.DataFrame(columns=CONSENSUS_COLUMNS), Calibration(0, False, "no answers")
     answers = frame[["task", "annotator", "label"]]
     out = consensus_frame(fit_consensus(method, answers, gold if len(gold) else None))
     out["label"] = out["label"].astype(str)
     out.insert(1, "control", control)
     out["source"] = np.where(out["task"].isin(gold_ids), "gold", "consensus")  # every control of a gold task
-    return out
+    calibration = fit_calibration(held_out_gold(method, answers, gold, random_state=random_state),
+                                  random_state=random_state)
+    out["posterior"] = out["confidence"]
+    open_rows = out["source"] == "consensus"
+    out.loc[open_rows, "confidence"] = calibration.transform(out.loc[open_rows, "posterior"])
+    return out[CONSENSUS_COLUMNS], calibration
 
 
 def adjudicated_labels(adjudicated: pd.DataFrame | None) -> pd.DataFrame:
     """Adjudicated answers (external_id, control, label) as consensus rows: policy set key, severity."""
     if adjudicated is None or adjudicated.empty:
-        return pd.DataFrame(columns=["task", "control", "label", "confidence", "source"])
+        return pd.DataFrame(columns=CONSENSUS_COLUMNS)
     rows = []
     for task, part in adjudicated.groupby("external_id", sort=True):
         policies = part.loc[part["control"] == qi.POLICY, "label"].dropna().astype(str)
@@ -228,7 +242,7 @@ def adjudicated_labels(adjudicated: pd.DataFrame | None) -> pd.DataFrame:
         severity = part.loc[part["control"] == qi.SEVERITY, "label"].dropna()
         if len(severity):
             rows.append({"task": task, "control": qi.SEVERITY, "label": str(severity.iloc[-1])})
-    return pd.DataFrame(rows).assign(confidence=1.0, source="adjudicated")
+    return pd.DataFrame(rows).assign(confidence=1.0, posterior=np.nan, source="adjudicated")[CONSENSUS_COLUMNS]
 
 
 def apply_adjudication(consensus: pd.DataFrame, adjudicated: pd.DataFrame | None) -> pd.DataFrame:
@@ -259,8 +273,9 @@ def compute_check(labels: pd.DataFrame, gold: pd.DataFrame | None, quality: Qual
     gold_by_policy = _gold_by_policy(binary, qi.gold_policy_binary(gold, policies), quality)
     policy_agreement = _policy_agreement(sets, binary, n_boot, random_state)
     gold_ids = set(gold["external_id"]) if gold is not None and len(gold) else set()
-    consensus = pd.concat([_consensus(keys, gold_keys, qi.POLICY, method, gold_ids),
-                           _consensus(severity, gold_sev, qi.SEVERITY, method, gold_ids)], ignore_index=True)
+    policy, policy_cal = _consensus(keys, gold_keys, qi.POLICY, method, gold_ids, random_state)
+    sev, sev_cal = _consensus(severity, gold_sev, qi.SEVERITY, method, gold_ids, random_state)
+    consensus = pd.concat([policy, sev], ignore_index=True)
     consensus = apply_adjudication(consensus, adjudicated)
     languages = qi.task_languages(labels)
     open_tasks = consensus[consensus["source"] == "consensus"]
@@ -286,7 +301,8 @@ def compute_check(labels: pd.DataFrame, gold: pd.DataFrame | None, quality: Qual
                        policy_language_alpha=_policy_language_alpha(sets),
                        severity_agreement=_severity_agreement(severity, n_boot, random_state),
                        confusions=confusions, consensus=consensus, to_review=to_review, gates=gates, quality=quality,
-                       gold_by_policy=gold_by_policy)
+                       gold_by_policy=gold_by_policy,
+                       calibration={qi.POLICY: policy_cal, qi.SEVERITY: sev_cal})
 
 
 def _num(value: Any) -> float | None:

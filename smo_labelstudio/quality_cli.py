@@ -47,6 +47,8 @@ def _group(
 
 def _print_pass(s: dict[str, Any]) -> None:
     """The readable form of a project's quality pass: verdict, failed gates, where the report is."""
+    from .quality.calibration import describe
+
     echo = typer.echo
     verdict = "PASSED" if s["passed"] else "FAILED"
     echo(f"{s['title']}: {verdict} ({len(s['gates']) - len(s['failed_gates'])} of {len(s['gates'])} gates passed)")
@@ -58,6 +60,8 @@ def _print_pass(s: dict[str, Any]) -> None:
     c = s["consensus"]
     echo(f"consensus: {c['n_tasks']:,} tasks, {c['adjudicated']:,} adjudicated, {c['below_min_confidence']:,} below "
          f"min_confidence")
+    for control, info in c.get("calibration", {}).items():
+        echo(f"  confidence of {control}: {describe(info)}")
     if "adjudication" in s:
         a = s["adjudication"]
         echo(f"adjudication: {a['queued']} queued now, {a['in_review']} in review at {a['url']}")

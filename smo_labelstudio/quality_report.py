@@ -26,6 +26,7 @@ import markdown  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .quality.calibration import describe  # noqa: E402
 from .quality_check import FIGURES, CheckResult  # noqa: E402
 from .workspace import _atomic, write_json  # noqa: E402
 
@@ -210,6 +211,7 @@ def render_markdown(result: CheckResult, title: str, plots: dict[str, bytes], *,
               f"{c['n_tasks']:,} tasks with a consensus, mean confidence {_cell(c['mean_confidence'])}; "
               f"{c['adjudicated']:,} decided by an adjudicator; {c['below_min_confidence']:,} below min_confidence "
               f"{q.min_confidence:g} go to adjudication.", ""]
+    lines += [f"- Confidence of {control}: {describe(info)}." for control, info in c.get("calibration", {}).items()] + [""]
     if "adjudication" in s:
         a = s["adjudication"]
         lines += [f"Review project: [{a.get('title')}]({a.get('url')}) · {a.get('queued', 0)} task(s) queued now, "

@@ -75,3 +75,31 @@ def gold_table(items: pd.DataFrame, gold_ids: set[str]) -> pd.DataFrame:
         if item.severity is not None:
             rows.append({"external_id": item.external_id, "control": "severity", "label": str(item.severity)})
     return pd.DataFrame(rows, columns=["external_id", "control", "label"])
+
+
+def simulator_answers(seed: int, accuracies: list[float], n_tasks: int = 60) -> tuple[pd.DataFrame, pd.Series]:
+    """The simulator's own answer model (pure, no Label Studio): answers (task, annotator, label) and
+    truth as policy-set keys, one answer per annotator per task."""
+    from smo_labelstudio import quality_inputs as qi
+    from smo_labelstudio.simanswers import Targets, accuracy_matrix, answer, draw_truth, rng_for
+    from smo_labelstudio.taxonomy import load_taxonomy
+
+    policies = tuple(sorted(load_taxonomy().ids))
+    targets = Targets(policies=policies, to_name="text")
+    rows, truth = [], {}
+    for i in range(n_tasks):
+        true = draw_truth(rng_for(seed, "truth", i), policies)
+        truth[i] = qi.set_key(true.labels)
+        for j, acc in enumerate(accuracies):
+            result = answer(true, targets, accuracy_matrix(policies, acc), acc, rng_for(seed, i, j))
+            rows.append({"task": i, "annotator": j, "label": qi.set_key(result[0]["value"]["choices"])})
+    return pd.DataFrame(rows), pd.Series(truth)
+
+
+def keys_to_labels(answers: pd.DataFrame, gold_tasks: set) -> pd.DataFrame:
+    """`simulator_answers`' keys as a labels table (policy rows only): external_id `item-<task>`."""
+    rows = [{"project": 1, "task": int(a.task), "external_id": f"item-{a.task:04d}", "annotation_id": n,
+             "annotator": f"a{a.annotator}", "control": "policy", "label": policy, "start": None, "end": None,
+             "is_gold": a.task in gold_tasks, "language": "en"}
+            for n, a in enumerate(answers.itertuples()) for policy in str(a.label).split("+")]
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS).astype({"start": "Int64", "end": "Int64"})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from quality_data import simulator_answers
 from smo_cli import smo, stack_env
 
 from smo_labelstudio import export as ex
@@ -185,24 +186,6 @@ def test_files_are_byte_identical_on_a_second_write_and_hash_into_the_datasheet(
         assert "@smo.local" not in (tmp_path / "a" / name).read_text(errors="replace")
 
 
-def _simulated_answers(seed: int, accuracies: list[float], n_tasks: int = 60) -> tuple[pd.DataFrame, pd.Series]:
-    """The simulator's own answer model (pure, no Label Studio): answers and truth as policy-set keys."""
-    from smo_labelstudio import quality_inputs as qi
-    from smo_labelstudio.simanswers import Targets, accuracy_matrix, answer, draw_truth, rng_for
-    from smo_labelstudio.taxonomy import load_taxonomy
-
-    policies = tuple(sorted(load_taxonomy().ids))
-    targets = Targets(policies=policies, to_name="text")
-    rows, truth = [], {}
-    for i in range(n_tasks):
-        true = draw_truth(rng_for(seed, "truth", i), policies)
-        truth[i] = qi.set_key(true.labels)
-        for j, acc in enumerate(accuracies):
-            result = answer(true, targets, accuracy_matrix(policies, acc), acc, rng_for(seed, i, j))
-            rows.append({"task": i, "annotator": j, "label": qi.set_key(result[0]["value"]["choices"])})
-    return pd.DataFrame(rows), pd.Series(truth)
-
-
 @pytest.mark.parametrize("accuracies", [[0.95, 0.9, 0.6, 0.55, 0.5], [0.75] * 5], ids=["mixed", "equal"])
 def test_smoothed_dawid_skene_beats_majority_vote_on_simulated_answers(accuracies):
     """20 seeded batches of 60 tasks. With careful and careless annotators mixed, smoothed Dawid-Skene
@@ -212,7 +195,7 @@ def test_smoothed_dawid_skene_beats_majority_vote_on_simulated_answers(accuracie
 
     scores = {m: [] for m in ("mv", "ds", "smoothed-ds")}
     for seed in range(20):
-        answers, truth = _simulated_answers(seed, accuracies)
+        answers, truth = simulator_answers(seed, accuracies)
         for method, got in scores.items():
             got.append(float((consensus_frame(fit_consensus(method, answers)).set_index("task")["label"]
                               == truth).mean()))
@@ -335,3 +318,48 @@ def test_export_before_a_pull_is_one_line(tmp_path):
                   "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "run `smo pull` first" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_weak_teams_confidence_is_calibrated_on_gold_in_a_real_project(label_studio, ml_backend, prefect_api, tmp_path,
+                                                                       unique):
+    """40 items and 24 gold in Label Studio, three simulated annotators at 0.7/0.6/0.6: the quality
+    pass calibrates consensus confidence on the held-out gold (so the min_confidence gate reads how
+    often such labels are right), says so in `smo quality --json` and the datasheet, and the gate and
+    the adjudication queue read the calibrated figure."""
+    texts = [f"{w} number {i}" for i, w in enumerate(["message", "comment", "post", "reply"] * 10)]
+    data = tmp_path / "items.csv"
+    data.write_text("id,text,language\n" + "".join(f"i{i},{t},en\n" for i, t in enumerate(texts)), encoding="utf-8")
+    labels = [("hate", "3"), ("no_violation", ""), ("spam_scams", "1"), ("harassment", "2")]
+    gold = tmp_path / "gold.csv"
+    gold.write_text("id,text,language,policy,severity\n" + "".join(
+        f"g{i},gold example {i},en,{labels[i % 4][0]},{labels[i % 4][1]}\n" for i in range(24)), encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    text = Path("specs/example.yaml").read_text()
+    for old, new in (("title: Text moderation - example batch", f"title: calibration {unique}"),
+                     ("gold_rate: 0.05", "gold_rate: 0.4"), ("share: 0.2", "share: 1.0")):
+        assert old in text, f"specs/example.yaml changed: no {old!r}"
+        text = text.replace(old, new)
+    spec.write_text(text)
+    env = stack_env(label_studio, ml_backend, tmp_path / "home")
+    run = smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
+    assert run.returncode == 0, run.stderr
+    launched = json.loads(run.stdout)
+    assert launched["imported"] == 40 and launched["gold"] == 24, launched
+    sim = smo(env, "simulate", "--spec", str(spec), "--annotators", "3", "--accuracy", "0.7,0.6,0.6", "--json")
+    assert sim.returncode == 0, sim.stderr
+    assert json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)["annotations"] == 64 * 3
+
+    checked = smo(env, "quality", "--spec", str(spec), "--no-adjudicate", "--json")
+    assert checked.returncode in (0, 3), checked.stderr  # 3: a gate failed, which a weak team may do
+    policy = json.loads(checked.stdout)["consensus"]["calibration"]["policy"]
+    print("calibration of the policy decision:", json.dumps(policy))
+    assert policy["applied"] and policy["n_gold"] == 24 and 0 <= policy["ece_after"] <= 1
+
+    exported = smo(env, "export", "--spec", str(spec), "--out", str(tmp_path / "out"), "--json")
+    assert exported.returncode == 0, exported.stderr
+    sheet = json.loads((tmp_path / "out" / "datasheet.json").read_text())
+    assert sheet["calibration"]["policy"] == policy
+    assert "calibrated on 24 held-out gold tasks" in (tmp_path / "out" / "datasheet.md").read_text()
+    frame = pd.read_parquet(tmp_path / "out" / "dataset.parquet")
+    open_ = frame[~frame["is_gold"]]
+    assert ((open_["confidence"] >= 0.7) == open_["split"].isin(ex.SPLITS)).all()

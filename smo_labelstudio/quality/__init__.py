@@ -9,6 +9,7 @@ missing answer); gold is `task, label`. No Label Studio needed.
     multilabel.py    per-policy binary agreement and MASI alpha for set-valued answers
     spans.py         pairwise span F1, exact or overlap matching
     consensus.py     MajorityVote and DawidSkene, plain or smoothed (fit / fit_predict / fit_predict_proba)
+    calibration.py   consensus confidence calibrated on held-out gold (shrunk Platt scaling), reliability/ECE
     compute.py       run_quality: the whole pass, JSON-ready
 """
 
