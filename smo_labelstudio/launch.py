@@ -302,9 +302,11 @@ def import_batch(plan: Plan, batch: int, url: str, token: str,
         return state.get("results", {}).get(str(batch), {"imported": 0})
     if batch in state["started"]:
         if client.tasks_with_data(url, token, plan.project_id, "item_id", [rows["item_id"].iloc[0]]):
+            # Whether its predictions went in with it is unknown: the backfill checks and adds what is missing.
+            note = "found already imported after an interruption"
+            _list_missing(plan, batch, rows, note)
             result = {"imported": len(rows), "gold": int(rows["is_gold"].sum()), "predictions": 0,
-                      "missing_predictions": len(rows), "note": "found already imported after an interruption",
-                      "model_version": None}
+                      "missing_predictions": len(rows), "note": note, "model_version": None}
             _mark(plan, batch, "done", result)
             return result
     texts = rows["text"].fillna("").tolist()
@@ -325,10 +327,7 @@ def import_batch(plan: Plan, batch: int, url: str, token: str,
     if predictions is not None:
         write_parquet(plan.folder / "predictions" / f"batch-{batch:05d}.parquet", prediction_rows(rows, predictions))
     else:
-        with _batch_lock:  # the list a project manager (or a later backfill) works from
-            missing = plan.folder / "missing_predictions.csv"
-            rows[["item_id", "external_id"]].assign(batch=batch, reason=why).to_csv(
-                missing, mode="a", header=not missing.exists(), index=False)
+        _list_missing(plan, batch, rows, why)
     result = {"imported": imported, "gold": int(rows["is_gold"].sum()),
               "predictions": len(tasks) if predictions is not None else 0,
               "missing_predictions": 0 if predictions is not None else len(tasks),
@@ -336,6 +335,14 @@ def import_batch(plan: Plan, batch: int, url: str, token: str,
               "note": why}
     _mark(plan, batch, "done", result)
     return result
+
+
+def _list_missing(plan: Plan, batch: int, rows: pd.DataFrame, why: str) -> None:
+    """Add a batch's items to `missing_predictions.csv`: the list a project manager (or a later backfill) works from."""
+    with _batch_lock:
+        missing = plan.folder / "missing_predictions.csv"
+        rows[["item_id", "external_id"]].assign(batch=batch, reason=why).to_csv(
+            missing, mode="a", header=not missing.exists(), index=False)
 
 
 def _send(plan: Plan, batch: int, rows: pd.DataFrame, tasks: list[dict], url: str, token: str) -> int:
