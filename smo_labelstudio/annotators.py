@@ -14,13 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
 
-from .client import connection_settings
+from .client import connection_settings, http_client
 
 EMAIL_DOMAIN = "smo.local"
 EMAIL_PREFIX = "sim-annotator"
@@ -69,36 +68,27 @@ def ensure_annotators(n: int, url: str | None = None, admin_token: str | None = 
 def ensure_annotator(url: str, admin_token: str, email: str, invite_token: str | None = None) -> Annotator:
     """One annotator: log in if the account exists, else sign up through the invite link; read its token."""
     password = annotator_password(admin_token, email)
-    with httpx.Client(base_url=url, timeout=60, follow_redirects=False) as session:
+    with http_client(url, timeout=60, follow_redirects=False) as session:
         if not _form_post(session, "/user/login/", {"email": email, "password": password}):
             invite_token = invite_token or _invite_token(url, admin_token)
             if not _form_post(session, f"/user/signup/?token={invite_token}", {"email": email, "password": password}):
                 raise AnnotatorError(
                     f"{email}: cannot log in or sign up; the account exists with another password (made "
                     f"by hand or under another admin token): delete it in Label Studio or use another prefix")
-        token = _json(_get_retrying(session, "/api/current-user/token"), email)["token"]
-    me = _json(httpx.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"},
-                         timeout=60), email)
+        # the first read of a token writes it; concurrent sign-ups on SQLite have answered 500 ("database
+        # is locked") there, which the client's retries for idempotent requests absorb
+        token = _json(session.get("/api/current-user/token"), email)["token"]
+    with http_client(url, token, timeout=60) as http:
+        me = _json(http.get("/api/current-user/whoami"), email)
     if me.get("email") != email:
         raise AnnotatorError(f"{email}: the token read back belongs to {me.get('email')!r}")
     return Annotator(email=email, user_id=int(me["id"]), token=token)
 
 
-def _get_retrying(session: httpx.Client, path: str, attempts: int = 4) -> httpx.Response:
-    """A GET retried on 5xx with backoff: the first read of a token writes it, and concurrent sign-ups
-    on SQLite have answered 500 ("database is locked"); a GET is safe to repeat."""
-    for attempt in range(attempts):
-        resp = session.get(path)
-        if resp.status_code < 500:
-            break
-        time.sleep(0.5 * 2 ** attempt)
-    return resp
-
-
 def _invite_token(url: str, admin_token: str) -> str:
     """The organization's invite token (what the "Add people" link carries)."""
-    resp = httpx.get(f"{url}/api/invite", headers={"Authorization": f"Token {admin_token}"}, timeout=60)
-    return _json(resp, "admin")["token"]
+    with http_client(url, admin_token, timeout=60) as http:
+        return _json(http.get("/api/invite"), "admin")["token"]
 
 
 def _form_post(session: httpx.Client, path: str, fields: dict[str, str]) -> bool:

@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 import httpx
 
 from .annotators import Annotator, ensure_annotators
-from .client import LabelStudioError, connection_settings
+from .client import LabelStudioError, connection_settings, http_client
 from .label_config import config_labels, control_target
 from .pull import item_ledger
 from .simanswers import Targets, Truth, accuracy_matrix, answer, draw_truth, lead_time, rng_for
@@ -182,7 +182,7 @@ def simulate(project_id: int, settings: SimulationSettings, workspace: Workspace
     """Run the simulation on one project; return the summary (counts, seconds, writes per second)."""
     started = time.monotonic()
     url, token = connection_settings(url, token)
-    with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=120) as http:
+    with http_client(url, token, timeout=120) as http:
         targets, max_annotations = project_targets(http, project_id)
         from_file = read_confusion(settings.confusion_file, targets.policies) if settings.confusion_file else {}
         truth_file = read_truth_file(settings.truth_file, targets.policies) if settings.truth_file else None
@@ -237,7 +237,7 @@ def _write_all(url: str, jobs: list[tuple[ProjectTask, Annotator]],
     bar = progress(len(jobs)) if progress else None
     written, errors = 0, []
     try:
-        with httpx.Client(base_url=url, timeout=120, limits=httpx.Limits(max_connections=settings.workers)) as http, \
+        with http_client(url, timeout=120, limits=httpx.Limits(max_connections=settings.workers)) as http, \
                 ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
             futures = [pool.submit(_write_task, http, task_jobs, truths, targets, behaviours, settings)
                        for task_jobs in by_task.values()]
