@@ -76,7 +76,8 @@ def _file_digest(path: Path | None) -> str:
 
 
 def _known_items(ws: Workspace) -> dict[str, str]:
-    """Item ids and content hashes of every item a launch of this workspace imported (done batches)."""
+    """Item ids and content hashes of every item a launch of this workspace imported (done batches);
+    `plan_launch` adds the item ids the project holds, which a lost workspace no longer knows."""
     known: dict[str, str] = {}
     for plan_file in sorted(ws.runs.glob("*/plan.parquet")):
         done = set((read_json(plan_file.parent / "batches.json") or {}).get("done", []))
@@ -170,6 +171,8 @@ def plan_launch(spec: Spec, data: Path, url: str, token: str, gold: Path | None 
                     label_config)
 
     known = _known_items(ws)
+    for item in client.task_ids_by_item(url, token, project_id):  # a lost workspace or an abandoned plan
+        known.setdefault(item, item)
     prepared = prepare(read_rows(data), spec.columns, **_needs(ui["label_config"]), file=str(data), known=known)
     items = prepared.items
     present = prepared.duplicates["duplicate_of"].str.startswith("project item")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -88,6 +89,11 @@ def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(label
     human = smo(env, "launch", "--spec", str(spec), "--data", str(data))
     assert human.returncode == 0 and "rows read 16 = imported 0 + duplicates 2 + quarantined 2 + already present 12" \
         in human.stdout
+
+    shutil.rmtree(ws.root)  # a lost workspace: Label Studio's own item ids keep the rows out
+    lost = json.loads(smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json").stdout)
+    assert (lost["imported"], lost["gold"], lost["already_present"]) == (0, 0, 12) and lost["counts_add_up"]
+    assert len(_project_tasks(label_studio, m["project_id"])) == 15
 
 
 def test_an_interrupted_launch_resumes_and_imports_every_row_exactly_once(label_studio, ml_backend, tmp_path, unique):
