@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import random
+import ssl
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import httpx
 
@@ -63,6 +65,12 @@ def backoff(attempt: int, base: float) -> float:
     return step + random.uniform(0, step)
 
 
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client: httpx builds a new one per client (about 30 ms: the CA bundle)."""
+    return httpx.create_ssl_context()
+
+
 def _transient(resp: httpx.Response) -> bool:
     return resp.status_code >= 500 or resp.status_code in (408, 429)
 
@@ -74,7 +82,7 @@ class RetryTransport(httpx.HTTPTransport):
     (never the token or query) and the attempts."""
 
     def __init__(self, attempts: int | None = None, base: float | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"verify": _tls(), **kwargs})
         default_attempts, default_base = retry_policy()
         self.attempts, self.base = attempts or default_attempts, base or default_base
 
@@ -315,30 +323,43 @@ def import_json(url: str, token: str, project_id: int, tasks: list[dict], timeou
     per-field encoding (a third of the client's time at 10k tasks)."""
     if not tasks:
         return 0
-    resp = httpx.post(f"{url}/api/projects/{project_id}/import", params={"return_task_ids": "false"},
-                      content=json.dumps(tasks, ensure_ascii=False).encode(),
-                      headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
-                      timeout=ls_timeout(timeout))
+    with http_client(url, token, timeout) as http:  # a POST: the transport never retries it
+        resp = http.post(f"/api/projects/{project_id}/import", params={"return_task_ids": "false"},
+                         content=json.dumps(tasks, ensure_ascii=False).encode(),
+                         headers={"Content-Type": "application/json"})
     return int(_json(resp).get("task_count", 0))
 
 
-def task_ids_by_item(url: str, token: str, project_id: int, page_size: int = 1000) -> dict[str, int]:
-    """Task id by `data.item_id` for every task of a project (the data manager's task list, paged)."""
-    found: dict[str, int] = {}
+def project_counts(http: httpx.Client, project_id: int, *counters: str) -> dict[str, int]:
+    """Some of a project's counters (`task_number`, `total_annotations_number`, ...) and only those:
+    the project detail computes every counter, some of them slow on big projects."""
+    body = _json(http.get("/api/projects/", params={"ids": project_id, "include": ",".join(counters)}))
+    found = body.get("results", []) if isinstance(body, dict) else body  # `include` also picks the fields
+    if len(found) != 1:
+        raise LabelStudioError(f"project {project_id} is not in Label Studio (or this token cannot see it)")
+    return {c: int(found[0].get(c) or 0) for c in counters}
+
+
+def iter_tasks(http: httpx.Client, project_id: int, page_size: int = 1000) -> Iterator[dict]:
+    """Every task of a project as the data manager lists it (`task_only`: id, data, counters), paged."""
+    page, seen, total = 1, 0, None
+    while total is None or seen < total:
+        body = _json(http.get("/api/tasks", params={"project": project_id, "fields": "task_only",
+                                                     "page_size": page_size, "page": page}))
+        batch, total = body.get("tasks", []), body.get("total", 0)
+        if not batch:
+            break
+        yield from batch
+        seen, page = seen + len(batch), page + 1
+
+
+def task_ids_by_item(url: str, token: str, project_id: int) -> dict[str, int]:
+    """Task id by `data.item_id` for every task of a project (no listing at all for an empty one)."""
     with http_client(url, token, timeout=300) as http:
-        page, seen, total = 1, 0, None
-        while total is None or seen < total:
-            body = _json(http.get("/api/tasks", params={"project": project_id, "fields": "task_only",
-                                                         "page_size": page_size, "page": page}))
-            batch, total = body.get("tasks", []), body.get("total", 0)
-            if not batch:
-                break
-            for task in batch:
-                item = (task.get("data") or {}).get("item_id")
-                if item:
-                    found[item] = task["id"]
-            seen, page = seen + len(batch), page + 1
-    return found
+        if project_counts(http, project_id, "task_number")["task_number"] == 0:
+            return {}
+        return {task["data"]["item_id"]: task["id"] for task in iter_tasks(http, project_id)
+                if (task.get("data") or {}).get("item_id")}
 
 
 def prediction_versions(url: str, token: str, project_id: int) -> dict[int, set[str]]:

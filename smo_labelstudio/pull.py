@@ -4,7 +4,9 @@ The first pull is one export request (annotated tasks). Later pulls fetch only t
 changed since the last one began (annotation writes and deletions bump a task's `updated_at`): a
 data-manager view filtered on `updated_at` feeds an export snapshot, and every fetched task's rows
 replace the rows held for it, so updated annotations are not duplicated and deleted ones disappear.
-The watermark is Label Studio's own clock (its `Date` header, read before the export, less one
+A deleted task bumps nothing such a view sees, so an incremental pull also compares the rows it
+holds with the project's annotation count and, when it holds more, drops the rows of tasks no longer
+in the project's task list. The watermark is Label Studio's own clock (its `Date` header, read before the export, less one
 second for its resolution), so a change made while a pull runs is fetched by the next one.
 """
 
@@ -17,7 +19,7 @@ from email.utils import parsedate_to_datetime
 
 import pandas as pd
 
-from .client import _json, http_client
+from .client import _json, http_client, iter_tasks, project_counts
 from .workspace import (ANNOTATION_COLUMNS, LABEL_COLUMNS, Workspace, read_json, read_table, write_json,
                         write_parquet)
 
@@ -132,6 +134,14 @@ class _LabelStudio:
         finally:
             self.http.delete(f"/api/projects/{project}/exports/{snap['id']}")
 
+    def annotation_count(self, project: int) -> int:
+        """Annotations the project holds, cancelled ones included (what our annotations table counts)."""
+        return sum(project_counts(self.http, project, "total_annotations_number", "skipped_annotations_number").values())
+
+    def task_ids(self, project: int) -> set[int]:
+        """The id of every task of the project."""
+        return {task["id"] for task in iter_tasks(self.http, project)}
+
     def _view(self, project: int, since: datetime) -> int:
         flt = {"conjunction": "and", "items": [{"filter": "filter:tasks:updated_at", "operator": "greater",
                                                 "type": "Datetime", "value": since.strftime(LS_TIME)}]}
@@ -185,6 +195,14 @@ def _pull(ws: Workspace, ls: "_LabelStudio", full: bool) -> dict:
     annotations = pd.concat([kept_ann, new_ann], ignore_index=True) if len(kept_ann) else new_ann
     labels = pd.concat([old_lab[~old_lab["task"].isin(touched)], new_lab], ignore_index=True) \
         if len(old_lab) else new_lab
+    if mode == "incremental" and len(annotations) > ls.annotation_count(pid):
+        # A deleted task bumps nothing a changed-since view can see: more rows here than annotations in
+        # Label Studio means some task is gone, so the task list (ids only) says which rows to drop.
+        gone = set(annotations["task"]) - ls.task_ids(pid)
+        summary["deleted"] += int(annotations["task"].isin(gone).sum())
+        summary["tasks_deleted"] = len(gone)
+        annotations = annotations[~annotations["task"].isin(gone)]
+        labels = labels[~labels["task"].isin(gone)]
     annotations = annotations.sort_values(["task", "annotation_id"]).reset_index(drop=True)
     labels = labels.sort_values(["task", "annotation_id", "control", "label"]).reset_index(drop=True)
     write_parquet(ws.annotations, annotations)

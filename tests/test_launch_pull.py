@@ -154,9 +154,12 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
                 ).raise_for_status()
     httpx.delete(f"{label_studio.url}/api/annotations/{ids[1]}", headers=headers, timeout=60).raise_for_status()
     annotate(tasks[5], "spam_scams")
-    second = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    run = smo(env, "pull", "--spec", str(spec), "--json")
+    assert run.returncode == 0, run.stderr[-3000:]
+    second = json.loads(run.stdout)
     assert second["mode"] == "incremental" and second["tasks_fetched"] < len(tasks)
     assert (second["annotations"], second["new"], second["updated"], second["deleted"]) == (4, 1, 1, 1)
+    assert "tasks_deleted" not in second  # the counts matched: no task listing
 
     ws = Workspace(tmp_path / "home" / "workspaces" / f"pull-{unique}")
     labels = pd.read_parquet(ws.labels)
@@ -166,6 +169,12 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
     assert ann.loc[ids[0], "changed_prediction"] and ann.loc[ids[0], "prediction_model_version"] == m["versions"]["model"]
     assert ann["lead_time"].eq(4.2).all() and not ann["is_gold"].any()
     assert json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)["new"] == 0  # nothing changed
+
+    # a deleted task takes its annotations with it: the next incremental pull drops them
+    httpx.delete(f"{label_studio.url}/api/tasks/{tasks[5]['id']}/", headers=headers, timeout=60).raise_for_status()
+    third = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
+    assert (third["mode"], third["annotations"], third["deleted"], third["tasks_deleted"]) == ("incremental", 3, 1, 1)
+    assert tasks[5]["id"] not in set(pd.read_parquet(ws.labels)["task"]) | set(pd.read_parquet(ws.annotations)["task"])
 
 
 @pytest.mark.parametrize("args, words", [
