@@ -33,14 +33,19 @@ def _group(
     from .quality_pass import run_pass, user_errors
     from .spec import load_spec
 
+    from .warehouse import WarehouseError, publish_after_flow
+
     try:
         outcome = run_pass(load_spec(spec), adjudicate=adjudicate)
-    except user_errors() as exc:
+        # what the quality-check flow does last: the pass's tables reach SQL now, not at the next flow
+        stores = [d["store"] for d in publish_after_flow(outcome.workspace, outcome.spec)]
+    except (*user_errors(), WarehouseError) as exc:
         _fail(" ".join(str(exc).split()))
+    summary = {**outcome.summary(), "warehouse": stores}
     if as_json:
-        typer.echo(json.dumps(outcome.summary(), allow_nan=False))
+        typer.echo(json.dumps(summary, allow_nan=False))
     else:
-        _print_pass(outcome.summary())
+        _print_pass(summary)
     if outcome.result.failed_gates:
         raise typer.Exit(3)
 

@@ -328,6 +328,24 @@ def test_a_simulated_project_published_to_duckdb_and_postgres_answers_the_readme
             assert secret not in blob, (table, secret)
 
 
+def test_smo_quality_publishes_its_tables_like_the_flow(tmp_path):
+    """`smo quality --spec` is not a flow run, but its consensus and agreement reach SQL at once."""
+    assert synthetic_workspace(tmp_path).root == Workspace.for_title("Synthetic project", tmp_path).root
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text((REPO / "specs" / "example.yaml").read_text().replace(
+        "title: Text moderation - example batch", "title: Synthetic project"))
+    env = {**os.environ, "SMO_HOME": str(tmp_path)}
+    checked = smo(env, "quality", "--spec", str(spec_file), "--no-adjudicate", "--json")
+    assert checked.returncode in (0, 3), checked.stderr
+    stores = json.loads(checked.stdout)["warehouse"]
+    assert len(stores) == 1 and stores[0].endswith("warehouse.duckdb"), stores
+    out = smo(env, "sql", "--spec", str(spec_file), "select count(*) as n from consensus where control = 'policy'",
+              "--format", "json")
+    assert out.returncode == 0, out.stderr
+    labels = pd.read_parquet(Workspace.for_title("Synthetic project", tmp_path).labels)
+    assert json.loads(out.stdout) == [{"n": labels.loc[labels["control"] == "policy", "task"].nunique()}]
+
+
 def test_a_failed_flow_run_is_recorded_and_published(synthetic, tmp_path, monkeypatch):
     """The flows' `on_failure` hook (no Prefect server needed: it gets the run and state objects)."""
     import types
