@@ -154,13 +154,25 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
     _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 kept reports from colleagues
+
+
 def _atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same folder and rename it over `path`; the file gets the
+    mode a plain write would (secrets such as the export key and the stack state write their own)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -109,3 +109,18 @@ def test_a_file_without_the_mapped_column_is_one_error_not_a_quarantine_of_every
     path.write_text("id,body\n1,hello\n")
     with pytest.raises(SourceError, match="no column 'text' in any row.*the file has: body, id"):
         _prepare(path)
+
+
+def test_workspace_files_get_the_mode_a_plain_write_would(tmp_path):
+    """Atomic writes go through mkstemp (0600); reports and tables must still open for the colleagues
+    the umask allows, like any file the user writes."""
+    import stat
+
+    from smo_labelstudio.workspace import write_json, write_parquet
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    write_parquet(tmp_path / "b.parquet", pd.DataFrame({"x": [1]}))
+    (tmp_path / "plain").write_text("x")
+    plain = stat.S_IMODE((tmp_path / "plain").stat().st_mode)  # 0644 under the usual umask 022
+    for name in ("a.json", "b.parquet"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == plain, name
