@@ -288,6 +288,12 @@ def compute_check(labels: pd.DataFrame, gold: pd.DataFrame | None, quality: Qual
                   None if _num(row.krippendorff_alpha) is None else bool(row.krippendorff_alpha >= quality.min_alpha),
                   f"Krippendorff's alpha for {row.policy} (chosen or not) over {row.n_tasks_2plus} tasks with 2+ answers")
              for row in policy_agreement.itertuples()]
+    severity_agreement = _severity_agreement(severity, n_boot, random_state)
+    if quality.min_severity_alpha is not None:
+        overall = _num(severity_agreement.loc[severity_agreement["language"] == "all", "krippendorff_alpha"].max())
+        gates.append(Gate("alpha:severity", overall, quality.min_severity_alpha,
+                          None if overall is None else overall >= quality.min_severity_alpha,
+                          "Krippendorff's alpha (ordinal) on severity over tasks with 2+ answers"))
     for row in annotators.itertuples():
         if row.gold_n >= quality.min_gold_answers:
             gates.append(Gate(f"gold-accuracy:{row.annotator}", _num(row.gold_accuracy), quality.min_gold_accuracy,
@@ -299,7 +305,7 @@ def compute_check(labels: pd.DataFrame, gold: pd.DataFrame | None, quality: Qual
     return CheckResult(counts=counts, annotators=annotators, policy_agreement=policy_agreement,
                        language_agreement=_language_agreement(sets, keys, n_boot, random_state),
                        policy_language_alpha=_policy_language_alpha(sets),
-                       severity_agreement=_severity_agreement(severity, n_boot, random_state),
+                       severity_agreement=severity_agreement,
                        confusions=confusions, consensus=consensus, to_review=to_review, gates=gates, quality=quality,
                        gold_by_policy=gold_by_policy,
                        calibration={qi.POLICY: policy_cal, qi.SEVERITY: sev_cal})

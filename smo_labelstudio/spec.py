@@ -42,6 +42,7 @@ class Quality(_Strict):
     min_gold_accuracy: float = Field(0.8, ge=0, le=1)
     min_gold_answers: int = Field(10, ge=1)
     min_alpha: float = Field(0.6, ge=-1, le=1)
+    min_severity_alpha: float | None = Field(None, ge=-1, le=1)  # ordinal alpha on severity; None: not gated
     min_confidence: float = Field(0.7, ge=0, le=1)
 
 

@@ -102,6 +102,19 @@ def test_check_flags_the_bad_annotator_and_gates_on_the_spec(project_data):
     assert lenient.failed_gates == [] and lenient.summary()["passed"] is True
 
 
+def test_severity_is_gated_only_when_the_spec_sets_min_severity_alpha(project_data):
+    _, labels, gold, _ = project_data
+    names = lambda result: [g.name for g in result.gates]  # noqa: E731
+    assert "alpha:severity" not in names(compute_check(labels, gold, Quality(), n_boot=20))
+    alpha = compute_check(labels, gold, Quality(), n_boot=20).severity_agreement.set_index("language").at[
+        "all", "krippendorff_alpha"]
+    strict = compute_check(labels, gold, Quality(min_severity_alpha=min(alpha + 0.05, 1)), n_boot=20)
+    gate = next(g for g in strict.gates if g.name == "alpha:severity")
+    assert gate.value == pytest.approx(alpha) and gate.passed is False and "alpha:severity" in strict.summary()["failed_gates"]
+    assert next(g for g in compute_check(labels, gold, Quality(min_severity_alpha=alpha - 0.05), n_boot=20).gates
+                if g.name == "alpha:severity").passed is True
+
+
 def test_adjudicated_labels_override_consensus(project_data):
     _, labels, gold, _ = project_data
     before = compute_check(labels, gold, Quality(), n_boot=20)
