@@ -77,5 +77,13 @@ def instructions_html(tax: Taxonomy, pages: dict[str, str]) -> str:
                 html = html.replace(f'href="{target}.md"', f'href="#guideline-{target}"')
             sections.append(f'<section id="guideline-{name}">{html}</section>')
     body = "\n<hr/>\n".join(sections)
-    return (f'<div class="smo-guidelines" data-guidelines-version="{pages_version(tax, pages)}">'
+    return (f"<style>{GUIDELINES_CSS}</style>"
+            f'<div class="smo-guidelines" data-guidelines-version="{pages_version(tax, pages)}">'
             f"<p><b>Guidelines version {pages_version(tax, pages)}</b></p>\n{body}</div>")
+
+
+# Label Studio's instructions dialog sets headings with no line height to speak of (a wrapped title
+# overlapped the line above) and tables without spacing; `style` is among the tags it keeps.
+GUIDELINES_CSS = (".smo-guidelines h1,.smo-guidelines h2,.smo-guidelines h3{line-height:1.3;margin:.8em 0 .4em}"
+                  ".smo-guidelines th,.smo-guidelines td{padding:2px 8px;vertical-align:top;text-align:start}"
+                  ".smo-guidelines li{margin:.2em 0}")

@@ -105,3 +105,18 @@ def test_labeling_screen_shows_choices_prediction_and_guidelines(page, label_stu
     assert page.get_by_text(tax.policies[0].definition).count() >= 1
     page.screenshot(path=str(ARTIFACTS / f"guidelines-{lang}.png"))
     page.keyboard.press("Escape")
+
+
+def test_the_guidelines_open_by_themselves_when_an_annotator_starts_labeling(page, label_studio, ui_project):
+    """The project's `show_instruction`: the labeling stream ("Label All Tasks") opens with the
+    guidelines in front of the annotator, before any click."""
+    pid, _ids, ui = ui_project
+    page.goto(f"{label_studio.url}/projects/{pid}/data?labeling=1")
+    page.get_by_text(f"Guidelines version {ui['guidelines_version']}").wait_for(timeout=30_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "guidelines-on-start.png"))
+    # readable: headings get line height (the dialog's own left a wrapped title overlapping itself)
+    ratios = page.locator(".smo-guidelines h1, .smo-guidelines h2").evaluate_all(
+        "els => els.map(e => { const s = getComputedStyle(e); return parseFloat(s.lineHeight) / parseFloat(s.fontSize); })")
+    assert ratios and min(ratios) >= 1.2, ratios
+    page.keyboard.press("Escape")
