@@ -6,8 +6,9 @@ data-manager view filtered on `updated_at` feeds an export snapshot, and every f
 replace the rows held for it, so updated annotations are not duplicated and deleted ones disappear.
 A deleted task bumps nothing such a view sees, so an incremental pull also compares the rows it
 holds with the project's annotation count and, when it holds more, drops the rows of tasks no longer
-in the project's task list. The watermark is Label Studio's own clock (its `Date` header, read before the export, less one
-second for its resolution), so a change made while a pull runs is fetched by the next one.
+in the project's task list. The watermark is Label Studio's own clock (its `Date` header, read
+before the export, less one second for its resolution), so a change made while a pull runs is
+fetched by the next one.
 """
 
 from __future__ import annotations
