@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .client import import_tasks, list_tasks
+from .client import import_tasks, list_tasks, task_data
 from .quality_check import adjudicated_path
 from .quality_inputs import latest_annotations
 from .workspace import Workspace, write_parquet
@@ -92,17 +92,17 @@ def queue_for_review(ls: Any, source_project_id: int, title: str, labels: pd.Dat
     present = {t["data"].get("external_id") for t in list_tasks(ls, review_id)}
     todo = to_review[~to_review["task"].isin(present) & ~to_review["task"].isin(gold_ids)]
     rows = latest_annotations(labels)
-    rows = rows[rows["external_id"].isin(todo["task"])]
+    answers = dict(list(rows[rows["external_id"].isin(todo["task"])].groupby("external_id", sort=False)))
     targets = control_targets(label_config)
+    sources = task_data(ls, source_project_id, (theirs["task"].iloc[0] for theirs in answers.values()))
     tasks = []
     for item in todo.itertuples():
-        theirs = rows[rows["external_id"] == item.task]
-        if theirs.empty:
+        theirs = answers.get(item.task)
+        if theirs is None:
             continue
         source_task = int(theirs["task"].iloc[0])
-        data = dict(ls.tasks.get(id=source_task).data)
-        data.update({"external_id": item.task, "smo_source_task": source_task,
-                     "smo_consensus_confidence": round(float(item.confidence), 4)})
+        data = {**sources[source_task], "external_id": item.task, "smo_source_task": source_task,
+                "smo_consensus_confidence": round(float(item.confidence), 4)}
         tasks.append({"data": data, "predictions": annotator_predictions(theirs, targets, data.get("text"))})
     _refuse_gold(tasks, gold_ids)
     queued = import_tasks(ls, review_id, tasks)

@@ -228,6 +228,17 @@ def list_tasks(ls: LabelStudio, project_id: int) -> list[dict]:
     ]
 
 
+def task_data(ls: LabelStudio, project_id: int, task_ids: Iterable[int]) -> dict[int, dict]:
+    """The data of the given tasks of a project, in one paged listing of just those tasks."""
+    ids = sorted({int(t) for t in task_ids})
+    if not ids:
+        return {}
+    query = json.dumps({"selectedItems": {"all": False, "included": ids}})
+    wanted = set(ids)
+    return {task.id: dict(task.data) for task in ls.tasks.list(project=project_id, query=query, fields="task_only",
+                                                               page_size=500) if task.id in wanted}
+
+
 WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
 
 
