@@ -26,7 +26,7 @@ import markdown  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .quality.calibration import describe  # noqa: E402
+from .quality.calibration import describe, reliability  # noqa: E402
 from .quality_check import FIGURES, CheckResult  # noqa: E402
 from .workspace import _atomic, write_json  # noqa: E402
 
@@ -125,6 +125,29 @@ def _file(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+def plot_calibration(calibrations: dict) -> bytes:
+    """Reliability diagram per calibrated control: how often consensus was right on held-out gold
+    against the confidence it claimed, before (posterior) and after calibration."""
+    applied = {c: cal for c, cal in sorted(calibrations.items()) if cal.applied and cal.held_out is not None}
+    fig, axes = plt.subplots(1, len(applied), figsize=(4.2 * len(applied), 4), squeeze=False)
+    for ax, (control, cal) in zip(axes[0], applied.items()):
+        ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="perfectly calibrated")
+        for column, colour, name in (("posterior", "#c44e52", "model posterior"),
+                                     ("calibrated", "#4c72b0", "calibrated (cross-validated)")):
+            ece, table = reliability(cal.held_out[column].to_numpy(), cal.held_out["correct"].to_numpy())
+            ax.plot(table["confidence"], table["accuracy"], color=colour, linewidth=1,
+                    label=f"{name}, ECE {ece:.3f}")
+            ax.scatter(table["confidence"], table["accuracy"], s=15 + 150 * table["n"] / table["n"].max(),
+                       color=colour, alpha=0.8)  # dot area: gold tasks in the bin
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("confidence claimed")
+        ax.set_ylabel("share right on gold")
+        ax.set_title(f"{control}: {cal.n_gold} held-out gold tasks (dot size: tasks)", fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+    return _png(fig)
+
+
 def build_plots(result: CheckResult) -> dict[str, bytes]:
     """Every plot of the report as PNG bytes, by file name."""
     q = result.quality
@@ -141,6 +164,8 @@ def build_plots(result: CheckResult) -> dict[str, bytes]:
         plots["alpha-policy-language.png"] = plot_heatmap(result.policy_language_alpha,
                                                           "Krippendorff's alpha per policy and language",
                                                           vmin=0, vmax=1, xlabel="language")
+    if any(cal.applied for cal in result.calibration.values()):
+        plots["confidence-calibration.png"] = plot_calibration(result.calibration)
     for annotator, confusion in sorted(result.confusions.items()):
         plots[f"confusion-{_file(annotator)}.png"] = plot_heatmap(
             confusion, f"{annotator} against gold (answers)", fmt="{:.0f}", cmap="Blues",
@@ -212,6 +237,8 @@ def render_markdown(result: CheckResult, title: str, plots: dict[str, bytes], *,
               f"{c['adjudicated']:,} decided by an adjudicator; {c['below_min_confidence']:,} below min_confidence "
               f"{q.min_confidence:g} go to adjudication.", ""]
     lines += [f"- Confidence of {control}: {describe(info)}." for control, info in c.get("calibration", {}).items()] + [""]
+    if "confidence-calibration.png" in plots:
+        lines += ["![Consensus confidence against gold](confidence-calibration.png)", ""]
     if "adjudication" in s:
         a = s["adjudication"]
         lines += [f"Review project: [{a.get('title')}]({a.get('url')}) · {a.get('queued', 0)} task(s) queued now, "

@@ -87,3 +87,18 @@ def test_calibrated_confidence_matches_accuracy_against_the_simulations_truth(te
         assert np.nanmean(gate_cal) > np.mean(gate_raw) + 0.03
     else:
         assert np.mean(cal) < np.mean(raw) + 0.02, (raw, cal)
+
+
+def test_the_quality_report_shows_the_calibration_as_a_reliability_diagram(tmp_path):
+    from smo_labelstudio.quality_report import build_plots, render_markdown
+
+    result, _open, _correct = _pass([0.7, 0.6, 0.6], seed=0)
+    plots = build_plots(result)
+    assert plots["confidence-calibration.png"].startswith(b"\x89PNG")
+    text = render_markdown(result, "weak team", plots)
+    assert "![Consensus confidence against gold](confidence-calibration.png)" in text
+    assert "Confidence of policy: calibrated on 60 held-out gold tasks" in text
+    (tmp_path / "calibration.png").write_bytes(plots["confidence-calibration.png"])
+    few, _, _ = _pass([0.7, 0.6, 0.6], seed=0, n_tasks=100, n_gold=10)  # too little gold: no diagram, a reason
+    assert "confidence-calibration.png" not in build_plots(few)
+    assert "fewer than 20" in render_markdown(few, "few gold", build_plots(few))

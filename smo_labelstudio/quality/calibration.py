@@ -18,7 +18,7 @@ with the quality tests' generator; strong teams unchanged (0.007, 0.016). Plain 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,7 @@ class Calibration:
     intercept: float | None = None
     ece_before: float | None = None
     ece_after: float | None = None
+    held_out: pd.DataFrame | None = field(default=None, repr=False)  # posterior, calibrated, correct per gold task
 
     def transform(self, confidence: np.ndarray | pd.Series) -> np.ndarray:
         """Calibrated confidences (the posteriors unchanged when not applied)."""
@@ -137,8 +138,10 @@ def fit_calibration(held_out: pd.DataFrame, min_gold: int = MIN_GOLD, random_sta
     for train, test in KFold(min(10, n), shuffle=True, random_state=random_state).split(conf):
         predicted[test] = _apply(*_fit(conf[train], hits[train]), conf[test])
     slope, intercept = _fit(conf, hits)
+    pairs = pd.DataFrame({"posterior": conf, "calibrated": predicted, "correct": hits})
     return Calibration(n, True, f"Platt scaling shrunk toward the posteriors, on {n} held-out gold tasks "
-                                f"({int(hits.sum())} right)", slope, intercept, before, reliability(predicted, hits)[0])
+                                f"({int(hits.sum())} right)", slope, intercept, before, reliability(predicted, hits)[0],
+                       pairs)
 
 
 def describe(summary: dict[str, Any]) -> str:
