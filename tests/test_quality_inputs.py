@@ -136,12 +136,12 @@ def test_report_is_self_contained_and_shows_gates(project_data, tmp_path):
     text = files.markdown.read_text()
     assert "**FAILED**" in text and "gold-accuracy:ann-bad" in text and "min_gold_accuracy 0.8" in text
     for name in ("gold-accuracy.png", "agreement-by-policy.png", "agreement-by-language.png",
-                 "alpha-policy-language.png", "confusion-ann-bad.png"):
+                 "alpha-policy-language.png", "confidence-calibration.png", "confusion-ann-bad.png"):
         assert (files.folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in text
     html = files.html.read_text()
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<table>" in html and "Demo &lt;batch&gt;" in html and "<script" not in html
     assert '"passed": false' in files.summary.read_text()
 
