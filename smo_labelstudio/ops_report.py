@@ -31,7 +31,7 @@ import pandas as pd  # noqa: E402
 from . import model_eval as me  # noqa: E402
 from . import quality_inputs as qi  # noqa: E402
 from .quality.compute import jsonable  # noqa: E402
-from .quality_report import HTML_PAGE, _cell, _png, _table, plot_heatmap  # noqa: E402
+from .quality_report import HTML_PAGE, _cell, _png, _table, draw_reliability, plot_heatmap  # noqa: E402
 from .spec import Spec  # noqa: E402
 from .workspace import Workspace, _atomic, read_json, read_table, write_json  # noqa: E402
 
@@ -445,17 +445,8 @@ def plot_wellness(well: pd.DataFrame, cap: int) -> bytes:
 
 def plot_reliability(reliability: pd.DataFrame, ece: float) -> bytes:
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
-    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration")
-    if len(reliability):
-        ax.plot(reliability["confidence"], reliability["accuracy"], marker="o", color="#4c72b0", label="model")
-        for r in reliability.itertuples():
-            ax.annotate(str(r.n), (r.confidence, r.accuracy), fontsize=7, xytext=(3, -9), textcoords="offset points")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("predicted probability (label_scores)")
-    ax.set_ylabel("share chosen by consensus")
-    ax.set_title(f"Reliability diagram (ECE {ece:.3f})", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    draw_reliability(ax, [("model", "#4c72b0", reliability)], "predicted probability (label_scores)",
+                     "share chosen by consensus", f"Reliability diagram (ECE {ece:.3f}; dot size: items)")
     return _png(fig)
 
 

@@ -125,26 +125,37 @@ def _file(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+def draw_reliability(ax, curves: list[tuple[str, str, pd.DataFrame]], xlabel: str, ylabel: str, title: str) -> None:
+    """A reliability diagram on `ax`: per curve (label, colour, `reliability()` table) the share right
+    against the confidence claimed, dot area = items in the bin, beside the diagonal."""
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="perfectly calibrated")
+    for label, colour, table in curves:
+        if not len(table):
+            continue
+        ax.plot(table["confidence"], table["accuracy"], color=colour, linewidth=1, label=label)
+        ax.scatter(table["confidence"], table["accuracy"], s=15 + 150 * table["n"] / table["n"].max(),
+                   color=colour, alpha=0.8)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+
+
 def plot_calibration(calibrations: dict) -> bytes:
     """Reliability diagram per calibrated control: how often consensus was right on held-out gold
     against the confidence it claimed, before (posterior) and after calibration."""
     applied = {c: cal for c, cal in sorted(calibrations.items()) if cal.applied and cal.held_out is not None}
     fig, axes = plt.subplots(1, len(applied), figsize=(4.2 * len(applied), 4), squeeze=False)
     for ax, (control, cal) in zip(axes[0], applied.items()):
-        ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="perfectly calibrated")
+        curves = []
         for column, colour, name in (("posterior", "#c44e52", "model posterior"),
                                      ("calibrated", "#4c72b0", "calibrated (cross-validated)")):
             ece, table = reliability(cal.held_out[column].to_numpy(), cal.held_out["correct"].to_numpy())
-            ax.plot(table["confidence"], table["accuracy"], color=colour, linewidth=1,
-                    label=f"{name}, ECE {ece:.3f}")
-            ax.scatter(table["confidence"], table["accuracy"], s=15 + 150 * table["n"] / table["n"].max(),
-                       color=colour, alpha=0.8)  # dot area: gold tasks in the bin
-        ax.set_xlim(0, 1.02)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("confidence claimed")
-        ax.set_ylabel("share right on gold")
-        ax.set_title(f"{control}: {cal.n_gold} held-out gold tasks (dot size: tasks)", fontsize=10)
-        ax.legend(fontsize=7, loc="upper left")
+            curves.append((f"{name}, ECE {ece:.3f}", colour, table))
+        draw_reliability(ax, curves, "confidence claimed", "share right on gold",
+                         f"{control}: {cal.n_gold} held-out gold tasks (dot size: tasks)")
     return _png(fig)
 
 
