@@ -15,7 +15,7 @@ import pandas as pd
 def run_baseline(name: str, script: str, frames: dict[str, pd.DataFrame]) -> dict | None:
     """`script` gets one argument, a JSON map from frame name to parquet path. None (with a note
     printed) when the environment cannot be built or the script fails."""
-    from smo_labelstudio.envs import BENCH_ENV, EnvError
+    from smo_labelstudio.stack.envs import BENCH_ENV, EnvError
 
     try:
         BENCH_ENV.ensure(print)
@@ -28,8 +28,12 @@ def run_baseline(name: str, script: str, frames: dict[str, pd.DataFrame]) -> dic
             paths[key] = str(Path(tmp) / f"{key}.parquet")
             frame.to_parquet(paths[key], index=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        proc = subprocess.run([str(BENCH_ENV.bin("python")), "-W", "ignore", "-c", script, json.dumps(paths)],
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [str(BENCH_ENV.bin("python")), "-W", "ignore", "-c", script, json.dumps(paths)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
     if proc.returncode != 0:
         print(f"{name} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
         return None

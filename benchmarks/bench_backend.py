@@ -20,11 +20,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from smo_labelstudio import procs, stack  # noqa: E402
-from smo_labelstudio.modelstore import ModelStore  # noqa: E402
-from smo_labelstudio.services import MLBackend, Settings  # noqa: E402
-from smo_labelstudio.textmodel import predict_tasks  # noqa: E402
-from smo_labelstudio.training import starter_data  # noqa: E402
+from smo_labelstudio.model.modelstore import ModelStore  # noqa: E402
+from smo_labelstudio.model.textmodel import predict_tasks  # noqa: E402
+from smo_labelstudio.model.training import starter_data  # noqa: E402
+from smo_labelstudio.stack import control as stack  # noqa: E402
+from smo_labelstudio.stack import procs  # noqa: E402
+from smo_labelstudio.stack.services import MLBackend, Settings  # noqa: E402
 
 SINGLE_CALLS = 500
 BATCH_SIZE = 1_000
@@ -45,8 +46,9 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="smo-bench-backend-"))
-    settings = Settings(home=home, ls_port=procs.free_port(), prefect_port=procs.free_port(),
-                        backend_port=procs.free_port())
+    settings = Settings(
+        home=home, ls_port=procs.free_port(), prefect_port=procs.free_port(), backend_port=procs.free_port()
+    )
     state = stack.up(settings, lambda m: print("  " + m, flush=True), only=("ml-backend",))
     try:
         url = f"http://127.0.0.1:{settings.backend_port}"
@@ -95,8 +97,10 @@ def main() -> None:
     print(f"{'single-task p50 (ms)':28}{hp50:12.2f}{lp50:14.2f}{hp50 / lp50:9.2f}")
     print(f"{'single-task p99 (ms)':28}{hp99:12.2f}{lp99:14.2f}{hp99 / lp99:9.2f}")
     print(f"{'batch throughput (texts/s)':28}{http_tps:12,.0f}{local_tps:14,.0f}{http_tps / local_tps:9.2f}")
-    print(f"goals: p99 <= 50 ms over HTTP: {'met' if hp99 <= 50 else 'NOT met'}; "
-          f">= 5,000 texts/s over HTTP: {'met' if http_tps >= 5000 else 'NOT met'}")
+    print(
+        f"goals: p99 <= 50 ms over HTTP: {'met' if hp99 <= 50 else 'NOT met'}; "
+        f">= 5,000 texts/s over HTTP: {'met' if http_tps >= 5000 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,12 +23,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from smo_labelstudio import client, launch, procs, pull, stack  # noqa: E402
-from smo_labelstudio.configs import labeling_interface  # noqa: E402
-from smo_labelstudio.services import Settings  # noqa: E402
-from smo_labelstudio.spec import EXAMPLE_SPEC, load_spec  # noqa: E402
-from smo_labelstudio.training import starter_data  # noqa: E402
-from smo_labelstudio.workspace import Workspace, write_json  # noqa: E402
+from smo_labelstudio.core.spec import EXAMPLE_SPEC, load_spec  # noqa: E402
+from smo_labelstudio.core.workspace import Workspace, write_json  # noqa: E402
+from smo_labelstudio.ingest import launch  # noqa: E402
+from smo_labelstudio.labelstudio import client  # noqa: E402
+from smo_labelstudio.labelstudio.configs import labeling_interface  # noqa: E402
+from smo_labelstudio.model.training import starter_data  # noqa: E402
+from smo_labelstudio.pull import completions as pull  # noqa: E402
+from smo_labelstudio.stack import control as stack  # noqa: E402
+from smo_labelstudio.stack import procs  # noqa: E402
+from smo_labelstudio.stack.services import Settings  # noqa: E402
 
 N = 10_000
 BATCH = 10_000  # `smo launch`'s default --batch-size
@@ -43,8 +47,9 @@ def timed(fn):
 
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="smo-bench-launch-"))
-    settings = Settings(home=home, ls_port=procs.free_port(), prefect_port=procs.free_port(),
-                        backend_port=procs.free_port())
+    settings = Settings(
+        home=home, ls_port=procs.free_port(), prefect_port=procs.free_port(), backend_port=procs.free_port()
+    )
     state = stack.up(settings, lambda m: print("  " + m, flush=True), only=("label-studio",))
     url, token = f"http://127.0.0.1:{settings.ls_port}", state["label_studio"]["token"]
     http = httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=1800)
@@ -77,21 +82,40 @@ def main() -> None:
 
         # 2. Pull: a project whose 10k tasks each carry one annotation.
         pull_project = client.create_project(ls, "bench pull", config)
-        annotated = [{"data": {"item_id": f"x{i}", "text": t, "language": "en"},
-                      "annotations": [{"ground_truth": False, "lead_time": 3.0, "result": [
-                          {"from_name": "policy", "to_name": "text", "type": "choices",
-                           "value": {"choices": [POLICIES[i % len(POLICIES)]]}}]}]} for i, t in enumerate(texts)]
+        annotated = [
+            {
+                "data": {"item_id": f"x{i}", "text": t, "language": "en"},
+                "annotations": [
+                    {
+                        "ground_truth": False,
+                        "lead_time": 3.0,
+                        "result": [
+                            {
+                                "from_name": "policy",
+                                "to_name": "text",
+                                "type": "choices",
+                                "value": {"choices": [POLICIES[i % len(POLICIES)]]},
+                            }
+                        ],
+                    }
+                ],
+            }
+            for i, t in enumerate(texts)
+        ]
         client.import_tasks(ls, pull_project, annotated)
         ws = Workspace(home / "workspaces" / "bench-pull")
-        write_json(ws.project_file, {"project_id": pull_project, "url": url, "title": "bench pull",
-                                     "config": "text_moderation"})
+        write_json(
+            ws.project_file,
+            {"project_id": pull_project, "url": url, "title": "bench pull", "config": "text_moderation"},
+        )
         time.sleep(pull.MARGIN.total_seconds() + 0.5)
 
         def paging():
             page, n = 1, 0
             while True:
-                resp = http.get("/api/tasks", params={"project": pull_project, "fields": "all", "page": page,
-                                                      "page_size": 500})
+                resp = http.get(
+                    "/api/tasks", params={"project": pull_project, "fields": "all", "page": page, "page_size": 500}
+                )
                 if resp.status_code == 404:
                     return n
                 batch = resp.json()["tasks"]
@@ -100,8 +124,9 @@ def main() -> None:
                     return n
                 page += 1
 
-        _, raw_export = timed(lambda: http.get(f"/api/projects/{pull_project}/export",
-                                               params={"exportType": "JSON"}).json())
+        _, raw_export = timed(
+            lambda: http.get(f"/api/projects/{pull_project}/export", params={"exportType": "JSON"}).json()
+        )
         full, full_pull = timed(lambda: pull.pull(ws, url, token, full=True))
         assert full["annotations"] == N, full
         paged, paging_time = timed(paging)
@@ -112,9 +137,19 @@ def main() -> None:
         changed = rng.choice(len(tasks), size=N // 100, replace=False)
         for i in changed:
             ann = tasks[i]["annotations"][0]
-            http.patch(f"/api/annotations/{ann['id']}", json={"result": [
-                {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["misinformation"]}}]}
-                       ).raise_for_status()
+            http.patch(
+                f"/api/annotations/{ann['id']}",
+                json={
+                    "result": [
+                        {
+                            "from_name": "policy",
+                            "to_name": "text",
+                            "type": "choices",
+                            "value": {"choices": ["misinformation"]},
+                        }
+                    ]
+                },
+            ).raise_for_status()
         incremental, inc_pull = timed(lambda: pull.pull(ws, url, token))
         assert incremental["mode"] == "incremental" and incremental["updated"] == len(changed), incremental
     finally:

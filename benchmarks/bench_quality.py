@@ -11,7 +11,6 @@ from a temporary parquet file. Goal: <= 3 s and <= 1 GB on 2 cores. Ratios are o
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sys
 import time
@@ -25,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from _baseline import run_baseline  # noqa: E402
-from smo_labelstudio.quality import (DawidSkene, MajorityVote, krippendorff_alpha, run_quality)  # noqa: E402
+
+from smo_labelstudio.quality import DawidSkene, MajorityVote, krippendorff_alpha, run_quality  # noqa: E402
 
 N_TASKS = 250_000
 N_ANNOTATORS = 200
@@ -51,11 +51,13 @@ def make_data(n_tasks: int = N_TASKS, seed: int = 0) -> tuple[pd.DataFrame, pd.D
     right = rng.random(len(task)) < skill[annotator]
     noise = rng.integers(0, len(LABELS), size=len(task))
     label = np.where(right, truth[task], noise)
-    answers = pd.DataFrame({
-        "task": task + 1,
-        "annotator": pd.Series(np.char.add("ann", annotator.astype(str))).astype("str"),
-        "label": pd.Series(LABELS[label]).astype("str"),
-    })
+    answers = pd.DataFrame(
+        {
+            "task": task + 1,
+            "annotator": pd.Series(np.char.add("ann", annotator.astype(str))).astype("str"),
+            "label": pd.Series(LABELS[label]).astype("str"),
+        }
+    )
     gold_tasks = np.flatnonzero(rng.random(n_tasks) < GOLD_SHARE)
     gold = pd.DataFrame({"task": gold_tasks + 1, "label": pd.Series(LABELS[truth[gold_tasks]]).astype("str")})
     return answers, gold, truth
@@ -93,7 +95,7 @@ def best_of(fn, repeat: int = 3) -> float:
     return min(times)
 
 
-BASELINE = r'''
+BASELINE = r"""
 import json, sys, time
 import numpy as np, pandas as pd
 import krippendorff
@@ -110,7 +112,7 @@ counts = pd.crosstab(last["task"], codes).to_numpy()
 out["alpha"] = float(krippendorff.alpha(value_counts=counts, level_of_measurement="nominal"))
 out["alpha_s"] = time.perf_counter() - t0
 print(json.dumps(out))
-'''
+"""
 
 
 def baselines(answers: pd.DataFrame) -> dict | None:
@@ -121,8 +123,10 @@ def baselines(answers: pd.DataFrame) -> dict | None:
 def main() -> None:
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}, pandas {pd.__version__}")
     answers, gold, truth = make_data()
-    print(f"data: {len(answers):,} answers, {answers['task'].nunique():,} tasks, "
-          f"{answers['annotator'].nunique()} annotators, {len(LABELS)} labels, {len(gold):,} gold tasks")
+    print(
+        f"data: {len(answers):,} answers, {answers['task'].nunique():,} tasks, "
+        f"{answers['annotator'].nunique()} annotators, {len(LABELS)} labels, {len(gold):,} gold tasks"
+    )
 
     run = lambda: run_quality(answers, gold, method="ds", n_boot=1000, random_state=0)  # noqa: E731
     result = run()  # warm-up (imports, first-touch)
@@ -141,14 +145,20 @@ def main() -> None:
     consensus = result.consensus
     accuracy = float((consensus["label"].to_numpy() == LABELS[truth[consensus["task"].to_numpy() - 1]]).mean())
     flagged = len(s["flagged"])
-    print(f"full pass (gold, percent agreement, Fleiss, AC1, alpha + 1000-replicate CIs, per-label, "
-          f"pairwise Cohen, Dawid-Skene): {elapsed:.2f} s (best of 3); goal <= 3 s")
-    print(f"peak memory of the pass: {traced_peak / 2**20:.0f} MB traced (tracemalloc), "
-          f"{rss_peak:.0f} MB RSS above the {base_rss:.0f} MB before it; goal <= 1024 MB")
-    print(f"figures: alpha {s['krippendorff_alpha']:.4f} CI [{s['krippendorff_alpha_ci'][0]:.4f}, "
-          f"{s['krippendorff_alpha_ci'][1]:.4f}], Fleiss {s['fleiss_kappa']:.4f}, AC1 {s['gwet_ac1']:.4f}, "
-          f"Cohen mean {s['cohen_kappa_mean']:.4f} over {s['cohen_kappa_pairs']} pairs; DS accuracy vs truth "
-          f"{accuracy:.4f} in {s['consensus']['iterations']} iterations; {flagged} annotators flagged")
+    print(
+        f"full pass (gold, percent agreement, Fleiss, AC1, alpha + 1000-replicate CIs, per-label, "
+        f"pairwise Cohen, Dawid-Skene): {elapsed:.2f} s (best of 3); goal <= 3 s"
+    )
+    print(
+        f"peak memory of the pass: {traced_peak / 2**20:.0f} MB traced (tracemalloc), "
+        f"{rss_peak:.0f} MB RSS above the {base_rss:.0f} MB before it; goal <= 1024 MB"
+    )
+    print(
+        f"figures: alpha {s['krippendorff_alpha']:.4f} CI [{s['krippendorff_alpha_ci'][0]:.4f}, "
+        f"{s['krippendorff_alpha_ci'][1]:.4f}], Fleiss {s['fleiss_kappa']:.4f}, AC1 {s['gwet_ac1']:.4f}, "
+        f"Cohen mean {s['cohen_kappa_mean']:.4f} over {s['cohen_kappa_pairs']} pairs; DS accuracy vs truth "
+        f"{accuracy:.4f} in {s['consensus']['iterations']} iterations; {flagged} annotators flagged"
+    )
 
     ours_ds = best_of(lambda: DawidSkene(n_iter=100, tol=1e-5).fit(answers))
     ours_mv = best_of(lambda: MajorityVote().fit(answers))
@@ -163,13 +173,19 @@ def main() -> None:
     theirs = pd.Series(base["ds_labels"]["agg_label"], index=base["ds_labels"]["task"])
     same = float((ds.labels_.reindex(theirs.index).to_numpy() == theirs.to_numpy()).mean())
     alpha = krippendorff_alpha(answers, "nominal")
-    print(f"crowd-kit 1.4.2: Dawid-Skene {base['ds_s']:.2f} s, majority vote {base['mv_s']:.2f} s; "
-          f"krippendorff package alpha {base['alpha_s']:.2f} s (crosstab + alpha)")
-    print(f"ratio ours/baseline: Dawid-Skene {ours_ds / base['ds_s']:.3f}, majority vote "
-          f"{ours_mv / base['mv_s']:.3f}, alpha {ours_alpha / base['alpha_s']:.3f}; full pass / crowd-kit DS alone "
-          f"{elapsed / base['ds_s']:.3f}")
-    print(f"agreement with the baselines: same Dawid-Skene label on {same:.4%} of tasks; "
-          f"|alpha - krippendorff.alpha| = {abs(alpha - base['alpha']):.2e}")
+    print(
+        f"crowd-kit 1.4.2: Dawid-Skene {base['ds_s']:.2f} s, majority vote {base['mv_s']:.2f} s; "
+        f"krippendorff package alpha {base['alpha_s']:.2f} s (crosstab + alpha)"
+    )
+    print(
+        f"ratio ours/baseline: Dawid-Skene {ours_ds / base['ds_s']:.3f}, majority vote "
+        f"{ours_mv / base['mv_s']:.3f}, alpha {ours_alpha / base['alpha_s']:.3f}; full pass / crowd-kit DS alone "
+        f"{elapsed / base['ds_s']:.3f}"
+    )
+    print(
+        f"agreement with the baselines: same Dawid-Skene label on {same:.4%} of tasks; "
+        f"|alpha - krippendorff.alpha| = {abs(alpha - base['alpha']):.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Prefect flow: turn a file of items into a labeling batch (the logic is smo_labelstudio.launch).
+"""Prefect flow: turn a file of items into a labeling batch (the logic is smo_labelstudio.ingest.launch).
 
 One Prefect task plans, one task per import batch (never per item) on a pool of one, one task
 writes the manifest. One at a time on purpose: Label Studio re-plans overlap across the whole project
@@ -17,11 +17,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
-from smo_labelstudio import client, launch
-from smo_labelstudio.spec import load_spec
-
 from flows.warehouse_step import publish, record_failure
-
+from smo_labelstudio.core.spec import load_spec
+from smo_labelstudio.ingest import launch
+from smo_labelstudio.labelstudio import client
 
 PROGRESS_HOOKS: list = []  # callables (done, total) the CLI adds for its progress bar
 
@@ -32,8 +31,9 @@ class LaunchParams(BaseModel):
     spec: str = Field(description="path to the project spec (YAML)")
     data: str = Field(description="CSV, JSONL or Parquet file of items")
     gold: Optional[str] = Field(None, description="gold items with their answers (policy, severity)")
-    sample: Optional[float] = Field(None, description="a fraction (<= 1) or a number of items, stratified by "
-                                                      "language and source")
+    sample: Optional[float] = Field(
+        None, description="a fraction (<= 1) or a number of items, stratified by language and source"
+    )
     batch_size: int = Field(10_000, ge=1, le=100_000, description="tasks per import request")
     seed: int = 0
 
@@ -41,8 +41,16 @@ class LaunchParams(BaseModel):
 @task(cache_policy=NO_CACHE)
 def plan_batch(params: LaunchParams, url: str, token: str) -> launch.Plan:
     spec = load_spec(Path(params.spec))
-    return launch.plan_launch(spec, Path(params.data), url, token, Path(params.gold) if params.gold else None,
-                              params.sample, params.batch_size, params.seed)
+    return launch.plan_launch(
+        spec,
+        Path(params.data),
+        url,
+        token,
+        Path(params.gold) if params.gold else None,
+        params.sample,
+        params.batch_size,
+        params.seed,
+    )
 
 
 @task(cache_policy=NO_CACHE, retries=0)
@@ -63,20 +71,40 @@ def write_manifest(plan: launch.Plan, results: list[dict], url: str) -> dict:
 
 def manifest_markdown(m: dict) -> str:
     """The run summary a project manager reads in the Prefect UI."""
-    lines = [f"# Launch: project {m['project_id']}", "", f"[Open in Label Studio]({m['project_url']})", "",
-             "| | rows |", "|---|---:|"]
-    for key in ("rows_read", "imported", "duplicates", "quarantined", "already_present", "sampled_out", "pending",
-                "gold", "predictions", "missing_predictions"):
+    lines = [
+        f"# Launch: project {m['project_id']}",
+        "",
+        f"[Open in Label Studio]({m['project_url']})",
+        "",
+        "| | rows |",
+        "|---|---:|",
+    ]
+    for key in (
+        "rows_read",
+        "imported",
+        "duplicates",
+        "quarantined",
+        "already_present",
+        "sampled_out",
+        "pending",
+        "gold",
+        "predictions",
+        "missing_predictions",
+    ):
         lines.append(f"| {key.replace('_', ' ')} | {m[key]:,} |")
-    lines += ["", f"Counts add up: **{m['counts_add_up']}**. Quarantined rows and reasons: `{m['quarantine_file']}`.",
-              f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}."]
+    lines += [
+        "",
+        f"Counts add up: **{m['counts_add_up']}**. Quarantined rows and reasons: `{m['quarantine_file']}`.",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
+    ]
     if m["prediction_problems"]:
         lines.append(f"Predictions missing because: {'; '.join(m['prediction_problems'])}.")
     return "\n".join(lines)
 
 
-@flow(name="create-tasks", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False,
-      on_failure=[record_failure])
+@flow(
+    name="create-tasks", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False, on_failure=[record_failure]
+)
 def create_tasks(params: LaunchParams) -> dict:
     """Read, validate, de-duplicate, sample, mix in gold, pre-annotate and import; write the manifest."""
     log = get_run_logger()
@@ -84,8 +112,14 @@ def create_tasks(params: LaunchParams) -> dict:
     backend = client.backend_settings()
     plan = plan_batch(params, url, token)
     pending = launch.pending_batches(plan)
-    log.info("plan %s: %d tasks in %d batches, %d to import; %s", plan.plan_id, len(plan.items),
-             len(plan.batches), len(pending), plan.counts)
+    log.info(
+        "plan %s: %d tasks in %d batches, %d to import; %s",
+        plan.plan_id,
+        len(plan.items),
+        len(plan.batches),
+        len(pending),
+        plan.counts,
+    )
     progress = create_progress_artifact(progress=0.0, description=f"Import into project {plan.project_id}")
     results, done = [], 0
     futures = [import_one.submit(plan, b, url, token, backend) for b in pending]
@@ -99,8 +133,12 @@ def create_tasks(params: LaunchParams) -> dict:
         update_progress_artifact(progress, progress=100.0)
     filled = backfill_predictions(plan, url, token, backend)
     if filled["backfilled"] or filled["still_missing"]:
-        log.info("predictions added to %d earlier tasks; %d still without (%s)", filled["backfilled"],
-                 filled["still_missing"], filled["problem"] or "-")
+        log.info(
+            "predictions added to %d earlier tasks; %d still without (%s)",
+            filled["backfilled"],
+            filled["still_missing"],
+            filled["problem"] or "-",
+        )
     try:  # Label Studio then asks the backend for tasks opened without a prediction, and retrains it
         linked = client.connect_stack_backend(url, token, plan.project_id)
     except (client.LabelStudioError, OSError) as exc:
@@ -108,9 +146,10 @@ def create_tasks(params: LaunchParams) -> dict:
         log.warning("could not connect the ML backend to project %s: %s", plan.project_id, exc)
     manifest = write_manifest(plan, results, url)
     manifest["backend_connected"] = linked is not None
-    create_markdown_artifact(manifest_markdown(manifest), key=f"launch-{plan.project_id}",
-                             description="Launch summary")
-    log.info("launch done: %s", {k: manifest[k] for k in ("imported", "duplicates", "quarantined",
-                                                          "already_present", "gold", "predictions")})
+    create_markdown_artifact(manifest_markdown(manifest), key=f"launch-{plan.project_id}", description="Launch summary")
+    log.info(
+        "launch done: %s",
+        {k: manifest[k] for k in ("imported", "duplicates", "quarantined", "already_present", "gold", "predictions")},
+    )
     publish(plan.workspace, load_spec(Path(params.spec)), manifest)
     return manifest

@@ -11,11 +11,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from smo_labelstudio.export import Export, export_workspace
-from smo_labelstudio.spec import load_spec
-from smo_labelstudio.workspace import Workspace, slug
-
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.spec import load_spec
+from smo_labelstudio.core.workspace import Workspace, slug
+from smo_labelstudio.export.dataset import Export, export_workspace
 
 
 class ExportDatasetParams(BaseModel):
@@ -24,7 +23,9 @@ class ExportDatasetParams(BaseModel):
     spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
     out: str = Field(description="Folder to write the dataset files and datasheet into")
     method: Literal["smoothed-ds", "ds", "mv"] = Field(
-        "smoothed-ds", description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)")
+        "smoothed-ds",
+        description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)",
+    )
     seed: int = Field(0, description="Seed for the splits and bootstrap intervals")
 
 
@@ -36,8 +37,11 @@ def build(ws: Workspace, spec, out: Path, method: str, seed: int) -> Export:
 @task(cache_policy=NO_CACHE, name="post the datasheet")
 def post_datasheet(result: Export, title: str) -> None:
     key = slug(title)[:40].strip("-")
-    create_markdown_artifact(key=f"export-{key}", markdown=(result.out / "datasheet.md").read_text(encoding="utf-8"),
-                             description=f"Datasheet of the dataset in {result.out}")
+    create_markdown_artifact(
+        key=f"export-{key}",
+        markdown=(result.out / "datasheet.md").read_text(encoding="utf-8"),
+        description=f"Datasheet of the dataset in {result.out}",
+    )
 
 
 @flow(name="export-dataset", log_prints=True, on_failure=[record_failure])

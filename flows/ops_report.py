@@ -1,4 +1,4 @@
-"""Operations report of one labeling project (smo_labelstudio.ops_report): read the workspace, compute
+"""Operations report of one labeling project (smo_labelstudio.reports.operations): read the workspace, compute
 progress, throughput, ETA, bottlenecks, quality trend, wellness, retrospective and the model
 evaluation, write the HTML report, post artifacts, and emit `smo.wellness.cap-exceeded` (resource
 `smo.project.<id>`) when an annotator is over the spec's daily high-severity cap.
@@ -14,11 +14,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
-from smo_labelstudio import ops_report as ops
-from smo_labelstudio.spec import load_spec
-from smo_labelstudio.workspace import Workspace, slug
-
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.spec import load_spec
+from smo_labelstudio.core.workspace import Workspace, slug
+from smo_labelstudio.reports import operations as ops
 
 
 class OpsReportParams(BaseModel):
@@ -44,21 +43,32 @@ def compute(spec, inputs: dict, stale_hours: float, n_boot: int) -> ops.OpsRepor
 
 @task(cache_policy=NO_CACHE, name="write the report")
 def write(ws: Workspace, spec, report: ops.OpsReport, project: dict) -> ops.OpsFiles:
-    return ops.write_ops_report(report, ws.reports, cap=spec.wellness.max_high_severity_per_day,
-                                project_url=project.get("url"))
+    return ops.write_ops_report(
+        report, ws.reports, cap=spec.wellness.max_high_severity_per_day, project_url=project.get("url")
+    )
 
 
 @task(cache_policy=NO_CACHE, name="post artifacts")
 def post_artifacts(spec, report: ops.OpsReport, files: ops.OpsFiles) -> None:
     key = slug(spec.title)[:40].strip("-")
-    create_markdown_artifact(key=f"ops-{key}", markdown=ops.render_markdown(report, {}),
-                             description="Operations summary (plots are in the HTML report)")
+    create_markdown_artifact(
+        key=f"ops-{key}",
+        markdown=ops.render_markdown(report, {}),
+        description="Operations summary (plots are in the HTML report)",
+    )
     for name, frame in (("progress", report.progress), ("wellness", report.wellness)):
         table = frame.astype(object).where(frame.notna(), None)
-        create_table_artifact(key=f"ops-{name}-{key}", table=table.to_dict(orient="records"),
-                              description=f"{name.capitalize()} ({spec.title})")
-    create_link_artifact(key=f"ops-report-{key}", link=files.html.resolve().as_uri(),
-                         link_text="Operations report (HTML)", description=str(files.html))
+        create_table_artifact(
+            key=f"ops-{name}-{key}",
+            table=table.to_dict(orient="records"),
+            description=f"{name.capitalize()} ({spec.title})",
+        )
+    create_link_artifact(
+        key=f"ops-report-{key}",
+        link=files.html.resolve().as_uri(),
+        link_text="Operations report (HTML)",
+        description=str(files.html),
+    )
 
 
 @flow(name="ops-report", log_prints=True, on_failure=[record_failure])
@@ -73,8 +83,10 @@ def ops_report(params: OpsReportParams) -> dict:
     if len(report.alerts):
         emit_event(**ops.wellness_event(report, files))
         print(f"wellness cap exceeded: {len(report.alerts)} annotator-day(s)")
-    summary = {**report.summary(), "report": {"html": str(files.html), "markdown": str(files.markdown),
-                                              "summary": str(files.summary)}}
+    summary = {
+        **report.summary(),
+        "report": {"html": str(files.html), "markdown": str(files.markdown), "summary": str(files.summary)},
+    }
     publish(ws, spec, summary.get("totals") if isinstance(summary.get("totals"), dict) else {})
     return summary
 

@@ -1,4 +1,4 @@
-"""Prefect flow: pull what annotators did into the workspace's tidy tables (smo_labelstudio.pull)."""
+"""Prefect flow: pull what annotators did into the workspace's tidy tables (smo_labelstudio.pull.completions)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from smo_labelstudio import client, pull
-from smo_labelstudio.spec import load_spec
-from smo_labelstudio.workspace import Workspace
-
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.spec import load_spec
+from smo_labelstudio.core.workspace import Workspace
+from smo_labelstudio.labelstudio import client
+from smo_labelstudio.pull import completions as pull
 
 
 class PullParams(BaseModel):
@@ -26,7 +26,7 @@ class PullParams(BaseModel):
 def _worth_retrying(task, task_run, state) -> bool:
     """A retry helps a failed export snapshot; not a Label Studio that outlasted the client's own retries
     (`SMO_LS_RETRIES`), nor a damaged workspace file."""
-    from smo_labelstudio.workspace import WorkspaceFileError
+    from smo_labelstudio.core.workspace import WorkspaceFileError
 
     try:
         state.result(raise_on_failure=True)
@@ -55,7 +55,9 @@ def pull_completions(params: PullParams) -> dict:
         f"| annotations in table | new | updated | deleted | tasks fetched | seconds |\n|---:|---:|---:|---:|---:|---:|\n"
         f"| {summary['annotations']:,} | {summary['new']:,} | {summary['updated']:,} | {summary['deleted']:,} | "
         f"{summary['tasks_fetched']:,} | {summary['seconds']} |\n\nTables: `{summary['tables']['labels']}`",
-        key=f"pull-{summary['project_id']}", description="Pull summary")
+        key=f"pull-{summary['project_id']}",
+        description="Pull summary",
+    )
     get_run_logger().info("pull: %s", {k: summary[k] for k in ("mode", "annotations", "new", "updated", "deleted")})
     publish(ws, spec, summary)
     return summary

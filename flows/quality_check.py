@@ -9,17 +9,16 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
-from smo_labelstudio import quality_pass as qp
-from smo_labelstudio.quality_report import render_markdown
-from smo_labelstudio.spec import load_spec
-from smo_labelstudio.workspace import Workspace, slug
-
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.spec import load_spec
+from smo_labelstudio.core.workspace import Workspace, slug
+from smo_labelstudio.reports import quality_pass as qp
+from smo_labelstudio.reports.quality import render_markdown
 
 
 class QualityCheckParams(BaseModel):
@@ -28,7 +27,9 @@ class QualityCheckParams(BaseModel):
     spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
     adjudicate: bool = Field(True, description="Read back and queue adjudications in Label Studio")
     method: Literal["smoothed-ds", "ds", "mv"] = Field(
-        "smoothed-ds", description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)")
+        "smoothed-ds",
+        description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)",
+    )
     n_boot: int = Field(1000, ge=10, le=10_000, description="Bootstrap resamples for confidence intervals")
 
 
@@ -58,14 +59,22 @@ def write(ws: Workspace, spec, result, project: dict):
 def post_artifacts(outcome: qp.PassOutcome) -> None:
     key = slug(outcome.spec.title)[:40].strip("-")
     result = outcome.result
-    create_markdown_artifact(key=f"quality-{key}", markdown=render_markdown(result, outcome.spec.title, {}),
-                             description="Quality summary (plots are in the HTML report)")
+    create_markdown_artifact(
+        key=f"quality-{key}",
+        markdown=render_markdown(result, outcome.spec.title, {}),
+        description="Quality summary (plots are in the HTML report)",
+    )
     columns = ["annotator", "n_answers", "gold_n", "gold_accuracy", "ci_low", "ci_high", "flagged", "reason"]
     table = result.annotators[columns].astype(object).where(result.annotators[columns].notna(), None)
-    create_table_artifact(key=f"quality-annotators-{key}", table=table.to_dict(orient="records"),
-                          description="Annotators on gold")
-    create_link_artifact(key=f"quality-report-{key}", link=outcome.report.html.resolve().as_uri(),
-                         link_text="Quality report (HTML)", description=str(outcome.report.html))
+    create_table_artifact(
+        key=f"quality-annotators-{key}", table=table.to_dict(orient="records"), description="Annotators on gold"
+    )
+    create_link_artifact(
+        key=f"quality-report-{key}",
+        link=outcome.report.html.resolve().as_uri(),
+        link_text="Quality report (HTML)",
+        description=str(outcome.report.html),
+    )
 
 
 @flow(name="quality-check", log_prints=True, on_failure=[record_failure])

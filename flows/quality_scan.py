@@ -1,6 +1,6 @@
 """Quality check of several projects in one run, partitioned by project: one Prefect task per
-project runs the same pass as `quality-check` (smo_labelstudio.quality_pass.run_pass), on the task
-runner the settings choose (smo_labelstudio.taskrunners: a bounded thread pool, a local Dask cluster,
+project runs the same pass as `quality-check` (smo_labelstudio.reports.quality_pass.run_pass), on the task
+runner the settings choose (smo_labelstudio.stack.taskrunners: a bounded thread pool, a local Dask cluster,
 or an existing Dask cluster through SMO_DASK_ADDRESS). Results do not depend on the runner. Posts one
 table of every project's gates and emits `smo.quality.gate-failed` for each project that fails one.
 """
@@ -16,21 +16,23 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
-from smo_labelstudio import quality_pass as qp
-from smo_labelstudio.spec import load_spec
-from smo_labelstudio.taskrunners import task_runner
-
 from flows.warehouse_step import publish
+from smo_labelstudio.core.spec import load_spec
+from smo_labelstudio.reports import quality_pass as qp
+from smo_labelstudio.stack.taskrunners import task_runner
 
 
 class QualityScanParams(BaseModel):
     """The form the Prefect UI shows for a run."""
 
-    specs: list[str] = Field(min_length=1, description="Project spec YAML files (e.g. specs/example.yaml); "
-                                                       "each project is one partition")
+    specs: list[str] = Field(
+        min_length=1, description="Project spec YAML files (e.g. specs/example.yaml); each project is one partition"
+    )
     adjudicate: bool = Field(True, description="Read back and queue adjudications in Label Studio")
     method: Literal["smoothed-ds", "ds", "mv"] = Field(
-        "smoothed-ds", description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)")
+        "smoothed-ds",
+        description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)",
+    )
     n_boot: int = Field(1000, ge=10, le=10_000, description="Bootstrap resamples for confidence intervals")
 
 
@@ -52,10 +54,18 @@ def project_pass(spec: str, adjudicate: bool, method: str, n_boot: int) -> qp.Pa
 
 def gates_table(outcomes: list[qp.PassOutcome]) -> list[dict]:
     """One row per project: its counts and which gates failed."""
-    return [{"title": o.spec.title, "project_id": o.project.get("project_id"), "n_tasks": o.result.counts["n_tasks"],
-             "n_annotators": o.result.counts["n_annotators"], "passed": not o.result.failed_gates,
-             "failed_gates": ", ".join(g.name for g in o.result.failed_gates), "report": str(o.report.html)}
-            for o in outcomes]
+    return [
+        {
+            "title": o.spec.title,
+            "project_id": o.project.get("project_id"),
+            "n_tasks": o.result.counts["n_tasks"],
+            "n_annotators": o.result.counts["n_annotators"],
+            "passed": not o.result.failed_gates,
+            "failed_gates": ", ".join(g.name for g in o.result.failed_gates),
+            "report": str(o.report.html),
+        }
+        for o in outcomes
+    ]
 
 
 @flow(name="quality-scan", task_runner=task_runner(), log_prints=True)
@@ -71,8 +81,9 @@ def quality_scan(params: QualityScanParams) -> dict:
         except Exception as exc:  # noqa: BLE001 - one project's failure must not hide the others' results
             errors.append(f"{spec}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
     if outcomes:
-        create_table_artifact(key="quality-scan", table=gates_table(outcomes),
-                              description=f"Quality gates of {len(outcomes)} project(s)")
+        create_table_artifact(
+            key="quality-scan", table=gates_table(outcomes), description=f"Quality gates of {len(outcomes)} project(s)"
+        )
     for outcome in outcomes:
         if outcome.result.failed_gates:
             emit_event(**qp.gate_event(outcome))

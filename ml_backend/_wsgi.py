@@ -12,12 +12,12 @@ import logging
 import os
 
 from flask import jsonify, request
-from label_studio_ml.api import init_app
-
 from jobs import enqueue_retrain
+from label_studio_ml.api import init_app
 from model import STORE, BadRequest, SafetyModel, check_config, task_texts
-from smo_labelstudio.modelstore import ModelStoreError
-from smo_labelstudio.textmodel import predict_tasks
+
+from smo_labelstudio.model.modelstore import ModelStoreError
+from smo_labelstudio.model.textmodel import predict_tasks
 
 logging.getLogger("label_studio_ml").setLevel(logging.WARNING)  # its debug logs print request bodies
 USER = os.environ.get("SMO_BACKEND_USER", "")
@@ -36,14 +36,21 @@ def _error(status: int, message: str):
 @app.before_request
 def _authenticate():
     auth = request.authorization
-    ok = bool(USER and PASSWORD) and auth is not None and hmac.compare_digest(auth.username or "", USER) \
+    ok = (
+        bool(USER and PASSWORD)
+        and auth is not None
+        and hmac.compare_digest(auth.username or "", USER)
         and hmac.compare_digest(auth.password or "", PASSWORD)
+    )
     if not ok:
         response, status = _error(401, "authentication required")
         response.headers["WWW-Authenticate"] = 'Basic realm="smo-ml-backend"'
         return response, status
-    if request.path == "/webhook" and WEBHOOK_SECRET and not hmac.compare_digest(
-            request.headers.get(SECRET_HEADER, ""), WEBHOOK_SECRET):
+    if (
+        request.path == "/webhook"
+        and WEBHOOK_SECRET
+        and not hmac.compare_digest(request.headers.get(SECRET_HEADER, ""), WEBHOOK_SECRET)
+    ):
         return _error(403, f"webhook without the right {SECRET_HEADER} header")
     return None
 
@@ -103,6 +110,7 @@ def webhook():
     return jsonify(enqueue_retrain(project)), 201
 
 
-app.view_functions.update({"_predict": predict, "_setup": setup, "health": health, "webhook": webhook,
-                           "get_version": versions})
+app.view_functions.update(
+    {"_predict": predict, "_setup": setup, "health": health, "webhook": webhook, "get_version": versions}
+)
 app.add_url_rule("/versions", "versions_get", versions, methods=["GET"])

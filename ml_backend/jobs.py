@@ -10,7 +10,7 @@ import os
 import queue
 import threading
 
-from smo_labelstudio.training import retrain_from_label_studio
+from smo_labelstudio.model.training import retrain_from_label_studio
 
 log = logging.getLogger("smo.ml_backend.jobs")
 QUEUE = os.environ.get("SMO_TRAINING_QUEUE") or "smo-training"  # one per stack sharing a Redis
@@ -45,10 +45,16 @@ def run_retrain(project_id: int) -> dict:
         conn.delete(_pending_key(project_id))
     with _pending_lock:
         _pending.discard(project_id)
-    metrics = retrain_from_label_studio(os.environ["SMO_MODEL_DIR"], os.environ["SMO_LS_URL"],
-                                        os.environ["SMO_LS_TOKEN"], project_id)
-    log.warning("retrained for project %s: version %s macro F1 %.3f promoted=%s", project_id,
-                metrics["version"], metrics["macro_f1"], metrics["promoted"])
+    metrics = retrain_from_label_studio(
+        os.environ["SMO_MODEL_DIR"], os.environ["SMO_LS_URL"], os.environ["SMO_LS_TOKEN"], project_id
+    )
+    log.warning(
+        "retrained for project %s: version %s macro F1 %.3f promoted=%s",
+        project_id,
+        metrics["version"],
+        metrics["macro_f1"],
+        metrics["promoted"],
+    )
     return metrics
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from smo_labelstudio.label_config import config_labels, control_target
-from smo_labelstudio.modelstore import ModelStore
-from smo_labelstudio.textmodel import MAX_TEXT_CHARS, predict_tasks
+from smo_labelstudio.labelstudio.label_config import config_labels, control_target
+from smo_labelstudio.model.modelstore import ModelStore
+from smo_labelstudio.model.textmodel import MAX_TEXT_CHARS, predict_tasks
 
 STORE = ModelStore(Path(os.environ.get("SMO_MODEL_DIR", "models")))
 
@@ -48,7 +48,7 @@ def check_config(label_config: str | None, labels: list[str]) -> str:
 def task_texts(tasks) -> list[str]:
     """The text of every task, or a 4xx naming the first task that has none or too much."""
     if not isinstance(tasks, list) or not tasks:
-        raise BadRequest(400, "no tasks: send {\"tasks\": [{\"data\": {\"text\": ...}}, ...]}")
+        raise BadRequest(400, 'no tasks: send {"tasks": [{"data": {"text": ...}}, ...]}')
     texts = []
     for i, task in enumerate(tasks):
         data = task.get("data") if isinstance(task, dict) else None

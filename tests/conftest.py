@@ -13,18 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from smo_labelstudio import procs, stack
-from smo_labelstudio.services import Settings
+from smo_labelstudio.stack import control as stack
+from smo_labelstudio.stack import procs
+from smo_labelstudio.stack.services import Settings
 
 # Prefect reads its settings when first imported: isolate it before any test imports it.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="smo-tests-"))
 _PREFECT_PORT = procs.free_port()
-os.environ.update({
-    "PREFECT_HOME": str(_SESSION_DIR / "prefect-client"),
-    "PREFECT_API_URL": f"http://127.0.0.1:{_PREFECT_PORT}/api",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
-})
+os.environ.update(
+    {
+        "PREFECT_HOME": str(_SESSION_DIR / "prefect-client"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{_PREFECT_PORT}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+    }
+)
 for _var in ("SMO_LS_URL", "SMO_LS_TOKEN", "SMO_POSTGRES_URL"):
     os.environ.pop(_var, None)
 os.environ["SMO_HOME"] = str(_SESSION_DIR / "no-stack")  # tests never touch a developer's .smo/
@@ -45,8 +48,13 @@ def _say(message: str) -> None:
 
 @pytest.fixture(scope="session")
 def test_stack_settings() -> Settings:
-    return Settings(home=_SESSION_DIR / "stack", ls_port=procs.free_port(), prefect_port=_PREFECT_PORT,
-                    backend_port=procs.free_port(), ls_workers=2)
+    return Settings(
+        home=_SESSION_DIR / "stack",
+        ls_port=procs.free_port(),
+        prefect_port=_PREFECT_PORT,
+        backend_port=procs.free_port(),
+        ls_workers=2,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +62,13 @@ def label_studio(test_stack_settings: Settings) -> LabelStudioServer:
     """A real Label Studio 1.23.2 on SQLite, started from the cached migrated template."""
     state = stack.up(test_stack_settings, _say, only=("label-studio",))
     creds = state["label_studio"]
-    yield LabelStudioServer(url=f"http://127.0.0.1:{test_stack_settings.ls_port}", token=creds["token"],
-                            email=creds["email"], password=creds["password"], home=test_stack_settings.home)
+    yield LabelStudioServer(
+        url=f"http://127.0.0.1:{test_stack_settings.ls_port}",
+        token=creds["token"],
+        email=creds["email"],
+        password=creds["password"],
+        home=test_stack_settings.home,
+    )
     stack.down(test_stack_settings, _say, only=("label-studio",))
 
 
@@ -78,18 +91,22 @@ class Backend:
 @pytest.fixture(scope="session")
 def ml_backend(label_studio: LabelStudioServer, test_stack_settings: Settings) -> Backend:
     """The real ML backend (gunicorn, its own environment) and, with Redis, its RQ worker."""
-    from smo_labelstudio.services import MLBackend
+    from smo_labelstudio.stack.services import MLBackend
 
     state = stack.up(test_stack_settings, _say, only=("ml-backend", "ml-worker"))
     b = state["backend"]
-    yield Backend(url=f"http://127.0.0.1:{test_stack_settings.backend_port}", auth=(b["user"], b["password"]),
-                  webhook_secret=b["webhook_secret"], model_dir=MLBackend(test_stack_settings).model_dir)
+    yield Backend(
+        url=f"http://127.0.0.1:{test_stack_settings.backend_port}",
+        auth=(b["user"], b["password"]),
+        webhook_secret=b["webhook_secret"],
+        model_dir=MLBackend(test_stack_settings).model_dir,
+    )
     stack.down(test_stack_settings, _say, only=("ml-backend", "ml-worker"))
 
 
 @pytest.fixture
 def ls_client(label_studio: LabelStudioServer):
-    from smo_labelstudio.client import connect
+    from smo_labelstudio.labelstudio.client import connect
 
     return connect(label_studio.url, label_studio.token)
 

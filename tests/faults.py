@@ -5,18 +5,31 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
-from smo_labelstudio import procs, stack
-from smo_labelstudio.services import Settings
+from smo_labelstudio.stack import control as stack
+from smo_labelstudio.stack import procs
+from smo_labelstudio.stack.services import Settings
 
-HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "host", "date",
-       "server", "proxy-connection", "upgrade", "te", "trailer"}
+HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "host",
+    "date",
+    "server",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+}
 
 # A rule sees (method, path, number of the request, 1-based) and answers "forward", "stall", "delay" or
 # an error status.
@@ -98,8 +111,13 @@ class FaultyProxy:
 
 def own_label_studio(home: Path) -> tuple[Settings, dict]:
     """A Label Studio of the test's own (SQLite, from the cached template), so it can be killed."""
-    settings = Settings(home=home, ls_port=procs.free_port(), prefect_port=procs.free_port(),
-                        backend_port=procs.free_port(), ls_workers=2)
+    settings = Settings(
+        home=home,
+        ls_port=procs.free_port(),
+        prefect_port=procs.free_port(),
+        backend_port=procs.free_port(),
+        ls_workers=2,
+    )
     state = stack.up(settings, lambda _m: None, only=("label-studio",))
     return settings, state
 

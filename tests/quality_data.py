@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from smo_labelstudio.workspace import LABEL_COLUMNS
+from smo_labelstudio.core.workspace import LABEL_COLUMNS
 
 POLICIES = ["hate", "harassment", "spam_scams", "misinformation", "no_violation"]
 LANGUAGES = ["en", "es", "ar"]
@@ -24,8 +24,14 @@ def truth(n_tasks: int, seed: int = 0) -> pd.DataFrame:
         else:
             policies = tuple(sorted(rng.choice(POLICIES[:4], size=2, replace=False).tolist()))
         severity = None if policies == ("no_violation",) else int(rng.integers(1, 5))
-        rows.append({"external_id": f"item-{i:04d}", "language": LANGUAGES[i % len(LANGUAGES)],
-                     "policies": policies, "severity": severity})
+        rows.append(
+            {
+                "external_id": f"item-{i:04d}",
+                "language": LANGUAGES[i % len(LANGUAGES)],
+                "policies": policies,
+                "severity": severity,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -36,9 +42,17 @@ def _answer(rng, true: tuple, severity, accuracy: float) -> tuple[tuple, int | N
     return wrong, (None if wrong == ("no_violation",) else int(rng.integers(1, 5)))
 
 
-def labels_table(items: pd.DataFrame, accuracies: dict[str, float], *, per_task: int = 3, seed: int = 1,
-                 task_ids: dict[str, int] | None = None, gold_ids: set[str] = frozenset(),
-                 overrides: dict[str, dict[str, tuple]] | None = None, project: int = 1) -> pd.DataFrame:
+def labels_table(
+    items: pd.DataFrame,
+    accuracies: dict[str, float],
+    *,
+    per_task: int = 3,
+    seed: int = 1,
+    task_ids: dict[str, int] | None = None,
+    gold_ids: set[str] = frozenset(),
+    overrides: dict[str, dict[str, tuple]] | None = None,
+    project: int = 1,
+) -> pd.DataFrame:
     """One labels row per annotation, control and value (LABEL_COLUMNS), `per_task` annotators per item.
 
     `overrides[external_id][annotator] = (policies, severity)` forces an answer (and that annotator).
@@ -55,9 +69,17 @@ def labels_table(items: pd.DataFrame, accuracies: dict[str, float], *, per_task:
                 policies, severity = forced[annotator]
             else:
                 policies, severity = _answer(rng, item.policies, item.severity, accuracies[annotator])
-            base = {"project": project, "task": (task_ids or {}).get(item.external_id, 10_000 + n),
-                    "external_id": item.external_id, "annotation_id": annotation_id, "annotator": str(annotator),
-                    "start": None, "end": None, "is_gold": item.external_id in gold_ids, "language": item.language}
+            base = {
+                "project": project,
+                "task": (task_ids or {}).get(item.external_id, 10_000 + n),
+                "external_id": item.external_id,
+                "annotation_id": annotation_id,
+                "annotator": str(annotator),
+                "start": None,
+                "end": None,
+                "is_gold": item.external_id in gold_ids,
+                "language": item.language,
+            }
             rows += [{**base, "control": "policy", "label": p} for p in policies]
             if severity is not None:
                 rows.append({**base, "control": "severity", "label": str(severity)})
@@ -80,9 +102,9 @@ def gold_table(items: pd.DataFrame, gold_ids: set[str]) -> pd.DataFrame:
 def simulator_answers(seed: int, accuracies: list[float], n_tasks: int = 60) -> tuple[pd.DataFrame, pd.Series]:
     """The simulator's own answer model (pure, no Label Studio): answers (task, annotator, label) and
     truth as policy-set keys, one answer per annotator per task."""
-    from smo_labelstudio import quality_inputs as qi
-    from smo_labelstudio.simanswers import Targets, accuracy_matrix, answer, draw_truth, rng_for
-    from smo_labelstudio.taxonomy import load_taxonomy
+    from smo_labelstudio.core.taxonomy import load_taxonomy
+    from smo_labelstudio.quality import inputs as qi
+    from smo_labelstudio.simulation.answers import Targets, accuracy_matrix, answer, draw_truth, rng_for
 
     policies = tuple(sorted(load_taxonomy().ids))
     targets = Targets(policies=policies, to_name="text")
@@ -98,8 +120,21 @@ def simulator_answers(seed: int, accuracies: list[float], n_tasks: int = 60) -> 
 
 def keys_to_labels(answers: pd.DataFrame, gold_tasks: set) -> pd.DataFrame:
     """`simulator_answers`' keys as a labels table (policy rows only): external_id `item-<task>`."""
-    rows = [{"project": 1, "task": int(a.task), "external_id": f"item-{a.task:04d}", "annotation_id": n,
-             "annotator": f"a{a.annotator}", "control": "policy", "label": policy, "start": None, "end": None,
-             "is_gold": a.task in gold_tasks, "language": "en"}
-            for n, a in enumerate(answers.itertuples()) for policy in str(a.label).split("+")]
+    rows = [
+        {
+            "project": 1,
+            "task": int(a.task),
+            "external_id": f"item-{a.task:04d}",
+            "annotation_id": n,
+            "annotator": f"a{a.annotator}",
+            "control": "policy",
+            "label": policy,
+            "start": None,
+            "end": None,
+            "is_gold": a.task in gold_tasks,
+            "language": "en",
+        }
+        for n, a in enumerate(answers.itertuples())
+        for policy in str(a.label).split("+")
+    ]
     return pd.DataFrame(rows, columns=LABEL_COLUMNS).astype({"start": "Int64", "end": "Int64"})

@@ -14,14 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from smo_labelstudio import client, configs
-from smo_labelstudio.paths import REPO_ROOT
-from smo_labelstudio.taxonomy import load_taxonomy
+from smo_labelstudio.core.paths import REPO_ROOT
+from smo_labelstudio.core.taxonomy import load_taxonomy
+from smo_labelstudio.labelstudio import client, configs
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("SMO_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts") / "ui"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 TASKS = {
     "en": ("Click here to claim your free prize now!!!", "spam_scams", "2"),
@@ -36,10 +43,14 @@ GAPS_JS = """() => { const c = document.querySelector('.smo-content .lsf-richtex
 
 
 def _prediction(policy: str, severity: str) -> dict:
-    return {"model_version": "ui-test", "score": 0.91, "result": [
-        {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": [policy]}},
-        {"from_name": "severity", "to_name": "text", "type": "choices", "value": {"choices": [severity]}},
-    ]}
+    return {
+        "model_version": "ui-test",
+        "score": 0.91,
+        "result": [
+            {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": [policy]}},
+            {"from_name": "severity", "to_name": "text", "type": "choices", "value": {"choices": [severity]}},
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +58,17 @@ def ui_project(label_studio):
     ls = client.connect(label_studio.url, label_studio.token)
     ui = configs.labeling_interface("text_moderation")
     pid = client.create_project(ls, f"ui {secrets.token_hex(4)}", ui["label_config"], instructions=ui["instructions"])
-    client.import_tasks(ls, pid, [{"data": {"text": text, "language": lang, "external_id": f"ui-{lang}"},
-                                   "predictions": [_prediction(policy, sev)]}
-                                  for lang, (text, policy, sev) in TASKS.items()])
+    client.import_tasks(
+        ls,
+        pid,
+        [
+            {
+                "data": {"text": text, "language": lang, "external_id": f"ui-{lang}"},
+                "predictions": [_prediction(policy, sev)],
+            }
+            for lang, (text, policy, sev) in TASKS.items()
+        ],
+    )
     ids = {t["data"]["language"]: t["id"] for t in client.list_tasks(ls, pid)}
     return pid, ids, ui
 
@@ -117,6 +136,7 @@ def test_the_guidelines_open_by_themselves_when_an_annotator_starts_labeling(pag
     page.screenshot(path=str(ARTIFACTS / "guidelines-on-start.png"))
     # readable: headings get line height (the dialog's own left a wrapped title overlapping itself)
     ratios = page.locator(".smo-guidelines h1, .smo-guidelines h2").evaluate_all(
-        "els => els.map(e => { const s = getComputedStyle(e); return parseFloat(s.lineHeight) / parseFloat(s.fontSize); })")
+        "els => els.map(e => { const s = getComputedStyle(e); return parseFloat(s.lineHeight) / parseFloat(s.fontSize); })"
+    )
     assert ratios and min(ratios) >= 1.2, ratios
     page.keyboard.press("Escape")

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smo_labelstudio import client, configs
-from smo_labelstudio.label_config import KINDS, config_labels
-from smo_labelstudio.paths import REPO_ROOT
-from smo_labelstudio.spec import EXAMPLE_SPEC, SpecError, load_spec
-from smo_labelstudio.taxonomy import TaxonomyError, load_taxonomy
+from smo_labelstudio.core.paths import REPO_ROOT
+from smo_labelstudio.core.spec import EXAMPLE_SPEC, SpecError, load_spec
+from smo_labelstudio.core.taxonomy import TaxonomyError, load_taxonomy
+from smo_labelstudio.labelstudio import client, configs
+from smo_labelstudio.labelstudio.label_config import KINDS, config_labels
 
 SMO = str(Path(sys.executable).parent / "smo")
 
@@ -55,8 +55,13 @@ def test_changing_a_definition_changes_config_and_guidelines_together(project_co
 
     assert configs.check(project_copy)  # stale before the build
     changed = {p.relative_to(project_copy).as_posix() for p in configs.build(project_copy)}
-    assert {"label_configs/text_moderation.xml", "label_configs/image_moderation.xml",
-            "label_configs/social_post.xml", "guidelines/hate.md", "guidelines/overview.md"} <= changed
+    assert {
+        "label_configs/text_moderation.xml",
+        "label_configs/image_moderation.xml",
+        "label_configs/social_post.xml",
+        "guidelines/hate.md",
+        "guidelines/overview.md",
+    } <= changed
     assert "A brand new definition of hate" in (project_copy / "label_configs/text_moderation.xml").read_text()
     assert "A brand new definition of hate" in (project_copy / "guidelines/hate.md").read_text()
     assert configs.check(project_copy) == []
@@ -77,8 +82,12 @@ def test_check_fails_on_a_guideline_section_without_a_label(project_copy):
 
 def test_check_fails_on_a_hand_added_label(project_copy):
     path = project_copy / "label_configs" / "text_moderation.xml"
-    path.write_text(path.read_text().replace('<Choice value="Hate" alias="hate"',
-                                             '<Choice value="Gambling" alias="gambling" /><Choice value="Hate" alias="hate"'))
+    path.write_text(
+        path.read_text().replace(
+            '<Choice value="Hate" alias="hate"',
+            '<Choice value="Gambling" alias="gambling" /><Choice value="Hate" alias="hate"',
+        )
+    )
     problems = configs.check(project_copy)
     assert any("'gambling' has no guideline section" in p for p in problems)
     assert any("'gambling' is not in taxonomy.yaml" in p for p in problems)
@@ -134,29 +143,46 @@ def test_configs_check_cli_against_a_running_label_studio(label_studio):
     result = subprocess.run([SMO, "configs", "check"], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Label Studio accepts every config" in result.stdout
-    down = subprocess.run([SMO, "configs", "check"], capture_output=True, text=True, timeout=300,
-                          env=env | {"SMO_LS_URL": "http://127.0.0.1:9"})
+    down = subprocess.run(
+        [SMO, "configs", "check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env | {"SMO_LS_URL": "http://127.0.0.1:9"},
+    )
     assert down.returncode == 1 and "not answering" in down.stderr and "Traceback" not in down.stderr
 
 
 def _smo_in_copy(root: Path, *args: str) -> subprocess.CompletedProcess:
     """Run the `smo` CLI from a copy of the package, so it works on that copy's files."""
-    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", *args], cwd=root, capture_output=True,
-                          text=True, timeout=120, env=os.environ | {"PYTHONPATH": str(root)})
+    return subprocess.run(
+        [sys.executable, "-m", "smo_labelstudio.cli", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"PYTHONPATH": str(root)},
+    )
 
 
 def test_cli_build_and_check_on_an_edited_taxonomy(project_copy):
-    shutil.copytree(REPO_ROOT / "smo_labelstudio", project_copy / "smo_labelstudio",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO_ROOT / "smo_labelstudio", project_copy / "smo_labelstudio", ignore=shutil.ignore_patterns("__pycache__")
+    )
     tax_file = project_copy / "taxonomy.yaml"
-    tax_file.write_text(tax_file.read_text().replace(
-        "Targeted abuse of an identifiable person", "Targeted, repeated abuse of an identifiable person"))
+    tax_file.write_text(
+        tax_file.read_text().replace(
+            "Targeted abuse of an identifiable person", "Targeted, repeated abuse of an identifiable person"
+        )
+    )
     stale = _smo_in_copy(project_copy, "configs", "check", "--offline")
     assert stale.returncode == 1 and "run `smo configs build`" in stale.stderr
 
     built = _smo_in_copy(project_copy, "configs", "build")
     assert built.returncode == 0, built.stderr
-    assert "wrote label_configs/text_moderation.xml" in built.stdout and "wrote guidelines/harassment.md" in built.stdout
+    assert (
+        "wrote label_configs/text_moderation.xml" in built.stdout and "wrote guidelines/harassment.md" in built.stdout
+    )
     assert _smo_in_copy(project_copy, "configs", "check", "--offline").returncode == 0
 
     (project_copy / "guidelines" / "harassment.md").unlink()

@@ -21,16 +21,18 @@ import jsonschema
 import pytest
 import yaml
 
-from smo_labelstudio.paths import REPO_ROOT
-from smo_labelstudio.services import LabelStudio, MLBackend, PrefectServer, Settings
+from smo_labelstudio.core.paths import REPO_ROOT
+from smo_labelstudio.stack.services import LabelStudio, MLBackend, PrefectServer, Settings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 SCHEMA = REPO_ROOT / "deploy" / "compose-spec.schema.json"
 SERVICES = {"postgres", "redis", "label-studio", "ml-backend", "ml-worker", "prefect-server", "prefect-worker"}
 SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET")
-_VAR = re.compile(r"\$(?:\$|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
-                  r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+_VAR = re.compile(
+    r"\$(?:\$|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 class InterpolationError(ValueError):
@@ -105,7 +107,7 @@ def code_reads(*paths: Path) -> set[str]:
     found = set()
     pattern = re.compile(r"os\.environ(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]*)[\"']")
     for path in paths:
-        for file in ([path] if path.is_file() else sorted(path.glob("*.py"))):
+        for file in [path] if path.is_file() else sorted(path.glob("*.py")):
             found |= set(pattern.findall(file.read_text()))
     return found
 
@@ -179,8 +181,9 @@ def test_every_service_with_a_health_check_and_dependencies_that_exist(compose):
 
 def test_ports_our_code_expects(compose, tmp_path):
     defaults = Settings(home=tmp_path)
-    published = {name: {str(p).rsplit(":", 1)[-1] for p in s.get("ports", [])}
-                 for name, s in compose["services"].items()}
+    published = {
+        name: {str(p).rsplit(":", 1)[-1] for p in s.get("ports", [])} for name, s in compose["services"].items()
+    }
     assert published["label-studio"] == {str(defaults.ls_port)} == {"8080"}
     assert published["prefect-server"] == {str(defaults.prefect_port)} == {"4200"}
     assert published["ml-backend"] == {str(defaults.backend_port)}
@@ -221,8 +224,15 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
         monkeypatch.delenv(var)  # only what the stack itself sets
     services = compose["services"]
     backend_reads = code_reads(REPO_ROOT / "ml_backend")
-    assert {"SMO_BACKEND_USER", "SMO_BACKEND_PASSWORD", "SMO_WEBHOOK_SECRET", "SMO_MODEL_DIR",
-            "SMO_REDIS_URL", "SMO_LS_URL", "SMO_LS_TOKEN"} <= backend_reads
+    assert {
+        "SMO_BACKEND_USER",
+        "SMO_BACKEND_PASSWORD",
+        "SMO_WEBHOOK_SECRET",
+        "SMO_MODEL_DIR",
+        "SMO_REDIS_URL",
+        "SMO_LS_URL",
+        "SMO_LS_TOKEN",
+    } <= backend_reads
     for name in ("ml-backend", "ml-worker"):
         env = environment(services[name])
         assert backend_reads <= set(env), f"{name} lacks {sorted(backend_reads - set(env))}"
@@ -232,11 +242,22 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
     local = MLBackend(Settings(home=tmp_path)).environ({})
     assert {k for k in local if k.startswith("SMO_")} <= set(environment(services["ml-backend"]))
 
-    flows_read = {"SMO_LS_URL", "SMO_LS_TOKEN", "SMO_BACKEND_URL", "SMO_BACKEND_USER", "SMO_BACKEND_PASSWORD",
-                  "SMO_WEBHOOK_SECRET", "SMO_HOME", "PREFECT_API_URL", "SMO_APP_DIR", "SMO_TASK_RUNNER",
-                  "SMO_DASK_ADDRESS"}
+    flows_read = {
+        "SMO_LS_URL",
+        "SMO_LS_TOKEN",
+        "SMO_BACKEND_URL",
+        "SMO_BACKEND_USER",
+        "SMO_BACKEND_PASSWORD",
+        "SMO_WEBHOOK_SECRET",
+        "SMO_HOME",
+        "PREFECT_API_URL",
+        "SMO_APP_DIR",
+        "SMO_TASK_RUNNER",
+        "SMO_DASK_ADDRESS",
+    }
     assert {"SMO_LS_URL", "SMO_LS_TOKEN", "SMO_WEBHOOK_SECRET", "SMO_HOME"} <= code_reads(
-        REPO_ROOT / "smo_labelstudio") | {"SMO_BACKEND_URL"}
+        REPO_ROOT / "smo_labelstudio"
+    ) | {"SMO_BACKEND_URL"}
     for name in ("prefect-worker", "prefect-deploy", "dask-worker"):
         env = environment(services[name])
         assert flows_read <= set(env), f"{name} lacks {sorted(flows_read - set(env))}"
@@ -249,10 +270,22 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
     # nothing sent out), plus PostgreSQL
     ls = environment(services["label-studio"])
     local = LabelStudio(Settings(home=tmp_path)).environ()
-    fixed = {k: v for k, v in local.items() if k in {
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "LABEL_STUDIO_ML_BLOCK_LOCAL_IP", "LABEL_STUDIO_SSRF_PROTECTION_ENABLED",
-        "SENTRY_DSN", "LABEL_STUDIO_SENTRY_DSN", "FRONTEND_SENTRY_DSN", "LABEL_STUDIO_FRONTEND_SENTRY_DSN",
-        "COLLECT_ANALYTICS", "LATEST_VERSION_CHECK"}}
+    fixed = {
+        k: v
+        for k, v in local.items()
+        if k
+        in {
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN",
+            "LABEL_STUDIO_ML_BLOCK_LOCAL_IP",
+            "LABEL_STUDIO_SSRF_PROTECTION_ENABLED",
+            "SENTRY_DSN",
+            "LABEL_STUDIO_SENTRY_DSN",
+            "FRONTEND_SENTRY_DSN",
+            "LABEL_STUDIO_FRONTEND_SENTRY_DSN",
+            "COLLECT_ANALYTICS",
+            "LATEST_VERSION_CHECK",
+        }
+    }
     assert len(fixed) == 9 and {k: ls.get(k) for k in fixed} == fixed
     assert ls["DJANGO_DB"] == "postgresql" and ls["POSTGRE_HOST"] == "postgres"
     assert ls["POSTGRE_PASSWORD"] == environment(services["postgres"])["POSTGRES_PASSWORD"]
@@ -329,8 +362,9 @@ def flow_names() -> dict[str, str]:
 def test_prefect_yaml_has_a_deployment_for_every_flow():
     config = yaml.safe_load(PREFECT_YAML.read_text())
     flows = flow_names()
-    assert {"create-tasks", "pull-completions", "quality-check", "quality-scan", "ops-report",
-            "export-dataset"} <= set(flows)
+    assert {"create-tasks", "pull-completions", "quality-check", "quality-scan", "ops-report", "export-dataset"} <= set(
+        flows
+    )
     entrypoints = {d["entrypoint"]: d for d in config["deployments"]}
     assert set(entrypoints) == set(flows.values())
     for name, entrypoint in flows.items():
@@ -392,8 +426,8 @@ def _workspace(tmp_path: Path, home: Path, title: str, seed: int) -> Path:
     """A spec and a pulled workspace (labels and gold tables) for it: a quality pass needs nothing else."""
     from quality_data import gold_table, labels_table, truth
 
-    from smo_labelstudio.spec import EXAMPLE_SPEC
-    from smo_labelstudio.workspace import Workspace, write_parquet
+    from smo_labelstudio.core.spec import EXAMPLE_SPEC
+    from smo_labelstudio.core.workspace import Workspace, write_parquet
 
     data = yaml.safe_load(EXAMPLE_SPEC.read_text())
     data["title"] = title
@@ -419,8 +453,14 @@ def test_prefect_deploy_all_registers_every_deployment_and_a_worker_runs_one(pre
     asyncio.run(_ensure_pool(pool))
     env = {k: v for k, v in os.environ.items() if k != "SMO_APP_DIR"}
     started = time.perf_counter()
-    deploy = subprocess.run([str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--all"],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    deploy = subprocess.run(
+        [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--all"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     deploy_seconds = time.perf_counter() - started
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
     registered = asyncio.run(_deployments())
@@ -431,8 +471,9 @@ def test_prefect_deploy_all_registers_every_deployment_and_a_worker_runs_one(pre
         for name in wanted:
             d = registered[name]
             assert d.work_pool_name == pool
-            assert d.pull_steps == [{"prefect.deployments.steps.set_working_directory":
-                                     {"directory": "{{ $SMO_APP_DIR }}"}}]
+            assert d.pull_steps == [
+                {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $SMO_APP_DIR }}"}}
+            ]
             crons = [s.schedule.cron for s in d.schedules]
             assert len(crons) == (1 if name.split("/")[0] in DAILY else 0), (name, crons)
         assert registered["quality-check/smo"].parameters["params"]["spec"] == "specs/example.yaml"
@@ -442,15 +483,33 @@ def test_prefect_deploy_all_registers_every_deployment_and_a_worker_runs_one(pre
         specs = [str(_workspace(tmp_path, home, f"Deploy scan {unique} {i}", seed=i)) for i in (1, 2)]
         worker_env = env | {"SMO_HOME": str(home), "SMO_APP_DIR": str(REPO_ROOT), "PREFECT_LOGGING_LEVEL": "INFO"}
         log = open(tmp_path / "worker.log", "w")
-        worker = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool,
-                                   "--type", "process", "--prefetch-seconds", "5"],
-                                  cwd=tmp_path, env=worker_env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        worker = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                pool,
+                "--type",
+                "process",
+                "--prefetch-seconds",
+                "5",
+            ],
+            cwd=tmp_path,
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             started = time.perf_counter()
-            run = run_deployment("quality-scan/smo", timeout=240, poll_interval=2,
-                                 parameters={"params": {"specs": specs, "adjudicate": False, "n_boot": 30}},
-                                 job_variables={"env": {"SMO_TASK_RUNNER": "dask", "SMO_DASK_WORKERS": "2"}})
+            run = run_deployment(
+                "quality-scan/smo",
+                timeout=240,
+                poll_interval=2,
+                parameters={"params": {"specs": specs, "adjudicate": False, "n_boot": 30}},
+                job_variables={"env": {"SMO_TASK_RUNNER": "dask", "SMO_DASK_WORKERS": "2"}},
+            )
             run_seconds = time.perf_counter() - started
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
@@ -468,8 +527,10 @@ def test_prefect_deploy_all_registers_every_deployment_and_a_worker_runs_one(pre
         for i in (1, 2):
             reports = list((home / "workspaces").glob(f"deploy-scan-{unique}-{i}/reports/quality-*/report.html"))
             assert len(reports) == 1
-        print(f"prefect deploy --all: {deploy_seconds:.1f} s; quality-scan/smo on a process worker with a local "
-              f"Dask cluster: {run_seconds:.1f} s")
+        print(
+            f"prefect deploy --all: {deploy_seconds:.1f} s; quality-scan/smo on a process worker with a local "
+            f"Dask cluster: {run_seconds:.1f} s"
+        )
     finally:
         asyncio.run(_remove([d.id for d in ours], pool))
 
@@ -478,7 +539,7 @@ def test_the_backend_image_files_are_enough_to_serve_and_refuse_strangers(tmp_pa
     """What ml_backend/Dockerfile copies, laid out as in the image (/app), imported by the backend's own
     environment (constraints/ml-backend.txt, as the image installs): it starts, answers /health with the
     credentials compose passes and refuses a request without them or a webhook without the secret."""
-    from smo_labelstudio.envs import ML_BACKEND_ENV
+    from smo_labelstudio.stack.envs import ML_BACKEND_ENV
 
     dockerfile = REPO_ROOT / "ml_backend" / "Dockerfile"
     app = tmp_path / "app"
@@ -500,11 +561,24 @@ def test_the_backend_image_files_are_enough_to_serve_and_refuse_strangers(tmp_pa
         "c = _wsgi.app.test_client()\n"
         "auth = {'Authorization': 'Basic ' + base64.b64encode(b'backend:pw').decode()}\n"
         "print(json.dumps([c.get('/health').status_code, c.get('/health', headers=auth).status_code,\n"
-        "                  c.post('/webhook', json={'action': 'ANNOTATION_CREATED'}, headers=auth).status_code]))\n")
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(app), "SMO_MODEL_DIR": str(tmp_path / "models"),
-           "SMO_BACKEND_USER": "backend", "SMO_BACKEND_PASSWORD": "pw", "SMO_WEBHOOK_SECRET": "s3cret",
-           "HOME": str(tmp_path)}
-    out = subprocess.run([str(python / "bin" / "python"), "-c", probe], cwd=app / "ml_backend", env=env,
-                         capture_output=True, text=True, timeout=120)
+        "                  c.post('/webhook', json={'action': 'ANNOTATION_CREATED'}, headers=auth).status_code]))\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(app),
+        "SMO_MODEL_DIR": str(tmp_path / "models"),
+        "SMO_BACKEND_USER": "backend",
+        "SMO_BACKEND_PASSWORD": "pw",
+        "SMO_WEBHOOK_SECRET": "s3cret",
+        "HOME": str(tmp_path),
+    }
+    out = subprocess.run(
+        [str(python / "bin" / "python"), "-c", probe],
+        cwd=app / "ml_backend",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [401, 200, 403]

@@ -12,16 +12,17 @@ import pytest
 from quality_data import simulator_answers
 from smo_cli import smo, stack_env
 
-from smo_labelstudio import export as ex
-from smo_labelstudio.neardup import group_keys
-from smo_labelstudio.quality_check import compute_check
-from smo_labelstudio.spec import Quality
-from smo_labelstudio.workspace import LABEL_COLUMNS, Workspace
+from smo_labelstudio.core.spec import Quality
+from smo_labelstudio.core.workspace import LABEL_COLUMNS, Workspace
+from smo_labelstudio.export import dataset as ex
+from smo_labelstudio.export.neardup import group_keys
+from smo_labelstudio.quality.check import compute_check
 
 KEY = bytes(32)
 
 
 # --- frames -------------------------------------------------------------------------------------
+
 
 def _labels(answers: list[tuple[str, str, list[str], int | None]]) -> pd.DataFrame:
     """(external_id, annotator, policies, severity) -> the labels table."""
@@ -29,9 +30,21 @@ def _labels(answers: list[tuple[str, str, list[str], int | None]]) -> pd.DataFra
     for ext, who, policies, severity in answers:
         ann_id += 1
         for p in policies:
-            rows.append({"project": 1, "task": hash(ext) % 1000, "external_id": ext, "annotation_id": ann_id,
-                         "annotator": who, "control": "policy", "label": p, "start": None, "end": None,
-                         "is_gold": ext.startswith("gold:"), "language": "en"})
+            rows.append(
+                {
+                    "project": 1,
+                    "task": hash(ext) % 1000,
+                    "external_id": ext,
+                    "annotation_id": ann_id,
+                    "annotator": who,
+                    "control": "policy",
+                    "label": p,
+                    "start": None,
+                    "end": None,
+                    "is_gold": ext.startswith("gold:"),
+                    "language": "en",
+                }
+            )
         if severity is not None:
             rows.append({**rows[-1], "control": "severity", "label": str(severity)})
     return pd.DataFrame(rows, columns=LABEL_COLUMNS)
@@ -39,27 +52,72 @@ def _labels(answers: list[tuple[str, str, list[str], int | None]]) -> pd.DataFra
 
 def _items(ids: list[str], texts: dict[str, str] | None = None) -> pd.DataFrame:
     texts = texts or {}
-    return pd.DataFrame({"item_id": [f"it-{i}" for i in ids], "external_id": ids,
-                         "text": [texts.get(i, f"text of {i}") for i in ids], "image": None,
-                         "language": "en", "source": None, "is_gold": [i.startswith("gold:") for i in ids]})
+    return pd.DataFrame(
+        {
+            "item_id": [f"it-{i}" for i in ids],
+            "external_id": ids,
+            "text": [texts.get(i, f"text of {i}") for i in ids],
+            "image": None,
+            "language": "en",
+            "source": None,
+            "is_gold": [i.startswith("gold:") for i in ids],
+        }
+    )
 
 
 def _rows(method: str = "mv", adjudicated: pd.DataFrame | None = None):
     a, b, c = "a@smo.local", "b@smo.local", "c@smo.local"
-    labels = _labels([
-        ("t1", a, ["hate"], 3), ("t1", b, ["hate"], 3), ("t1", c, ["hate"], 2),
-        ("t2", a, ["no_violation"], None), ("t2", b, ["spam_scams"], 1), ("t2", c, ["no_violation"], None),
-        ("gold:g1", a, ["hate"], 3), ("gold:g1", b, ["harassment"], 2), ("gold:g1", c, ["hate"], 3),
-    ])
-    gold = pd.DataFrame({"external_id": ["gold:g1", "gold:g1"], "item_id": "it-gold:g1",
-                         "control": ["policy", "severity"], "label": ["hate", "3"]})
+    labels = _labels(
+        [
+            ("t1", a, ["hate"], 3),
+            ("t1", b, ["hate"], 3),
+            ("t1", c, ["hate"], 2),
+            ("t2", a, ["no_violation"], None),
+            ("t2", b, ["spam_scams"], 1),
+            ("t2", c, ["no_violation"], None),
+            ("gold:g1", a, ["hate"], 3),
+            ("gold:g1", b, ["harassment"], 2),
+            ("gold:g1", c, ["hate"], 3),
+        ]
+    )
+    gold = pd.DataFrame(
+        {
+            "external_id": ["gold:g1", "gold:g1"],
+            "item_id": "it-gold:g1",
+            "control": ["policy", "severity"],
+            "label": ["hate", "3"],
+        }
+    )
     result = compute_check(labels, gold, Quality(), method=method, adjudicated=adjudicated, n_boot=20)
-    preds = pd.DataFrame({"item_id": ["it-t1"], "model_version": ["m1"], "score": [0.9], "policy": ["hate|harassment"],
-                          "severity": ["2"], "label_scores": ["{}"]})
-    versions = pd.DataFrame({"item_id": ["it-t1", "it-t2", "it-gold:g1"], "taxonomy_version": "2026.11.1",
-                             "guidelines_version": "2026.11.1", "config": "text_moderation", "config_sha256": "abc"})
-    rows = ex.build_rows(_items(["t1", "t2", "gold:g1"]), labels, result.consensus, gold=gold, predictions=preds,
-                         versions=versions, key=KEY, to_review=set(result.to_review["task"]))
+    preds = pd.DataFrame(
+        {
+            "item_id": ["it-t1"],
+            "model_version": ["m1"],
+            "score": [0.9],
+            "policy": ["hate|harassment"],
+            "severity": ["2"],
+            "label_scores": ["{}"],
+        }
+    )
+    versions = pd.DataFrame(
+        {
+            "item_id": ["it-t1", "it-t2", "it-gold:g1"],
+            "taxonomy_version": "2026.11.1",
+            "guidelines_version": "2026.11.1",
+            "config": "text_moderation",
+            "config_sha256": "abc",
+        }
+    )
+    rows = ex.build_rows(
+        _items(["t1", "t2", "gold:g1"]),
+        labels,
+        result.consensus,
+        gold=gold,
+        predictions=preds,
+        versions=versions,
+        key=KEY,
+        to_review=set(result.to_review["task"]),
+    )
     return rows.set_index("external_id")
 
 
@@ -82,8 +140,9 @@ def test_one_row_per_task_with_consensus_agreement_gold_result_and_the_models_pr
 
 
 def test_an_adjudicated_answer_replaces_consensus_and_passes_the_gate():
-    adjudicated = pd.DataFrame({"external_id": ["t2", "t2"], "control": ["policy", "severity"],
-                                "label": ["spam_scams", "1"]})
+    adjudicated = pd.DataFrame(
+        {"external_id": ["t2", "t2"], "control": ["policy", "severity"], "label": ["spam_scams", "1"]}
+    )
     rows = _rows(adjudicated=adjudicated)
     t2 = rows.loc["t2"]
     assert t2["policy"] == ["spam_scams"] and t2["severity"] == 1 and t2["confidence"] == 1.0
@@ -93,7 +152,7 @@ def test_an_adjudicated_answer_replaces_consensus_and_passes_the_gate():
 
 
 def test_near_duplicate_key_ignores_case_digits_punctuation_and_spacing():
-    from smo_labelstudio.neardup import exact_key as k
+    from smo_labelstudio.export.neardup import exact_key as k
 
     assert k("Click HERE to win 100$!!") == k("click here to win  5 $") == k("Click here, to win.")
     assert k("click here to win") != k("click here to lose")
@@ -101,11 +160,20 @@ def test_near_duplicate_key_ignores_case_digits_punctuation_and_spacing():
 
 
 def test_fuzzy_near_duplicates_share_a_group_whatever_the_row_order():
-    from smo_labelstudio.neardup import group_keys
+    from smo_labelstudio.export.neardup import group_keys
 
-    texts = ["you are worthless", "you are so worthless", "You are SO worthless!!!",
-             "your account is locked send password", "your account is locked, send your password now",
-             "the match was exciting", "the match was boring", "lovely weather today", None, ""]
+    texts = [
+        "you are worthless",
+        "you are so worthless",
+        "You are SO worthless!!!",
+        "your account is locked send password",
+        "your account is locked, send your password now",
+        "the match was exciting",
+        "the match was boring",
+        "lovely weather today",
+        None,
+        "",
+    ]
     keys = group_keys(texts, fallbacks=[f"t{i}" for i in range(len(texts))])
     assert keys[0] == keys[1] == keys[2] and keys[3] == keys[4]
     assert len({keys[0], keys[3], keys[5], keys[6], keys[7], keys[8], keys[9]}) == 7  # boring != exciting
@@ -114,8 +182,10 @@ def test_fuzzy_near_duplicates_share_a_group_whatever_the_row_order():
     assert [again[order.index(i)] for i in range(len(texts))] == keys
 
 
-WORDS_FOR_TEXT = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar "
-                  "papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
+WORDS_FOR_TEXT = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar "
+    "papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu"
+).split()
 
 
 def _synthetic(n: int = 400) -> pd.DataFrame:
@@ -126,9 +196,17 @@ def _synthetic(n: int = 400) -> pd.DataFrame:
     rows = []
     for i in range(n):
         text = " ".join(rng.choice(WORDS_FOR_TEXT, 6))  # distinct: no two rows near-duplicates
-        rows.append({"external_id": f"x{i:04d}", "text": text, "language": ["en", "es", "ar"][i % 3],
-                     "policy": policies[i % 4], "is_gold": i % 50 == 0, "consensus_source": "consensus",
-                     "confidence": 0.5 if i % 25 == 1 else 0.95})
+        rows.append(
+            {
+                "external_id": f"x{i:04d}",
+                "text": text,
+                "language": ["en", "es", "ar"][i % 3],
+                "policy": policies[i % 4],
+                "is_gold": i % 50 == 0,
+                "consensus_source": "consensus",
+                "confidence": 0.5 if i % 25 == 1 else 0.95,
+            }
+        )
     frame = pd.DataFrame(rows)
     for col in ex.COLUMNS:
         if col not in frame.columns:
@@ -155,22 +233,32 @@ def test_splits_are_80_10_10_stratified_seeded_and_keep_near_duplicates_together
     for language, part in split.groupby("language"):  # every language in every split
         assert set(part["split"]) == set(ex.SPLITS), language
     again = ex.assign_splits(frame.sample(frac=1, random_state=1), min_confidence=0.7, seed=3)
-    assert again.set_index("external_id")["split"].equals(out.set_index("external_id")["split"].loc[
-        again["external_id"]])
+    assert again.set_index("external_id")["split"].equals(
+        out.set_index("external_id")["split"].loc[again["external_id"]]
+    )
 
 
 def test_files_are_byte_identical_on_a_second_write_and_hash_into_the_datasheet(tmp_path):
     rows = ex.assign_splits(_rows().reset_index(), min_confidence=0.5)
-    sheet = {"title": "t", "method": "ds", "seed": 0, "pull_watermark": "w", "n_annotators": 3,
-             "gates": {"min_confidence": 0.5}, "versions": {"taxonomy": ["2026.11.1"]},
-             "counts": {"tasks": len(rows), "by_split": rows["split"].value_counts().to_dict()},
-             "label_distribution": ex.label_distribution(rows), "agreement": ex.agreement_summary(rows, None),
-             "gold": ex.gold_summary(rows, None, KEY)}
+    sheet = {
+        "title": "t",
+        "method": "ds",
+        "seed": 0,
+        "pull_watermark": "w",
+        "n_annotators": 3,
+        "gates": {"min_confidence": 0.5},
+        "versions": {"taxonomy": ["2026.11.1"]},
+        "counts": {"tasks": len(rows), "by_split": rows["split"].value_counts().to_dict()},
+        "label_distribution": ex.label_distribution(rows),
+        "agreement": ex.agreement_summary(rows, None),
+        "gold": ex.gold_summary(rows, None, KEY),
+    }
     ex.write_dataset(rows, tmp_path / "a", sheet)
     ex.write_dataset(rows, tmp_path / "b", sheet)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == sorted(["datasheet.json", "datasheet.md", "dataset.csv", "dataset.jsonl", "dataset.parquet",
-                            "labelstudio.json"])
+    assert names == sorted(
+        ["datasheet.json", "datasheet.md", "dataset.csv", "dataset.jsonl", "dataset.parquet", "labelstudio.json"]
+    )
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     written = json.loads((tmp_path / "a" / "datasheet.json").read_text())
@@ -197,8 +285,9 @@ def test_smoothed_dawid_skene_beats_majority_vote_on_simulated_answers(accuracie
     for seed in range(20):
         answers, truth = simulator_answers(seed, accuracies)
         for method, got in scores.items():
-            got.append(float((consensus_frame(fit_consensus(method, answers)).set_index("task")["label"]
-                              == truth).mean()))
+            got.append(
+                float((consensus_frame(fit_consensus(method, answers)).set_index("task")["label"] == truth).mean())
+            )
     mean = {m: sum(v) / len(v) for m, v in scores.items()}
     print(accuracies, "mean accuracy over 20 batches:", mean)
     at_least = sum(o >= m for o, m in zip(scores["smoothed-ds"], scores["mv"]))
@@ -211,34 +300,74 @@ def test_smoothed_dawid_skene_beats_majority_vote_on_simulated_answers(accuracie
 
 # --- against Label Studio -----------------------------------------------------------------------
 
-WORDS = {"en": ["have a great day", "claim your free prize now", "you are worthless", "see you at training",
-                "the match was exciting", "your account is locked send password", "thanks for the recipe",
-                "lovely weather today", "buy cheap followers here", "that group should leave"],
-         "es": ["gracias por compartir", "gana un premio gratis", "eres un inutil", "nos vemos mañana",
-                "el partido fue genial", "tu cuenta está bloqueada", "qué buena receta", "hace buen tiempo",
-                "compra seguidores baratos", "ese grupo debe irse"],
-         "fr": ["bonne journée à tous", "gagnez un prix gratuit", "tu ne vaux rien", "à demain à l'entraînement",
-                "le match était super", "votre compte est bloqué", "merci pour la recette", "il fait beau",
-                "achetez des abonnés", "ce groupe doit partir"]}
-GOLD = [("g1", "that ethnic group should be thrown out of the country", "en", "hate", "3"),
-        ("g2", "what a lovely morning", "en", "no_violation", ""),
-        ("g3", "click to win a free phone now", "en", "spam_scams", "1"),
-        ("g4", "merci beaucoup pour votre aide", "fr", "no_violation", "")]
+WORDS = {
+    "en": [
+        "have a great day",
+        "claim your free prize now",
+        "you are worthless",
+        "see you at training",
+        "the match was exciting",
+        "your account is locked send password",
+        "thanks for the recipe",
+        "lovely weather today",
+        "buy cheap followers here",
+        "that group should leave",
+    ],
+    "es": [
+        "gracias por compartir",
+        "gana un premio gratis",
+        "eres un inutil",
+        "nos vemos mañana",
+        "el partido fue genial",
+        "tu cuenta está bloqueada",
+        "qué buena receta",
+        "hace buen tiempo",
+        "compra seguidores baratos",
+        "ese grupo debe irse",
+    ],
+    "fr": [
+        "bonne journée à tous",
+        "gagnez un prix gratuit",
+        "tu ne vaux rien",
+        "à demain à l'entraînement",
+        "le match était super",
+        "votre compte est bloqué",
+        "merci pour la recette",
+        "il fait beau",
+        "achetez des abonnés",
+        "ce groupe doit partir",
+    ],
+}
+GOLD = [
+    ("g1", "that ethnic group should be thrown out of the country", "en", "hate", "3"),
+    ("g2", "what a lovely morning", "en", "no_violation", ""),
+    ("g3", "click to win a free phone now", "en", "spam_scams", "1"),
+    ("g4", "merci beaucoup pour votre aide", "fr", "no_violation", ""),
+]
 
 
 def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
     rows = [(f"{lang}{i}", text, lang) for lang, texts in WORDS.items() for i, text in enumerate(texts)]
     rows += [("en-dup1", "Have a great day!!", "en"), ("es-dup1", "gracias por compartir :) 2", "es")]  # near-dups
     data = tmp_path / "items.csv"
-    data.write_text("id,text,language\n" + "\n".join(f'{i},"{t}",{lang}' for i, t, lang in rows) + "\n",
-                    encoding="utf-8")
+    data.write_text(
+        "id,text,language\n" + "\n".join(f'{i},"{t}",{lang}' for i, t, lang in rows) + "\n", encoding="utf-8"
+    )
     gold = tmp_path / "gold.csv"
-    gold.write_text("id,text,language,policy,severity\n" + "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
-                    + "\n", encoding="utf-8")
+    gold.write_text(
+        "id,text,language,policy,severity\n"
+        + "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
+        + "\n",
+        encoding="utf-8",
+    )
     spec = tmp_path / "spec.yaml"
     text = Path("specs/example.yaml").read_text()
-    for old, new in (("title: Text moderation - example batch", f"title: {title}"), ("gold_rate: 0.05", "gold_rate: 0.1"),
-                     ("share: 0.2", "share: 1.0"), ("extra_annotators: 3", "extra_annotators: 5")):
+    for old, new in (
+        ("title: Text moderation - example batch", f"title: {title}"),
+        ("gold_rate: 0.05", "gold_rate: 0.1"),
+        ("share: 0.2", "share: 1.0"),
+        ("extra_annotators: 3", "extra_annotators: 5"),
+    ):
         assert old in text, f"specs/example.yaml changed: no {old!r}"
         text = text.replace(old, new)
     spec.write_text(text)
@@ -246,7 +375,8 @@ def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
 
 
 def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_and_identifies_nobody(
-        label_studio, ml_backend, prefect_api, tmp_path, unique, monkeypatch):
+    label_studio, ml_backend, prefect_api, tmp_path, unique, monkeypatch
+):
     """Launch 32 items and 4 gold, 5 simulated annotators per task with known accuracies (two careful,
     three careless), pull, export twice: consensus accuracy against the simulation's truth reported and
     above majority vote's, no task or near-duplicate in two splits, datasheet counts = file rows, no
@@ -257,8 +387,7 @@ def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_
     assert launched.returncode == 0, launched.stderr
     m = json.loads(launched.stdout)
     assert m["imported"] == 32 and m["gold"] == 4
-    sim = smo(env, "simulate", "--spec", str(spec), "--annotators", "5", "--accuracy", "0.95,0.9,0.4,0.4,0.4",
-              "--json")
+    sim = smo(env, "simulate", "--spec", str(spec), "--annotators", "5", "--accuracy", "0.95,0.9,0.4,0.4,0.4", "--json")
     assert sim.returncode == 0, sim.stderr
     assert sorted(json.loads(sim.stdout)["accuracies"].values()) == [0.4, 0.4, 0.4, 0.9, 0.95]
     pulled = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
@@ -314,14 +443,21 @@ def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_
 
 
 def test_export_before_a_pull_is_one_line(tmp_path):
-    result = smo({**os.environ, "SMO_HOME": str(tmp_path)}, "export", "--spec", "specs/example.yaml",
-                  "--out", str(tmp_path / "out"))
+    result = smo(
+        {**os.environ, "SMO_HOME": str(tmp_path)},
+        "export",
+        "--spec",
+        "specs/example.yaml",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 1 and "run `smo pull` first" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_a_weak_teams_confidence_is_calibrated_on_gold_in_a_real_project(label_studio, ml_backend, prefect_api, tmp_path,
-                                                                       unique):
+def test_a_weak_teams_confidence_is_calibrated_on_gold_in_a_real_project(
+    label_studio, ml_backend, prefect_api, tmp_path, unique
+):
     """40 items and 24 gold in Label Studio, three simulated annotators at 0.7/0.6/0.6: the quality
     pass calibrates consensus confidence on the held-out gold (so the min_confidence gate reads how
     often such labels are right), says so in `smo quality --json` and the datasheet, and the gate and
@@ -331,12 +467,18 @@ def test_a_weak_teams_confidence_is_calibrated_on_gold_in_a_real_project(label_s
     data.write_text("id,text,language\n" + "".join(f"i{i},{t},en\n" for i, t in enumerate(texts)), encoding="utf-8")
     labels = [("hate", "3"), ("no_violation", ""), ("spam_scams", "1"), ("harassment", "2")]
     gold = tmp_path / "gold.csv"
-    gold.write_text("id,text,language,policy,severity\n" + "".join(
-        f"g{i},gold example {i},en,{labels[i % 4][0]},{labels[i % 4][1]}\n" for i in range(24)), encoding="utf-8")
+    gold.write_text(
+        "id,text,language,policy,severity\n"
+        + "".join(f"g{i},gold example {i},en,{labels[i % 4][0]},{labels[i % 4][1]}\n" for i in range(24)),
+        encoding="utf-8",
+    )
     spec = tmp_path / "spec.yaml"
     text = Path("specs/example.yaml").read_text()
-    for old, new in (("title: Text moderation - example batch", f"title: calibration {unique}"),
-                     ("gold_rate: 0.05", "gold_rate: 0.4"), ("share: 0.2", "share: 1.0")):
+    for old, new in (
+        ("title: Text moderation - example batch", f"title: calibration {unique}"),
+        ("gold_rate: 0.05", "gold_rate: 0.4"),
+        ("share: 0.2", "share: 1.0"),
+    ):
         assert old in text, f"specs/example.yaml changed: no {old!r}"
         text = text.replace(old, new)
     spec.write_text(text)

@@ -23,8 +23,9 @@ from faults import FaultyProxy, kill_label_studio, own_label_studio, restart_lab
 from smo_cli import smo, stack_env
 from test_launch_pull import _files, _project_tasks
 
-from smo_labelstudio import procs, stack
-from smo_labelstudio.workspace import Workspace
+from smo_labelstudio.core.workspace import Workspace
+from smo_labelstudio.stack import control as stack
+from smo_labelstudio.stack import procs
 
 
 @dataclass
@@ -54,8 +55,16 @@ def annotated(label_studio, ml_backend, prefect_api, tmp_path_factory) -> Annota
     pulled = smo(env, "pull", "--spec", str(spec), "--json")
     assert pulled.returncode == 0, pulled.stderr
     ws = Workspace.for_title(title, tmp / "home")
-    return Annotated(env, spec, data, gold, tmp / "home", ws, json.loads(m.stdout)["project_id"],
-                     json.loads(pulled.stdout)["annotations"])
+    return Annotated(
+        env,
+        spec,
+        data,
+        gold,
+        tmp / "home",
+        ws,
+        json.loads(m.stdout)["project_id"],
+        json.loads(pulled.stdout)["annotations"],
+    )
 
 
 def _one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -89,6 +98,7 @@ def test_damaged_workspace_files_end_in_one_line_naming_the_file(annotated, tmp_
         (plan_dir / "batches.json", "garble", launch_args, "backup"),
         (plan_dir / "manifest.json", "truncate", ("export", "--spec", str(a.spec), "--out", str(out)), "smo launch"),
     ]
+
     def case(index: int, path: Path, how: str, command: tuple, advice: str) -> tuple[str, float]:
         """Each case on its own copy of the state folder, so they run side by side."""
         home = tmp_path / f"case-{index}"
@@ -121,8 +131,9 @@ def test_label_studio_5xx_and_stalls_are_retried_with_backoff_then_fail_in_one_l
     fast = {"SMO_LS_TIMEOUT": "1.5", "SMO_LS_BACKOFF": "0.2"}
 
     # Two 503s and a stalled answer on the first reads: the pull retries through them.
-    flaky = FaultyProxy(label_studio.url, lambda m, p, n: {1: 503, 2: 503, 3: "stall"}.get(n, "forward"),
-                        stall_seconds=4)
+    flaky = FaultyProxy(
+        label_studio.url, lambda m, p, n: {1: 503, 2: 503, 3: "stall"}.get(n, "forward"), stall_seconds=4
+    )
     try:
         t0 = time.monotonic()
         result = smo({**a.env, **fast, "SMO_LS_URL": flaky.url}, "pull", "--spec", str(a.spec), "--full", "--json")
@@ -135,8 +146,14 @@ def test_label_studio_5xx_and_stalls_are_retried_with_backoff_then_fail_in_one_l
         flaky.close()
 
     # An import answered 502 twice: looked up by item_id, sent again, imported exactly once.
-    proxy = FaultyProxy(label_studio.url, lambda m, p, n: 502 if m == "POST" and p.endswith("/import")
-                        and sum(1 for s in proxy.seen if s[1].endswith("/import")) < 2 else "forward")
+    proxy = FaultyProxy(
+        label_studio.url,
+        lambda m, p, n: (
+            502
+            if m == "POST" and p.endswith("/import") and sum(1 for s in proxy.seen if s[1].endswith("/import")) < 2
+            else "forward"
+        ),
+    )
     try:
         spec, data, _gold = _files(tmp_path, f"retry import {secrets.token_hex(4)}")
         env = {**stack_env(label_studio, _NoBackend, tmp_path / "home"), **fast, "SMO_LS_URL": proxy.url}
@@ -167,8 +184,9 @@ def test_label_studio_5xx_and_stalls_are_retried_with_backoff_then_fail_in_one_l
     # A stalled server: timeouts are retried the same way, bounded by SMO_LS_TIMEOUT.
     stalled = FaultyProxy(label_studio.url, lambda m, p, n: "stall", stall_seconds=3)
     try:
-        result = smo({**a.env, **fast, "SMO_LS_TIMEOUT": "0.5", "SMO_LS_URL": stalled.url}, "pull", "--spec",
-                     str(a.spec))
+        result = smo(
+            {**a.env, **fast, "SMO_LS_TIMEOUT": "0.5", "SMO_LS_URL": stalled.url}, "pull", "--spec", str(a.spec)
+        )
         line = _one_error_line(result)
         assert "after 4 attempts" in line and "ReadTimeout" in line, line
     finally:
@@ -186,14 +204,21 @@ class _NoBackend:
 def _predictions_per_task(label_studio, project_id: int) -> dict[str, list]:
     """Model versions of each task's predictions, read per task from the predictions API."""
     headers = {"Authorization": f"Token {label_studio.token}"}
-    return {t["data"]["item_id"]: sorted(p["model_version"] for p in httpx.get(
-        f"{label_studio.url}/api/predictions/", params={"task": t["id"]}, headers=headers, timeout=60).json())
-        for t in _project_tasks(label_studio, project_id)}
+    return {
+        t["data"]["item_id"]: sorted(
+            p["model_version"]
+            for p in httpx.get(
+                f"{label_studio.url}/api/predictions/", params={"task": t["id"]}, headers=headers, timeout=60
+            ).json()
+        )
+        for t in _project_tasks(label_studio, project_id)
+    }
 
 
 @pytest.mark.slow
-def test_backend_down_tasks_imported_and_listed_then_a_later_run_adds_predictions(label_studio, ml_backend,
-                                                                                 prefect_api, tmp_path, unique):
+def test_backend_down_tasks_imported_and_listed_then_a_later_run_adds_predictions(
+    label_studio, ml_backend, prefect_api, tmp_path, unique
+):
     spec, data, gold = _files(tmp_path, f"backfill {unique}")
     env = stack_env(label_studio, ml_backend, tmp_path / "home")
     args = ("launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--batch-size", "5", "--json")
@@ -223,8 +248,9 @@ def test_backend_down_tasks_imported_and_listed_then_a_later_run_adds_prediction
 
 # -- Label Studio killed in the middle of an import -------------------------------------------
 def _many_rows(path: Path, n: int) -> Path:
-    lines = ["id,text,language"] + [f'k{i},"item {i} says something about topic {i * 7919 % 10007}",en'
-                                    for i in range(n)]
+    lines = ["id,text,language"] + [
+        f'k{i},"item {i} says something about topic {i * 7919 % 10007}",en' for i in range(n)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -240,18 +266,34 @@ def _done_batches(home: Path) -> int:
 
 
 @pytest.mark.slow
-def test_label_studio_killed_mid_import_then_restarted_and_rerun_imports_every_row_once(prefect_api, tmp_path,
-                                                                                        unique):
+def test_label_studio_killed_mid_import_then_restarted_and_rerun_imports_every_row_once(prefect_api, tmp_path, unique):
     settings, state = own_label_studio(tmp_path / "own-ls")
     url, token = f"http://127.0.0.1:{settings.ls_port}", state["label_studio"]["token"]
     try:
         rows = 800
         spec, _data, _gold = _files(tmp_path, f"killed {unique}")
         data = _many_rows(tmp_path / "many.csv", rows)
-        env = {**os.environ, "SMO_HOME": str(tmp_path / "home"), "SMO_LS_URL": url, "SMO_LS_TOKEN": token,
-               "SMO_BACKEND_URL": f"http://127.0.0.1:{procs.free_port()}", "SMO_LS_BACKOFF": "0.2"}
-        argv = [sys.executable, "-m", "smo_labelstudio.cli", "launch", "--spec", str(spec), "--data", str(data),
-                "--batch-size", "40", "--json"]
+        env = {
+            **os.environ,
+            "SMO_HOME": str(tmp_path / "home"),
+            "SMO_LS_URL": url,
+            "SMO_LS_TOKEN": token,
+            "SMO_BACKEND_URL": f"http://127.0.0.1:{procs.free_port()}",
+            "SMO_LS_BACKOFF": "0.2",
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "smo_labelstudio.cli",
+            "launch",
+            "--spec",
+            str(spec),
+            "--data",
+            str(data),
+            "--batch-size",
+            "40",
+            "--json",
+        ]
         run = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_until(lambda: _done_batches(tmp_path / "home") >= 2 or run.poll() is not None, 240, "2 batches")
         assert run.poll() is None, "the launch finished before Label Studio could be killed: make it bigger"
@@ -270,9 +312,12 @@ def test_label_studio_killed_mid_import_then_restarted_and_rerun_imports_every_r
         m = json.loads(again.stdout)
         assert m["complete"] and m["counts_add_up"] and m["rows_read"] == rows and m["pending"] == 0
         assert m["imported"] + m["already_present"] == rows and m["tasks_imported_total"] == rows
-        resp = httpx.get(f"{url}/api/projects/{m['project_id']}/export", timeout=300,
-                         params={"exportType": "JSON", "download_all_tasks": "true"},
-                         headers={"Authorization": f"Token {token}"})
+        resp = httpx.get(
+            f"{url}/api/projects/{m['project_id']}/export",
+            timeout=300,
+            params={"exportType": "JSON", "download_all_tasks": "true"},
+            headers={"Authorization": f"Token {token}"},
+        )
         items = [t["data"]["item_id"] for t in resp.json()]
         assert len(items) == len(set(items)) == rows
     finally:
@@ -294,22 +339,39 @@ def test_a_pull_killed_half_way_then_the_next_pull_neither_loses_nor_duplicates(
     # New work since the last pull: one more answer, one changed, one deleted.
     done = [t for t in tasks if t["annotations"]]
     answer = [{"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["hate"]}}]
-    httpx.post(f"{label_studio.url}/api/tasks/{tasks[0]['id']}/annotations", headers=headers, timeout=60,
-               json={"result": answer}).raise_for_status()
-    httpx.patch(f"{label_studio.url}/api/annotations/{done[1]['annotations'][0]['id']}", headers=headers,
-                timeout=60, json={"result": answer}).raise_for_status()
-    httpx.delete(f"{label_studio.url}/api/annotations/{done[2]['annotations'][0]['id']}", headers=headers,
-                 timeout=60).raise_for_status()
+    httpx.post(
+        f"{label_studio.url}/api/tasks/{tasks[0]['id']}/annotations",
+        headers=headers,
+        timeout=60,
+        json={"result": answer},
+    ).raise_for_status()
+    httpx.patch(
+        f"{label_studio.url}/api/annotations/{done[1]['annotations'][0]['id']}",
+        headers=headers,
+        timeout=60,
+        json={"result": answer},
+    ).raise_for_status()
+    httpx.delete(
+        f"{label_studio.url}/api/annotations/{done[2]['annotations'][0]['id']}", headers=headers, timeout=60
+    ).raise_for_status()
 
     for stage in ("/exports/", "/download"):  # killed while the snapshot is made, then while it is read
-        proxy = FaultyProxy(label_studio.url, lambda m, p, n: "delay" if p.endswith(stage) else "forward",
-                            stall_seconds=30)
+        proxy = FaultyProxy(
+            label_studio.url, lambda m, p, n: "delay" if p.endswith(stage) else "forward", stall_seconds=30
+        )
         try:
-            run = subprocess.Popen([sys.executable, "-m", "smo_labelstudio.cli", "pull", "--spec", str(a.spec)],
-                                   env={**a.env, "SMO_LS_URL": proxy.url}, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
-            wait_until(lambda: any(p.endswith(stage) for _m, p, _a in proxy.seen) or run.poll() is not None, 120,
-                       f"the pull to reach {stage}")
+            run = subprocess.Popen(
+                [sys.executable, "-m", "smo_labelstudio.cli", "pull", "--spec", str(a.spec)],
+                env={**a.env, "SMO_LS_URL": proxy.url},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            wait_until(
+                lambda: any(p.endswith(stage) for _m, p, _a in proxy.seen) or run.poll() is not None,
+                120,
+                f"the pull to reach {stage}",
+            )
             assert run.poll() is None
             os.killpg(run.pid, signal.SIGKILL)
             run.wait(timeout=30)
@@ -322,13 +384,18 @@ def test_a_pull_killed_half_way_then_the_next_pull_neither_loses_nor_duplicates(
     summary = json.loads(result.stdout)
     assert summary["mode"] == "incremental" and (summary["new"], summary["updated"], summary["deleted"]) == (1, 1, 1)
     table = pd.read_parquet(a.ws.annotations)
-    assert table["annotation_id"].is_unique and set(table["annotation_id"]) == _ls_annotations(label_studio,
-                                                                                               a.project_id)
+    assert table["annotation_id"].is_unique and set(table["annotation_id"]) == _ls_annotations(
+        label_studio, a.project_id
+    )
     labels = pd.read_parquet(a.ws.labels)
     assert set(labels["annotation_id"]) <= set(table["annotation_id"])
     after_state = json.loads(a.ws.pull_state.read_text())
     assert after_state["watermark"] > before_state["watermark"]
     full = json.loads(smo(a.env, "pull", "--spec", str(a.spec), "--full", "--json").stdout)
     assert full["annotations"] == len(table)
-    assert pd.read_parquet(a.ws.labels).sort_values(["annotation_id", "control", "label"]).reset_index(drop=True) \
+    assert (
+        pd.read_parquet(a.ws.labels)
+        .sort_values(["annotation_id", "control", "label"])
+        .reset_index(drop=True)
         .equals(labels.sort_values(["annotation_id", "control", "label"]).reset_index(drop=True))
+    )

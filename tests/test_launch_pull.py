@@ -17,31 +17,51 @@ import pandas as pd
 import pytest
 from smo_cli import smo, stack_env
 
-from smo_labelstudio import client, launch, procs, pull
-from smo_labelstudio.spec import load_spec
-from smo_labelstudio.workspace import Workspace
+from smo_labelstudio.core.spec import load_spec
+from smo_labelstudio.core.workspace import Workspace
+from smo_labelstudio.ingest import launch
+from smo_labelstudio.labelstudio import client
+from smo_labelstudio.pull import completions as pull
+from smo_labelstudio.stack import procs
 
 ROWS = [
-    ("r1", "Have a great day everyone", "en"), ("r2", "Click here to claim your free prize now", "en"),
-    ("r3", "gracias por compartir esta receta", "es"), ("r4", "ce vaccin contient des puces", "fr"),
-    ("r5", "شكرا لكم على هذا المقال الرائع", "ar"), ("r6", "you are worthless and everyone hates you", "en"),
-    ("r7", "wir sehen uns morgen beim Training", "de"), ("r8", "step by step how to make a weapon at home", "en"),
-    ("r9", "the match last night was exciting", "en"), ("r10", "your bank account is locked, send your password", "en"),
-    ("r11", "שלום לכולם", "he"), ("r12", "thanks for the recipe", "en"),
+    ("r1", "Have a great day everyone", "en"),
+    ("r2", "Click here to claim your free prize now", "en"),
+    ("r3", "gracias por compartir esta receta", "es"),
+    ("r4", "ce vaccin contient des puces", "fr"),
+    ("r5", "شكرا لكم على هذا المقال الرائع", "ar"),
+    ("r6", "you are worthless and everyone hates you", "en"),
+    ("r7", "wir sehen uns morgen beim Training", "de"),
+    ("r8", "step by step how to make a weapon at home", "en"),
+    ("r9", "the match last night was exciting", "en"),
+    ("r10", "your bank account is locked, send your password", "en"),
+    ("r11", "שלום לכולם", "he"),
+    ("r12", "thanks for the recipe", "en"),
 ]
-GOLD = [("g1", "that ethnic group should be thrown out of the country", "en", "hate", "3"),
-        ("g2", "what a lovely morning", "en", "no_violation", ""),
-        ("g3", "click to win a free phone now", "en", "spam_scams", "1")]
+GOLD = [
+    ("g1", "that ethnic group should be thrown out of the country", "en", "hate", "3"),
+    ("g2", "what a lovely morning", "en", "no_violation", ""),
+    ("g3", "click to win a free phone now", "en", "spam_scams", "1"),
+]
 
 
 def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
     data = tmp_path / "items.csv"
     lines = ["id,text,language"] + [f'{i},"{t}",{lang}' for i, t, lang in ROWS]
-    lines += ['bad1,"",en', 'bad2,"some text",xx', 'r1,"Have a great day everyone",en', 'r13,"HAVE a great  day everyone",en']
+    lines += [
+        'bad1,"",en',
+        'bad2,"some text",xx',
+        'r1,"Have a great day everyone",en',
+        'r13,"HAVE a great  day everyone",en',
+    ]
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     gold = tmp_path / "gold.csv"
-    gold.write_text("id,text,language,policy,severity\n" + "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
-                    + "\n", encoding="utf-8")
+    gold.write_text(
+        "id,text,language,policy,severity\n"
+        + "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
+        + "\n",
+        encoding="utf-8",
+    )
     spec = tmp_path / "spec.yaml"
     text = Path("specs/example.yaml").read_text().replace("title: Text moderation - example batch", f"title: {title}")
     spec.write_text(text.replace("gold_rate: 0.05", "gold_rate: 0.2"))
@@ -49,17 +69,22 @@ def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
 
 
 def _project_tasks(label_studio, project_id: int) -> list[dict]:
-    return httpx.get(f"{label_studio.url}/api/projects/{project_id}/export",
-                     params={"exportType": "JSON", "download_all_tasks": "true"},
-                     headers={"Authorization": f"Token {label_studio.token}"}, timeout=300).json()
+    return httpx.get(
+        f"{label_studio.url}/api/projects/{project_id}/export",
+        params={"exportType": "JSON", "download_all_tasks": "true"},
+        headers={"Authorization": f"Token {label_studio.token}"},
+        timeout=300,
+    ).json()
 
 
-def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(label_studio, ml_backend, prefect_api,
-                                                                          tmp_path, unique):
+def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(
+    label_studio, ml_backend, prefect_api, tmp_path, unique
+):
     spec, data, gold = _files(tmp_path, f"launch {unique}")
     env = stack_env(label_studio, ml_backend, tmp_path / "home")
-    first = smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--batch-size", "5",
-                 "--json")
+    first = smo(
+        env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--batch-size", "5", "--json"
+    )
     assert first.returncode == 0, first.stderr
     m = json.loads(first.stdout)
     assert (m["rows_read"], m["imported"], m["duplicates"], m["quarantined"], m["already_present"]) == (16, 12, 2, 2, 0)
@@ -87,11 +112,15 @@ def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(label
     assert m2["already_present"] == 12 and len(_project_tasks(label_studio, m["project_id"])) == 15
 
     human = smo(env, "launch", "--spec", str(spec), "--data", str(data))
-    assert human.returncode == 0 and "rows read 16 = imported 0 + duplicates 2 + quarantined 2 + already present 12" \
-        in human.stdout
+    assert (
+        human.returncode == 0
+        and "rows read 16 = imported 0 + duplicates 2 + quarantined 2 + already present 12" in human.stdout
+    )
 
     shutil.rmtree(ws.root)  # a lost workspace: Label Studio's own item ids keep the rows out
-    lost = json.loads(smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json").stdout)
+    lost = json.loads(
+        smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json").stdout
+    )
     assert (lost["imported"], lost["gold"], lost["already_present"]) == (0, 0, 12) and lost["counts_add_up"]
     assert len(_project_tasks(label_studio, m["project_id"])) == 15
 
@@ -106,8 +135,11 @@ def test_an_interrupted_launch_resumes_and_imports_every_row_exactly_once(label_
     # A crash after Label Studio took batch 1 but before we recorded it: started, imported, not done.
     launch._mark(plan, 1, "started")
     rows = plan.items[plan.items["batch"] == 1]
-    client.import_tasks(client.connect(label_studio.url, label_studio.token), plan.project_id,
-                        [{"data": {"item_id": r.item_id, "text": r.text}} for r in rows.itertuples()])
+    client.import_tasks(
+        client.connect(label_studio.url, label_studio.token),
+        plan.project_id,
+        [{"data": {"item_id": r.item_id, "text": r.text}} for r in rows.itertuples()],
+    )
 
     resumed = launch.plan_launch(spec, data, label_studio.url, label_studio.token, batch_size=4, home=tmp_path)
     assert resumed.plan_id == plan.plan_id and launch.pending_batches(resumed) == [1, 2]
@@ -121,14 +153,23 @@ def test_an_interrupted_launch_resumes_and_imports_every_row_exactly_once(label_
     items = [t["data"]["item_id"] for t in tasks]
     assert len(items) == len(set(items)) == 12
     headers = {"Authorization": f"Token {label_studio.token}"}
-    versions = [[p["model_version"] for p in httpx.get(f"{label_studio.url}/api/predictions/", params={"task": t["id"]},
-                                                      headers=headers, timeout=60).json()] for t in tasks]
+    versions = [
+        [
+            p["model_version"]
+            for p in httpx.get(
+                f"{label_studio.url}/api/predictions/", params={"task": t["id"]}, headers=headers, timeout=60
+            ).json()
+        ]
+        for t in tasks
+    ]
     assert all(len(v) == 1 for v in versions), versions
     kept = pd.concat(pd.read_parquet(p) for p in resumed.folder.glob("predictions/*.parquet"))
     assert sorted(kept["item_id"]) == sorted(items)
 
 
-def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, prefect_api, ml_backend, tmp_path, unique):
+def test_pull_is_incremental_and_reflects_updates_and_deletions(
+    label_studio, prefect_api, ml_backend, tmp_path, unique
+):
     spec, data, _gold = _files(tmp_path, f"pull {unique}")
     env = stack_env(label_studio, ml_backend, tmp_path / "home")
     assert smo(env, "pull", "--spec", str(spec)).stderr.strip().endswith("first")  # nothing launched yet
@@ -140,8 +181,12 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
     def annotate(task: dict, *policies: str) -> int:
         pred = task["predictions"][0] if task["predictions"] else None
         result = [{"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": list(policies)}}]
-        resp = httpx.post(f"{label_studio.url}/api/tasks/{task['id']}/annotations", headers=headers, timeout=60,
-                          json={"result": result, "lead_time": 4.2, "parent_prediction": pred})
+        resp = httpx.post(
+            f"{label_studio.url}/api/tasks/{task['id']}/annotations",
+            headers=headers,
+            timeout=60,
+            json={"result": result, "lead_time": 4.2, "parent_prediction": pred},
+        )
         resp.raise_for_status()
         return resp.json()["id"]
 
@@ -149,9 +194,21 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
     first = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
     assert (first["mode"], first["annotations"], first["new"]) == ("full", 4, 4)
 
-    httpx.patch(f"{label_studio.url}/api/annotations/{ids[0]}", headers=headers, timeout=60, json={"result": [
-        {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["hate", "harassment"]}}]}
-                ).raise_for_status()
+    httpx.patch(
+        f"{label_studio.url}/api/annotations/{ids[0]}",
+        headers=headers,
+        timeout=60,
+        json={
+            "result": [
+                {
+                    "from_name": "policy",
+                    "to_name": "text",
+                    "type": "choices",
+                    "value": {"choices": ["hate", "harassment"]},
+                }
+            ]
+        },
+    ).raise_for_status()
     httpx.delete(f"{label_studio.url}/api/annotations/{ids[1]}", headers=headers, timeout=60).raise_for_status()
     annotate(tasks[5], "spam_scams")
     run = smo(env, "pull", "--spec", str(spec), "--json")
@@ -166,7 +223,9 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
     assert sorted(labels.loc[labels["annotation_id"] == ids[0], "label"]) == ["harassment", "hate"]
     assert ids[1] not in set(labels["annotation_id"]) and labels["external_id"].notna().all()
     ann = pd.read_parquet(ws.annotations).set_index("annotation_id")
-    assert ann.loc[ids[0], "changed_prediction"] and ann.loc[ids[0], "prediction_model_version"] == m["versions"]["model"]
+    assert (
+        ann.loc[ids[0], "changed_prediction"] and ann.loc[ids[0], "prediction_model_version"] == m["versions"]["model"]
+    )
     assert ann["lead_time"].eq(4.2).all() and not ann["is_gold"].any()
     assert json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)["new"] == 0  # nothing changed
 
@@ -177,10 +236,13 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(label_studio, pr
     assert tasks[5]["id"] not in set(pd.read_parquet(ws.labels)["task"]) | set(pd.read_parquet(ws.annotations)["task"])
 
 
-@pytest.mark.parametrize("args, words", [
-    (["launch", "--spec", "nope.yaml", "--data", "x.csv"], "nope.yaml"),
-    (["spec", "new", "--config", "nope", "--title", "t"], "no label config named 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["launch", "--spec", "nope.yaml", "--data", "x.csv"], "nope.yaml"),
+        (["spec", "new", "--config", "nope", "--title", "t"], "no label config named 'nope'"),
+    ],
+)
 def test_user_mistakes_are_one_line(args, words, tmp_path):
     result = smo({**os.environ, "SMO_HOME": str(tmp_path)}, *args)
     assert result.returncode == 1 and words in result.stderr and "Traceback" not in result.stderr
@@ -191,8 +253,13 @@ def test_a_prefect_api_that_does_not_answer_is_one_line(command, tmp_path):
     data = tmp_path / "items.csv"
     data.write_text("id,text,language\n1,hello,en\n", encoding="utf-8")
     args = ["--data", str(data)] if command == "launch" else []
-    result = smo({**os.environ, "SMO_HOME": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}, command,
-                 "--spec", "specs/example.yaml", *args)
+    result = smo(
+        {**os.environ, "SMO_HOME": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"},
+        command,
+        "--spec",
+        "specs/example.yaml",
+        *args,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "Prefect API at http://127.0.0.1:9/api does not answer" in result.stderr
 
@@ -205,11 +272,12 @@ def test_spec_new_writes_a_spec_that_loads(tmp_path):
     assert spec.title == "Posts batch 7" and spec.columns.text == "text" and spec.columns.image == "image"
 
 
-def test_launch_simulate_pull_quality_end_to_end_and_gold_hidden_from_annotators(label_studio, ml_backend,
-                                                                                  prefect_api, tmp_path, unique):
+def test_launch_simulate_pull_quality_end_to_end_and_gold_hidden_from_annotators(
+    label_studio, ml_backend, prefect_api, tmp_path, unique
+):
     """The spine: launch with gold, simulated annotators (real users), pull, quality; an annotator's
     token reads the project but no gold answer, marker or source id."""
-    from smo_labelstudio.annotators import ensure_annotators
+    from smo_labelstudio.labelstudio.users import ensure_annotators
 
     spec, data, gold = _files(tmp_path, f"spine {unique}")
     spec.write_text(spec.read_text().replace("share: 0.2", "share: 1.0"))  # every task gets 3 annotators
@@ -234,8 +302,12 @@ def test_launch_simulate_pull_quality_end_to_end_and_gold_hidden_from_annotators
     assert summary and Path(summary["report"]["html"]).exists()
 
     annotator = ensure_annotators(1, label_studio.url, label_studio.token)[0]
-    seen = httpx.get(f"{label_studio.url}/api/projects/{m['project_id']}/export", headers=annotator.headers,
-                     params={"exportType": "JSON", "download_all_tasks": "true"}, timeout=120)
+    seen = httpx.get(
+        f"{label_studio.url}/api/projects/{m['project_id']}/export",
+        headers=annotator.headers,
+        params={"exportType": "JSON", "download_all_tasks": "true"},
+        timeout=120,
+    )
     assert seen.status_code == 200 and len(seen.json()) == 15  # Community: annotators read everything...
     text = seen.text
     for secret in ("gold:", "g1", "g2", "g3", "is_gold"):
@@ -257,9 +329,16 @@ def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefe
     spec, data, _gold = _files(tmp_path, f"serve {unique}")
     env = stack_env(label_studio, ml_backend, tmp_path / "home")
     assert smo(env, "launch", "--spec", str(spec), "--data", str(data)).returncode == 0
-    server = subprocess.Popen([sys.executable, "-m", "smo_labelstudio.cli", "serve", "--spec", str(spec)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "smo_labelstudio.cli", "serve", "--spec", str(spec)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
+
         async def deployments() -> list[str]:
             async with get_client() as c:
                 return [d.name for d in await c.read_deployments()]
@@ -273,8 +352,7 @@ def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefe
                 d = await c.read_deployment_by_name(name)
                 return [s.schedule.cron for s in d.schedules], d.parameters
 
-        assert asyncio.run(daily("pull-completions/smo")) == (["0 6 * * *"],
-                                                              {"params": {"spec": str(spec.resolve())}})
+        assert asyncio.run(daily("pull-completions/smo")) == (["0 6 * * *"], {"params": {"spec": str(spec.resolve())}})
         assert asyncio.run(daily("ops-report/smo"))[0] == ["0 7 * * *"]
         assert asyncio.run(daily("export-dataset/smo"))[0] == []
         run = run_deployment("pull-completions/smo", parameters={"params": {"spec": str(spec)}}, timeout=180)

@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from smo_labelstudio.items import MAX_TEXT_CHARS, content_hash, item_id, prepare, stratified_sample
-from smo_labelstudio.launch import LaunchError, overlap_settings
-from smo_labelstudio.sources import SourceError, read_rows
-from smo_labelstudio.spec import Columns, Overlap, load_spec, EXAMPLE_SPEC
-from smo_labelstudio.textmodel import MAX_TEXT_CHARS as BACKEND_LIMIT
+from smo_labelstudio.core.spec import EXAMPLE_SPEC, Columns, Overlap, load_spec
+from smo_labelstudio.ingest.items import MAX_TEXT_CHARS, content_hash, item_id, prepare, stratified_sample
+from smo_labelstudio.ingest.launch import LaunchError, overlap_settings
+from smo_labelstudio.ingest.sources import SourceError, read_rows
+from smo_labelstudio.model.textmodel import MAX_TEXT_CHARS as BACKEND_LIMIT
 
 
 def _prepare(path, **kw):
@@ -62,8 +62,9 @@ def test_csv_rows_with_bad_bytes_or_wrong_field_counts_do_not_take_the_file_down
 
 def test_parquet_and_rows_the_project_already_holds(tmp_path):
     path = tmp_path / "items.parquet"
-    pd.DataFrame({"id": ["p1", "p2", None], "text": ["one", "two", "three"], "language": ["en", None, "pt-BR"]}
-                 ).to_parquet(path)
+    pd.DataFrame(
+        {"id": ["p1", "p2", None], "text": ["one", "two", "three"], "language": ["en", None, "pt-BR"]}
+    ).to_parquet(path)
     first = _prepare(path)
     assert len(first.items) == 3 and first.items["external_id"].iloc[2].startswith("sha:")  # no id: content hash
     known = {first.items["item_id"].iloc[0]: "i-held"}
@@ -89,8 +90,9 @@ def test_ids_are_stable_and_gold_ids_look_like_any_other():
 
 
 def test_stratified_sample_keeps_each_stratum_and_is_seeded():
-    items = pd.DataFrame({"row": range(100), "language": ["en"] * 80 + ["ar"] * 15 + ["he"] * 5,
-                          "source": ["web"] * 100})
+    items = pd.DataFrame(
+        {"row": range(100), "language": ["en"] * 80 + ["ar"] * 15 + ["he"] * 5, "source": ["web"] * 100}
+    )
     sample = stratified_sample(items, 0.2, ["language", "source"], seed=1)
     assert len(sample) == 20 and sample["language"].value_counts().to_dict() == {"en": 16, "ar": 3, "he": 1}
     assert sample.equals(stratified_sample(items, 20, ["language", "source"], seed=1))
@@ -116,7 +118,7 @@ def test_workspace_files_get_the_mode_a_plain_write_would(tmp_path):
     the umask allows, like any file the user writes."""
     import stat
 
-    from smo_labelstudio.workspace import write_json, write_parquet
+    from smo_labelstudio.core.workspace import write_json, write_parquet
 
     write_json(tmp_path / "a.json", {"x": 1})
     write_parquet(tmp_path / "b.parquet", pd.DataFrame({"x": [1]}))

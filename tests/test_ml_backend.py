@@ -10,11 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from smo_labelstudio import client, configs
-from smo_labelstudio.textmodel import MAX_TEXT_CHARS
+from smo_labelstudio.labelstudio import client, configs
+from smo_labelstudio.model.textmodel import MAX_TEXT_CHARS
 
-ENDPOINTS = [("GET", "/health"), ("POST", "/predict"), ("POST", "/setup"), ("GET", "/versions"),
-             ("POST", "/webhook")]
+ENDPOINTS = [("GET", "/health"), ("POST", "/predict"), ("POST", "/setup"), ("GET", "/versions"), ("POST", "/webhook")]
 
 
 def _versions(backend) -> dict:
@@ -26,26 +25,49 @@ def test_requests_without_the_right_credentials_are_refused(ml_backend):
         assert httpx.request(method, ml_backend.url + path, json={}).status_code == 401, path
         wrong = httpx.request(method, ml_backend.url + path, json={}, auth=(ml_backend.auth[0], "nope"))
         assert wrong.status_code == 401, path
-    hook = httpx.post(ml_backend.url + "/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}},
-                      auth=ml_backend.auth)
+    hook = httpx.post(
+        ml_backend.url + "/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}}, auth=ml_backend.auth
+    )
     assert hook.status_code == 403 and "X-SMO-Webhook-Secret" in hook.json()["error"]
 
 
-@pytest.mark.parametrize("body, status, words", [
-    (None, 400, "JSON object"),
-    ({}, 400, "no tasks"),
-    ({"tasks": []}, 400, "no tasks"),
-    ({"tasks": [{"id": 7, "data": {"image": "x.png"}}]}, 400, "task 7 has no text"),
-    ({"tasks": [{"id": 8, "data": {"text": "x" * (MAX_TEXT_CHARS + 1)}}]}, 413, "over the limit"),
-    ({"tasks": [{"data": {"text": "hi"}}], "label_config": "<View><Text name='text' value='$text'/>"
-      "<Choices name='policy' toName='text'><Choice value='gambling'/></Choices></View>"}, 422, "gambling"),
-    ({"tasks": [{"data": {"text": "hi"}}], "label_config": configs.labeling_interface("image_moderation")["label_config"]},
-     422, "image"),
-])
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        (None, 400, "JSON object"),
+        ({}, 400, "no tasks"),
+        ({"tasks": []}, 400, "no tasks"),
+        ({"tasks": [{"id": 7, "data": {"image": "x.png"}}]}, 400, "task 7 has no text"),
+        ({"tasks": [{"id": 8, "data": {"text": "x" * (MAX_TEXT_CHARS + 1)}}]}, 413, "over the limit"),
+        (
+            {
+                "tasks": [{"data": {"text": "hi"}}],
+                "label_config": "<View><Text name='text' value='$text'/>"
+                "<Choices name='policy' toName='text'><Choice value='gambling'/></Choices></View>",
+            },
+            422,
+            "gambling",
+        ),
+        (
+            {
+                "tasks": [{"data": {"text": "hi"}}],
+                "label_config": configs.labeling_interface("image_moderation")["label_config"],
+            },
+            422,
+            "image",
+        ),
+    ],
+)
 def test_bad_requests_get_a_json_4xx_never_a_500(ml_backend, body, status, words):
-    resp = httpx.post(ml_backend.url + "/predict", auth=ml_backend.auth,
-                      **({"content": b"not json", "headers": {"content-type": "application/json"}}
-                         if body is None else {"json": body}))
+    resp = httpx.post(
+        ml_backend.url + "/predict",
+        auth=ml_backend.auth,
+        **(
+            {"content": b"not json", "headers": {"content-type": "application/json"}}
+            if body is None
+            else {"json": body}
+        ),
+    )
     assert resp.status_code == status, resp.text
     assert words in resp.json()["error"] and "Traceback" not in resp.text
 
@@ -55,11 +77,17 @@ def test_health_setup_and_versions_answer_from_memory(ml_backend):
     assert current
     health = httpx.get(ml_backend.url + "/health", auth=ml_backend.auth).json()
     assert health["status"] == "UP" and health["model_version"] == current
-    setup = httpx.post(ml_backend.url + "/setup", auth=ml_backend.auth,
-                       json={"project": "1.0", "schema": configs.labeling_interface("social_post")["label_config"]})
+    setup = httpx.post(
+        ml_backend.url + "/setup",
+        auth=ml_backend.auth,
+        json={"project": "1.0", "schema": configs.labeling_interface("social_post")["label_config"]},
+    )
     assert setup.status_code == 200 and setup.json()["model_version"] == current
-    batch = httpx.post(ml_backend.url + "/predict", auth=ml_backend.auth,
-                       json={"tasks": [{"data": {"text": t}} for t in ("free prize, click now", "hello")]}).json()
+    batch = httpx.post(
+        ml_backend.url + "/predict",
+        auth=ml_backend.auth,
+        json={"tasks": [{"data": {"text": t}} for t in ("free prize, click now", "hello")]},
+    ).json()
     assert len(batch["results"]) == 2 and batch["model_version"] == current
 
 
@@ -85,8 +113,9 @@ def _task_prediction(ls_url: str, token: str, task_id: int) -> list[dict]:
 def test_label_studio_gets_predictions_and_annotations_retrain_the_model(ml_backend, label_studio, ls_client, unique):
     ui = configs.labeling_interface("text_moderation")
     project = client.create_project(ls_client, f"backend {unique}", ui["label_config"])
-    client.connect_backend(label_studio.url, label_studio.token, project, ml_backend.url, *ml_backend.auth,
-                           ml_backend.webhook_secret)
+    client.connect_backend(
+        label_studio.url, label_studio.token, project, ml_backend.url, *ml_backend.auth, ml_backend.webhook_secret
+    )
     # A made-up group, so the test teaches the model something the starter data does not have.
     texts = [f"the Zorblaxian people of sector {i} are a plague and must be removed" for i in range(13)]
     client.import_tasks(ls_client, project, [{"data": {"text": t, "language": "en"}} for t in texts])
@@ -101,10 +130,13 @@ def test_label_studio_gets_predictions_and_annotations_retrain_the_model(ml_back
     # Annotators label them as hate; each annotation fires Label Studio's webhook at the backend.
     headers = {"Authorization": f"Token {label_studio.token}"}
     for task_id in ids[1:13]:
-        result = [{"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["hate"]}},
-                  {"from_name": "severity", "to_name": "text", "type": "choices", "value": {"choices": ["3"]}}]
-        httpx.post(f"{label_studio.url}/api/tasks/{task_id}/annotations", headers=headers,
-                   json={"result": result}, timeout=60).raise_for_status()
+        result = [
+            {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["hate"]}},
+            {"from_name": "severity", "to_name": "text", "type": "choices", "value": {"choices": ["3"]}},
+        ]
+        httpx.post(
+            f"{label_studio.url}/api/tasks/{task_id}/annotations", headers=headers, json={"result": result}, timeout=60
+        ).raise_for_status()
 
     # Retraining runs in the background; wait for the run that saw all twelve annotations.
     final = _wait_for_version(ml_backend.model_dir, project, consensus_rows=12)
@@ -113,8 +145,11 @@ def test_label_studio_gets_predictions_and_annotations_retrain_the_model(ml_back
 
     # The next prediction comes from the new version, and it learned the annotators' label. (A new
     # task: Label Studio predicts every task a task list shows, so the old ones have predictions.)
-    client.import_tasks(ls_client, project, [{"data": {"text": "the Zorblaxian people of sector 99 are a plague "
-                                                              "and must be removed", "language": "en"}}])
+    client.import_tasks(
+        ls_client,
+        project,
+        [{"data": {"text": "the Zorblaxian people of sector 99 are a plague and must be removed", "language": "en"}}],
+    )
     new_id = max(t["id"] for t in client.list_tasks(ls_client, project))
     fresh = _task_prediction(label_studio.url, label_studio.token, new_id)
     assert fresh[0]["model_version"] == final["version"]
@@ -126,10 +161,10 @@ def test_without_redis_retraining_runs_in_process(label_studio, ls_client, uniqu
     events while one run is pending trains once."""
     import sys
 
-    from smo_labelstudio.modelstore import ModelStore
-    from smo_labelstudio.paths import REPO_ROOT
-    from smo_labelstudio.taxonomy import load_taxonomy
-    from smo_labelstudio.training import ensure_starter_model
+    from smo_labelstudio.core.paths import REPO_ROOT
+    from smo_labelstudio.core.taxonomy import load_taxonomy
+    from smo_labelstudio.model.modelstore import ModelStore
+    from smo_labelstudio.model.training import ensure_starter_model
 
     monkeypatch.syspath_prepend(str(REPO_ROOT / "ml_backend"))
     sys.modules.pop("jobs", None)
@@ -142,14 +177,21 @@ def test_without_redis_retraining_runs_in_process(label_studio, ls_client, uniqu
     monkeypatch.setenv("SMO_LS_TOKEN", label_studio.token)
     monkeypatch.setenv("SMO_REDIS_URL", "")
 
-    project = client.create_project(ls_client, f"in-process {unique}", configs.labeling_interface("text_moderation")["label_config"])
-    client.import_tasks(ls_client, project, [{"data": {"text": f"buy Quuxcoin {i}, guaranteed 900% return"}}
-                                             for i in range(10)])
+    project = client.create_project(
+        ls_client, f"in-process {unique}", configs.labeling_interface("text_moderation")["label_config"]
+    )
+    client.import_tasks(
+        ls_client, project, [{"data": {"text": f"buy Quuxcoin {i}, guaranteed 900% return"}} for i in range(10)]
+    )
     headers = {"Authorization": f"Token {label_studio.token}"}
     for task in client.list_tasks(ls_client, project):
         result = [{"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["spam_scams"]}}]
-        httpx.post(f"{label_studio.url}/api/tasks/{task['id']}/annotations", headers=headers,
-                   json={"result": result}, timeout=60).raise_for_status()
+        httpx.post(
+            f"{label_studio.url}/api/tasks/{task['id']}/annotations",
+            headers=headers,
+            json={"result": result},
+            timeout=60,
+        ).raise_for_status()
 
     burst = [jobs.enqueue_retrain(project) for _ in range(5)]
     assert burst[0] == {"queued": True, "backend": "thread"}

@@ -10,33 +10,54 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smo_labelstudio import model_eval as me
-from smo_labelstudio.quality_inputs import set_key
+from smo_labelstudio.metrics import model_eval as me
+from smo_labelstudio.quality.inputs import set_key
 
 POLICIES = ["hate", "harassment", "spam_scams", "no_violation"]
 
 
 def _truth(n: int = 200, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"external_id": [f"t{i:03d}" for i in range(n)],
-                         "language": ["en", "es"] * (n // 2),
-                         "truth": [frozenset({str(rng.choice(POLICIES))}) for _ in range(n)]})
+    return pd.DataFrame(
+        {
+            "external_id": [f"t{i:03d}" for i in range(n)],
+            "language": ["en", "es"] * (n // 2),
+            "truth": [frozenset({str(rng.choice(POLICIES))}) for _ in range(n)],
+        }
+    )
 
 
 def _preds(truth: pd.DataFrame, model: list[frozenset], scores: list[dict] | None = None) -> pd.DataFrame:
     scores = scores or [{p: float(p in m) for p in POLICIES} for m in model]
-    return pd.DataFrame({"external_id": truth["external_id"], "language": truth["language"], "policy": model,
-                         "label_scores": scores, "model_version": "v1"})
+    return pd.DataFrame(
+        {
+            "external_id": truth["external_id"],
+            "language": truth["language"],
+            "policy": model,
+            "label_scores": scores,
+            "model_version": "v1",
+        }
+    )
 
 
 def _consensus(truth: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"task": truth["external_id"], "control": "policy", "label": truth["truth"].map(set_key),
-                         "confidence": 1.0, "source": "consensus"})
+    return pd.DataFrame(
+        {
+            "task": truth["external_id"],
+            "control": "policy",
+            "label": truth["truth"].map(set_key),
+            "confidence": 1.0,
+            "source": "consensus",
+        }
+    )
 
 
 def _sets(truth: pd.DataFrame, answer, annotators: tuple[str, ...] = ("a1", "a2", "a3")) -> pd.DataFrame:
-    rows = [{"task": t, "annotator": a, "language": lang, "label": answer(a, s)}
-            for t, lang, s in zip(truth["external_id"], truth["language"], truth["truth"]) for a in annotators]
+    rows = [
+        {"task": t, "annotator": a, "language": lang, "label": answer(a, s)}
+        for t, lang, s in zip(truth["external_id"], truth["language"], truth["truth"])
+        for a in annotators
+    ]
     return pd.DataFrame(rows)
 
 
@@ -99,8 +120,13 @@ def test_calibration_of_a_well_calibrated_model_is_small_and_the_bins_hold_every
     n = 4000
     p = rng.uniform(0, 1, n)
     hit = rng.uniform(0, 1, n) < p
-    truth = pd.DataFrame({"external_id": [f"t{i}" for i in range(n)], "language": "en",
-                          "truth": [frozenset({"hate"}) if h else frozenset() for h in hit]})
+    truth = pd.DataFrame(
+        {
+            "external_id": [f"t{i}" for i in range(n)],
+            "language": "en",
+            "truth": [frozenset({"hate"}) if h else frozenset() for h in hit],
+        }
+    )
     preds = _preds(truth, [frozenset({"hate"}) if x > 0.5 else frozenset() for x in p], [{"hate": x} for x in p])
     ece, table = me.calibration(preds, _consensus(truth))
     assert ece < 0.04 and table["n"].sum() == n and len(table) == 10
@@ -120,14 +146,38 @@ def test_f1_intervals_are_seeded_and_contain_the_estimate():
 
 
 def test_acceptance_sorts_answers_into_accepted_edited_rejected_skipped():
-    preds = pd.DataFrame({"external_id": ["t1", "t2", "t3", "t4"], "language": "en", "model_version": "v1",
-                          "policy": [frozenset({"hate"}), frozenset({"hate", "harassment"}), frozenset({"hate"}),
-                                     frozenset({"hate"})], "label_scores": [{}] * 4})
-    sets = pd.DataFrame({"task": ["t1", "t2", "t3"], "annotator": "a", "language": "en",
-                         "label": [frozenset({"hate"}), frozenset({"hate"}), frozenset({"spam_scams"})]})
-    ann = pd.DataFrame({"external_id": ["t1", "t2", "t3", "t4"], "annotator": "a", "annotation_id": [1, 2, 3, 4],
-                        "was_cancelled": [False, False, False, True], "changed_prediction": [False, True, True, None],
-                        "language": "en"})
+    preds = pd.DataFrame(
+        {
+            "external_id": ["t1", "t2", "t3", "t4"],
+            "language": "en",
+            "model_version": "v1",
+            "policy": [
+                frozenset({"hate"}),
+                frozenset({"hate", "harassment"}),
+                frozenset({"hate"}),
+                frozenset({"hate"}),
+            ],
+            "label_scores": [{}] * 4,
+        }
+    )
+    sets = pd.DataFrame(
+        {
+            "task": ["t1", "t2", "t3"],
+            "annotator": "a",
+            "language": "en",
+            "label": [frozenset({"hate"}), frozenset({"hate"}), frozenset({"spam_scams"})],
+        }
+    )
+    ann = pd.DataFrame(
+        {
+            "external_id": ["t1", "t2", "t3", "t4"],
+            "annotator": "a",
+            "annotation_id": [1, 2, 3, 4],
+            "was_cancelled": [False, False, False, True],
+            "changed_prediction": [False, True, True, None],
+            "language": "en",
+        }
+    )
     out = me.acceptance(ann, sets, preds).set_index("task")["outcome"].to_dict()
     assert out == {"t1": "accepted", "t2": "edited", "t3": "rejected", "t4": "skipped"}
     summary = me.acceptance_summary(me.acceptance(ann, sets, preds))
@@ -137,9 +187,16 @@ def test_acceptance_sorts_answers_into_accepted_edited_rejected_skipped():
 def test_load_predictions_maps_items_to_tasks_and_parses_scores(tmp_path):
     folder = tmp_path / "runs" / "p1" / "predictions"
     folder.mkdir(parents=True)
-    pd.DataFrame({"item_id": ["i1", "i2"], "model_version": "v1", "score": [0.9, 0.4], "policy": ["hate|spam_scams", ""],
-                  "severity": ["3", None], "label_scores": [json.dumps({"hate": 0.9}), json.dumps({"hate": 0.1})]}
-                 ).to_parquet(folder / "batch-0.parquet")
+    pd.DataFrame(
+        {
+            "item_id": ["i1", "i2"],
+            "model_version": "v1",
+            "score": [0.9, 0.4],
+            "policy": ["hate|spam_scams", ""],
+            "severity": ["3", None],
+            "label_scores": [json.dumps({"hate": 0.9}), json.dumps({"hate": 0.1})],
+        }
+    ).to_parquet(folder / "batch-0.parquet")
     ledger = pd.DataFrame({"item_id": ["i1", "i2"], "external_id": ["x1", "gold:g1"], "is_gold": [False, True]})
     plan = pd.DataFrame({"item_id": ["i1", "i2"], "language": ["en", "ar"]})
     preds = me.load_predictions(tmp_path / "runs", ledger, plan)

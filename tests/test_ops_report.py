@@ -8,27 +8,34 @@ import json
 import os
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from smo_cli import smo, stack_env
 import yaml
-
 from quality_data import gold_table, labels_table, truth
-from smo_labelstudio import ops_report as ops
-from smo_labelstudio.paths import REPO_ROOT
-from smo_labelstudio.spec import EXAMPLE_SPEC, SpecError, load_spec
-from smo_labelstudio.workspace import Workspace, write_json, write_parquet
+from smo_cli import smo, stack_env
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+from smo_labelstudio.core.paths import REPO_ROOT
+from smo_labelstudio.core.spec import EXAMPLE_SPEC, SpecError, load_spec
+from smo_labelstudio.core.workspace import Workspace, write_json, write_parquet
+from smo_labelstudio.reports import operations as ops
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ACCURACIES = {"ann-a": 0.95, "ann-b": 0.9, "ann-c": 0.6}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("SMO_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts") / "reports"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def _spec(tmp_path: Path, title: str, **changes) -> Path:
@@ -54,21 +61,46 @@ def _workspace(home: Path, title: str, n_planned: int = 60, n_answered: int = 45
     labels = labels_table(answered, ACCURACIES, gold_ids=gold_ids, seed=seed + 1)
     write_parquet(ws.labels, labels)
     write_parquet(ws.gold_answers, gold_table(answered, gold_ids))
-    plan = pd.DataFrame({"item_id": [f"i-{e}" for e in items["external_id"]], "external_id": items["external_id"],
-                         "text": "x", "language": items["language"], "source": None, "is_gold": False,
-                         "batch": [0 if i < n_planned // 2 else 1 for i in range(n_planned)]})
+    plan = pd.DataFrame(
+        {
+            "item_id": [f"i-{e}" for e in items["external_id"]],
+            "external_id": items["external_id"],
+            "text": "x",
+            "language": items["language"],
+            "source": None,
+            "is_gold": False,
+            "batch": [0 if i < n_planned // 2 else 1 for i in range(n_planned)],
+        }
+    )
     folder = ws.runs / "plan1"
     write_parquet(folder / "plan.parquet", plan)
     write_json(folder / "plan.json", {"plan_id": "plan1", "created": (NOW - timedelta(days=2)).timestamp()})
     rng = np.random.default_rng(seed)
     model = [p if rng.random() < 2 / 3 else ("spam_scams",) for p in items["policies"]]
-    write_parquet(folder / "predictions" / "batch-0.parquet", pd.DataFrame({
-        "item_id": plan["item_id"], "model_version": "m1", "score": 0.8, "policy": ["|".join(m) for m in model],
-        "severity": "2", "label_scores": [json.dumps({p: (0.8 if p in m else 0.1) for p in
-                                                       ["hate", "harassment", "spam_scams", "misinformation",
-                                                        "no_violation"]}) for m in model]}))
-    ann = labels.drop_duplicates("annotation_id")[["project", "task", "external_id", "annotation_id", "annotator",
-                                                    "is_gold", "language"]].reset_index(drop=True)
+    write_parquet(
+        folder / "predictions" / "batch-0.parquet",
+        pd.DataFrame(
+            {
+                "item_id": plan["item_id"],
+                "model_version": "m1",
+                "score": 0.8,
+                "policy": ["|".join(m) for m in model],
+                "severity": "2",
+                "label_scores": [
+                    json.dumps(
+                        {
+                            p: (0.8 if p in m else 0.1)
+                            for p in ["hate", "harassment", "spam_scams", "misinformation", "no_violation"]
+                        }
+                    )
+                    for m in model
+                ],
+            }
+        ),
+    )
+    ann = labels.drop_duplicates("annotation_id")[
+        ["project", "task", "external_id", "annotation_id", "annotator", "is_gold", "language"]
+    ].reset_index(drop=True)
     # Answers spread over the 24 hours before NOW: two UTC days (the 19th and the 20th).
     created = [NOW - timedelta(hours=24) + timedelta(hours=23.9 * i / max(len(ann) - 1, 1)) for i in range(len(ann))]
     ann["created_at"] = pd.to_datetime(created, utc=True)
@@ -78,8 +110,9 @@ def _workspace(home: Path, title: str, n_planned: int = 60, n_answered: int = 45
     ann["prediction_model_version"] = "m1"
     pred_by = dict(zip(items["external_id"], model))
     given = labels[labels["control"] == "policy"].groupby("annotation_id")["label"].agg(lambda v: tuple(sorted(v)))
-    ann["changed_prediction"] = [given.get(a) != tuple(sorted(pred_by[e])) for a, e in
-                                 zip(ann["annotation_id"], ann["external_id"])]
+    ann["changed_prediction"] = [
+        given.get(a) != tuple(sorted(pred_by[e])) for a, e in zip(ann["annotation_id"], ann["external_id"])
+    ]
     write_parquet(ws.annotations, ann)
     write_json(ws.project_file, {"project_id": 5, "url": "http://ls.example/projects/5/data", "title": title})
     return {"ws": ws, "items": items, "labels": labels, "annotations": ann, "gold_ids": gold_ids, "model": model}
@@ -107,8 +140,13 @@ def test_overlap_share_puts_the_most_answered_tasks_in_the_extra_cohort(tmp_path
 
 
 def test_throughput_eta_wellness_trend_and_model_section(tmp_path):
-    spec_path = _spec(tmp_path, "ops figures", overlap={"annotators": 3, "share": 0}, deadline="2026-11-21",
-                      wellness={"high_severity": 3, "max_high_severity_per_day": 4})
+    spec_path = _spec(
+        tmp_path,
+        "ops figures",
+        overlap={"annotators": 3, "share": 0},
+        deadline="2026-11-21",
+        wellness={"high_severity": 3, "max_high_severity_per_day": 4},
+    )
     spec = load_spec(spec_path)
     made = _workspace(tmp_path, spec.title, n_planned=60, n_answered=45)
     inputs = ops.load_ops_inputs(made["ws"])
@@ -119,8 +157,9 @@ def test_throughput_eta_wellness_trend_and_model_section(tmp_path):
     assert report.eta["remaining_answers"] == 45
     rate = 135 / 24  # 135 answers, the first 24 h before NOW
     assert report.eta["answers_per_hour"] == pytest.approx(rate, rel=1e-6)
-    assert pd.Timestamp(report.eta["eta"]) == pytest.approx(pd.Timestamp(NOW) + pd.Timedelta(hours=45 / rate),
-                                                            abs=pd.Timedelta(seconds=1))
+    assert pd.Timestamp(report.eta["eta"]) == pytest.approx(
+        pd.Timestamp(NOW) + pd.Timedelta(hours=45 / rate), abs=pd.Timedelta(seconds=1)
+    )
     assert report.eta["on_track"] is True  # 8 h to go, deadline the end of the 21st
 
     # Wellness, counted by hand: answers on items whose gold or consensus severity is >= 3.
@@ -184,8 +223,9 @@ def test_smo_report_cli_writes_the_report_and_exits_4_over_the_wellness_cap(tmp_
     assert human.returncode == 0 and "tasks done" in human.stdout and "model: micro F1" in human.stdout
 
 
-def test_launch_simulate_pull_report_flow_event_and_the_html_in_chromium(label_studio, ml_backend, prefect_api,
-                                                                         tmp_path, unique, monkeypatch):
+def test_launch_simulate_pull_report_flow_event_and_the_html_in_chromium(
+    label_studio, ml_backend, prefect_api, tmp_path, unique, monkeypatch
+):
     """The real line: launch (with the backend's pre-annotations) -> 3 simulated annotators -> pull ->
     `smo report`, then the flow on the Prefect API (artifacts, the wellness event with a tiny cap); the
     HTML opens in headless Chromium with every plot decoded."""
@@ -206,8 +246,9 @@ def test_launch_simulate_pull_report_flow_event_and_the_html_in_chromium(label_s
     launched = smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json")
     assert launched.returncode == 0, launched.stderr
     assert json.loads(launched.stdout)["predictions"] == 15
-    sim = smo(env, "simulate", "--spec", str(spec), "--annotators", "3", "--accuracy", "0.9", "--lead-time", "20",
-               "--json")
+    sim = smo(
+        env, "simulate", "--spec", str(spec), "--annotators", "3", "--accuracy", "0.9", "--lead-time", "20", "--json"
+    )
     assert sim.returncode == 0 and json.loads(sim.stdout)["annotations_written"] == 45, sim.stderr
     assert json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)["annotations"] == 45
 
@@ -234,11 +275,18 @@ def test_launch_simulate_pull_report_flow_event_and_the_html_in_chromium(label_s
         from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
         async with get_client() as c:
-            arts = await c.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-            page = await c.read_events(filter=EventFilter(
-                event=EventNameFilter(name=["smo.wellness.cap-exceeded"]),
-                resource=EventResourceFilter(id=[f"smo.project.{project_id}"])), limit=50)
+            arts = await c.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+                )
+            )
+            page = await c.read_events(
+                filter=EventFilter(
+                    event=EventNameFilter(name=["smo.wellness.cap-exceeded"]),
+                    resource=EventResourceFilter(id=[f"smo.project.{project_id}"]),
+                ),
+                limit=50,
+            )
         return arts, page.events
 
     for _ in range(30):
@@ -248,8 +296,12 @@ def test_launch_simulate_pull_report_flow_event_and_the_html_in_chromium(label_s
         time.sleep(1)
     key = f"ops {unique}".replace(" ", "-")[:40].strip("-")
     kinds = {a.key: a.type for a in arts}  # Prefect stores a link artifact as markdown
-    assert kinds == {f"ops-{key}": "markdown", f"ops-progress-{key}": "table", f"ops-wellness-{key}": "table",
-                     f"ops-report-{key}": "markdown"}, kinds
+    assert kinds == {
+        f"ops-{key}": "markdown",
+        f"ops-progress-{key}": "table",
+        f"ops-wellness-{key}": "table",
+        f"ops-report-{key}": "markdown",
+    }, kinds
     assert events
     assert events[0].payload["exceeded"]
 
@@ -267,8 +319,15 @@ def test_launch_simulate_pull_report_flow_event_and_the_html_in_chromium(label_s
         finally:
             browser.close()
     names = {alt for alt, _, _ in images}
-    assert {"Progress by language", "Throughput", "Lead times", "Wellness", "Reliability diagram",
-            "F1 per policy", "Anchoring"} <= names, names
+    assert {
+        "Progress by language",
+        "Throughput",
+        "Lead times",
+        "Wellness",
+        "Reliability diagram",
+        "F1 per policy",
+        "Anchoring",
+    } <= names, names
     assert all(done and width > 0 for _, done, width in images), images
     assert (ARTIFACTS / "ops-report.png").stat().st_size > 10_000
     print(f"real-server report test: {time.perf_counter() - started:.1f} s, {len(images)} plots")
@@ -289,9 +348,9 @@ def test_a_launched_project_with_nothing_pulled_yet_reports_all_remaining(tmp_pa
 
 def test_progress_of_a_pulled_project_nobody_has_answered_yet(tmp_path):
     """A pull with no annotations gives an empty, typed table: progress must not trip on it."""
-    from smo_labelstudio.ops_report import progress
-    from smo_labelstudio.spec import load_spec
-    from smo_labelstudio.workspace import ANNOTATION_COLUMNS
+    from smo_labelstudio.core.spec import load_spec
+    from smo_labelstudio.core.workspace import ANNOTATION_COLUMNS
+    from smo_labelstudio.reports.operations import progress
 
     plan = pd.DataFrame({"external_id": ["a", "b"], "language": ["en", None]})
     empty = pd.DataFrame(columns=ANNOTATION_COLUMNS).astype({"created_at": "datetime64[ns, UTC]"})

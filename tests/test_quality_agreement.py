@@ -14,11 +14,24 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from smo_labelstudio.envs import BENCH_ENV
-from smo_labelstudio.quality import (agreement_summary, bootstrap_ci, cohen_kappa_mean, fleiss_kappa, gwet_ac1,
-                                     krippendorff_alpha, krippendorff_alpha_ci, masi_alpha, masi_distance,
-                                     multilabel_agreement, pairwise_cohen_kappa, per_label_agreement,
-                                     percent_agreement, span_agreement, span_f1)
+from smo_labelstudio.quality import (
+    agreement_summary,
+    bootstrap_ci,
+    cohen_kappa_mean,
+    fleiss_kappa,
+    gwet_ac1,
+    krippendorff_alpha,
+    krippendorff_alpha_ci,
+    masi_alpha,
+    masi_distance,
+    multilabel_agreement,
+    pairwise_cohen_kappa,
+    per_label_agreement,
+    percent_agreement,
+    span_agreement,
+    span_f1,
+)
+from smo_labelstudio.stack.envs import BENCH_ENV
 
 NAN = np.nan
 
@@ -33,12 +46,36 @@ KRIPPENDORFF_2011 = [
 # Fleiss (1971): 30 patients, 6 psychiatrists each, 5 diagnoses (R irr's `diagnoses`, also in
 # statsmodels' tests). Published kappa 0.430 (0.4302445 to 7 places).
 FLEISS_1971 = [
-    [4, 4, 4, 4, 4, 4], [2, 2, 2, 5, 5, 5], [2, 3, 3, 3, 3, 5], [5, 5, 5, 5, 5, 5], [2, 2, 2, 4, 4, 4],
-    [1, 1, 3, 3, 3, 3], [3, 3, 3, 3, 5, 5], [1, 1, 3, 3, 3, 4], [1, 1, 4, 4, 4, 4], [5, 5, 5, 5, 5, 5],
-    [1, 4, 4, 4, 4, 4], [1, 2, 4, 4, 4, 4], [2, 2, 2, 3, 3, 3], [1, 4, 4, 4, 4, 4], [2, 2, 4, 4, 4, 5],
-    [3, 3, 3, 3, 3, 5], [1, 1, 1, 4, 5, 5], [1, 1, 1, 1, 1, 2], [2, 2, 4, 4, 4, 4], [1, 3, 3, 5, 5, 5],
-    [5, 5, 5, 5, 5, 5], [2, 4, 4, 4, 4, 4], [2, 2, 4, 5, 5, 5], [1, 1, 4, 4, 4, 4], [1, 4, 4, 4, 4, 5],
-    [2, 2, 2, 2, 2, 4], [1, 1, 1, 1, 5, 5], [2, 2, 4, 4, 4, 4], [1, 3, 3, 3, 3, 3], [5, 5, 5, 5, 5, 5],
+    [4, 4, 4, 4, 4, 4],
+    [2, 2, 2, 5, 5, 5],
+    [2, 3, 3, 3, 3, 5],
+    [5, 5, 5, 5, 5, 5],
+    [2, 2, 2, 4, 4, 4],
+    [1, 1, 3, 3, 3, 3],
+    [3, 3, 3, 3, 5, 5],
+    [1, 1, 3, 3, 3, 4],
+    [1, 1, 4, 4, 4, 4],
+    [5, 5, 5, 5, 5, 5],
+    [1, 4, 4, 4, 4, 4],
+    [1, 2, 4, 4, 4, 4],
+    [2, 2, 2, 3, 3, 3],
+    [1, 4, 4, 4, 4, 4],
+    [2, 2, 4, 4, 4, 5],
+    [3, 3, 3, 3, 3, 5],
+    [1, 1, 1, 4, 5, 5],
+    [1, 1, 1, 1, 1, 2],
+    [2, 2, 4, 4, 4, 4],
+    [1, 3, 3, 5, 5, 5],
+    [5, 5, 5, 5, 5, 5],
+    [2, 4, 4, 4, 4, 4],
+    [2, 2, 4, 5, 5, 5],
+    [1, 1, 4, 4, 4, 4],
+    [1, 4, 4, 4, 4, 5],
+    [2, 2, 2, 2, 2, 4],
+    [1, 1, 1, 1, 5, 5],
+    [2, 2, 4, 4, 4, 4],
+    [1, 3, 3, 3, 3, 3],
+    [5, 5, 5, 5, 5, 5],
 ]
 
 
@@ -51,14 +88,17 @@ def matrix_to_frame(matrix: list[list[float]], coders_in_rows: bool = True) -> p
     return pd.DataFrame({"task": unit.ravel(), "annotator": [f"c{c}" for c in coder.ravel()], "label": m.ravel()})
 
 
-def random_frame(seed: int, n_tasks: int = 80, n_annotators: int = 7, n_labels: int = 4, missing: float = 0.3,
-                 skew: bool = True) -> pd.DataFrame:
+def random_frame(
+    seed: int, n_tasks: int = 80, n_annotators: int = 7, n_labels: int = 4, missing: float = 0.3, skew: bool = True
+) -> pd.DataFrame:
     """Correlated random ratings with missing cells; every task keeps at least one label."""
     rng = np.random.default_rng(seed)
-    truth = rng.choice(n_labels, size=n_tasks, p=np.linspace(3, 1, n_labels) / np.linspace(3, 1, n_labels).sum()
-                       if skew else None)
-    labels = np.where(rng.random((n_tasks, n_annotators)) < 0.6, truth[:, None],
-                      rng.integers(0, n_labels, (n_tasks, n_annotators))).astype(float)
+    truth = rng.choice(
+        n_labels, size=n_tasks, p=np.linspace(3, 1, n_labels) / np.linspace(3, 1, n_labels).sum() if skew else None
+    )
+    labels = np.where(
+        rng.random((n_tasks, n_annotators)) < 0.6, truth[:, None], rng.integers(0, n_labels, (n_tasks, n_annotators))
+    ).astype(float)
     labels[rng.random(labels.shape) < missing] = NAN
     labels[:, 0] = np.where(np.isnan(labels[:, 0]), truth, labels[:, 0])
     frame = matrix_to_frame(labels, coders_in_rows=False)
@@ -66,6 +106,7 @@ def random_frame(seed: int, n_tasks: int = 80, n_annotators: int = 7, n_labels: 
 
 
 # --- reference implementations written from the definitions, with plain loops ----------------
+
 
 def alpha_reference(frame: pd.DataFrame, level: str) -> float:
     """Krippendorff's alpha by the pairwise definition: every ordered pair of values within a unit."""
@@ -104,8 +145,7 @@ def ac1_reference(frame: pd.DataFrame) -> float:
     categories = sorted({x for t in tasks for x in t})
     q = len(categories)
     pairable = [t for t in tasks if len(t) >= 2]
-    p_a = np.mean([sum(t.count(k) * (t.count(k) - 1) for k in categories) / (len(t) * (len(t) - 1))
-                   for t in pairable])
+    p_a = np.mean([sum(t.count(k) * (t.count(k) - 1) for k in categories) / (len(t) * (len(t) - 1)) for t in pairable])
     pi = [np.mean([t.count(k) / len(t) for t in tasks]) for k in categories]
     p_e = sum(p * (1 - p) for p in pi) / (q - 1)
     return (p_a - p_e) / (1 - p_e)
@@ -122,8 +162,10 @@ def percent_reference(frame: pd.DataFrame) -> float:
 
 # --- published worked examples ----------------------------------------------------------------
 
-@pytest.mark.parametrize("level, published", [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849),
-                                              ("ratio", 0.797)])
+
+@pytest.mark.parametrize(
+    "level, published", [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849), ("ratio", 0.797)]
+)
 def test_krippendorff_2011_reliability_data(level, published):
     frame = matrix_to_frame(KRIPPENDORFF_2011)
     assert round(krippendorff_alpha(frame, level), 3) == published
@@ -139,6 +181,7 @@ def test_fleiss_1971_diagnoses():
 
 
 # --- against independent implementations on random data ---------------------------------------
+
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("weights", [None, "linear", "quadratic"])
@@ -157,8 +200,13 @@ def test_cohen_kappa_matches_scikit_learn_for_every_pair(seed, weights):
 
 
 def test_cohen_kappa_with_text_labels_and_undefined_pairs():
-    frame = pd.DataFrame({"task": [1, 1, 2, 2, 3, 3, 1], "annotator": ["a", "b", "a", "b", "a", "b", "c"],
-                          "label": ["spam", "spam", "ok", "spam", "ok", "ok", "spam"]})
+    frame = pd.DataFrame(
+        {
+            "task": [1, 1, 2, 2, 3, 3, 1],
+            "annotator": ["a", "b", "a", "b", "a", "b", "c"],
+            "label": ["spam", "spam", "ok", "spam", "ok", "ok", "spam"],
+        }
+    )
     pairs = pairwise_cohen_kappa(frame).set_index(["annotator_a", "annotator_b"])
     expected = cohen_kappa_score(["spam", "ok", "ok"], ["spam", "spam", "ok"])
     assert pairs.loc[("a", "b"), "kappa"] == pytest.approx(expected)
@@ -194,9 +242,13 @@ def test_gwet_ac1_and_percent_agreement_match_direct_formulas(seed):
 def test_krippendorff_alpha_matches_the_krippendorff_package_in_the_bench_env(tmp_path):
     """GPL-3.0 oracle: run only in the separate benchmark environment, never imported here."""
     frames = {seed: random_frame(seed, n_tasks=120, n_annotators=6, n_labels=5, missing=0.3) for seed in range(3)}
-    matrices = {seed: [[None if np.isnan(v) else v for v in row]
-                       for row in f.pivot(index="annotator", columns="task", values="label").to_numpy()]
-                for seed, f in frames.items()}
+    matrices = {
+        seed: [
+            [None if np.isnan(v) else v for v in row]
+            for row in f.pivot(index="annotator", columns="task", values="label").to_numpy()
+        ]
+        for seed, f in frames.items()
+    }
     script = textwrap.dedent("""
         import json, sys, numpy as np, krippendorff
         data = json.load(open(sys.argv[1]))
@@ -206,8 +258,12 @@ def test_krippendorff_alpha_matches_the_krippendorff_package_in_the_bench_env(tm
     """)
     (tmp_path / "data.json").write_text(json.dumps(matrices))  # null -> NaN in np.array(..., dtype=float)
     (tmp_path / "oracle.py").write_text(script)
-    out = subprocess.run([str(BENCH_ENV.bin("python")), str(tmp_path / "oracle.py"), str(tmp_path / "data.json")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(BENCH_ENV.bin("python")), str(tmp_path / "oracle.py"), str(tmp_path / "data.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     theirs = json.loads(out.stdout)
     for seed, frame in frames.items():
         for level, value in theirs[str(seed)].items():
@@ -215,6 +271,7 @@ def test_krippendorff_alpha_matches_the_krippendorff_package_in_the_bench_env(tm
 
 
 # --- intervals, grouping, per-label -----------------------------------------------------------
+
 
 def test_bootstrap_intervals_are_deterministic_and_bracket_the_estimate():
     frame = random_frame(3, n_tasks=200)
@@ -279,6 +336,7 @@ def test_prevalence_paradox_shows_up_side_by_side():
 
 # --- multi-label and spans ---------------------------------------------------------------------
 
+
 def test_masi_distance_cases():
     assert masi_distance(set(), set()) == 0.0
     assert masi_distance({"hate"}, {"hate"}) == 0.0
@@ -306,8 +364,9 @@ def test_masi_alpha_matches_pairwise_reference():
     units = [u for u in units if len(u) >= 2]
     values = [v for u in units for v in u]
     n = len(values)
-    observed = sum(masi_distance(u[i], u[j]) / (len(u) - 1) for u in units
-                   for i, j in itertools.permutations(range(len(u)), 2))
+    observed = sum(
+        masi_distance(u[i], u[j]) / (len(u) - 1) for u in units for i, j in itertools.permutations(range(len(u)), 2)
+    )
     expected = sum(masi_distance(values[i], values[j]) for i in range(n) for j in range(n) if i != j)
     assert masi_alpha(frame) == pytest.approx(1 - (n - 1) * observed / expected, abs=1e-9)
     per_policy = multilabel_agreement(frame).set_index("label")
@@ -318,12 +377,20 @@ def test_masi_alpha_matches_pairwise_reference():
 
 
 def test_span_f1_exact_and_overlap_by_hand():
-    frame = pd.DataFrame({
-        "task": [1, 1, 1, 2, 2, 3],
-        "annotator": ["a", "b", "c", "a", "b", "a"],
-        "label": [[(0, 5, "hate"), (10, 12, "spam")], [(0, 5, "hate")], [(1, 4, "hate")], [], [(3, 9, "spam")],
-                  [(0, 1, "spam")]],
-    })
+    frame = pd.DataFrame(
+        {
+            "task": [1, 1, 1, 2, 2, 3],
+            "annotator": ["a", "b", "c", "a", "b", "a"],
+            "label": [
+                [(0, 5, "hate"), (10, 12, "spam")],
+                [(0, 5, "hate")],
+                [(1, 4, "hate")],
+                [],
+                [(3, 9, "spam")],
+                [(0, 1, "spam")],
+            ],
+        }
+    )
     exact = span_agreement(frame).set_index(["annotator_a", "annotator_b"])
     assert exact.loc[("a", "b"), ["tasks", "spans_a", "spans_b", "matched_a", "matched_b"]].tolist() == [2, 2, 2, 1, 1]
     assert exact.loc[("a", "b"), "f1"] == pytest.approx(0.5)
@@ -337,6 +404,7 @@ def test_span_f1_exact_and_overlap_by_hand():
 
 
 # --- input errors -------------------------------------------------------------------------------
+
 
 def test_errors_name_what_was_passed_and_what_was_expected():
     with pytest.raises(ValueError, match=r"missing column\(s\) annotator.*'worker' is called 'annotator'"):

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import quality_data as qd
 
+from smo_labelstudio.core.spec import Quality
 from smo_labelstudio.quality.calibration import MIN_GOLD, fit_calibration, held_out_gold, reliability
-from smo_labelstudio.quality_check import compute_check
-from smo_labelstudio.spec import Quality
+from smo_labelstudio.quality.check import compute_check
 
 
 def test_reliability_is_the_weighted_gap_between_confidence_and_accuracy():
@@ -20,8 +20,10 @@ def test_reliability_is_the_weighted_gap_between_confidence_and_accuracy():
 
 def test_held_out_gold_reads_each_gold_task_from_a_model_not_anchored_on_it():
     # four annotators say "spam" on g0 whose gold is "ham": anchored, g0 would be ham with confidence 1
-    answers = pd.DataFrame([(f"g{t}", f"a{a}", "spam" if t == 0 else "ham") for t in range(6) for a in range(4)],
-                           columns=["task", "annotator", "label"])
+    answers = pd.DataFrame(
+        [(f"g{t}", f"a{a}", "spam" if t == 0 else "ham") for t in range(6) for a in range(4)],
+        columns=["task", "annotator", "label"],
+    )
     gold = pd.DataFrame({"task": [f"g{t}" for t in range(6)], "label": "ham"})
     held = held_out_gold("smoothed-ds", answers, gold).set_index("task")
     assert not held.at["g0", "correct"] and held.loc["g1":, "correct"].all()
@@ -45,7 +47,9 @@ def test_calibration_is_monotone_and_never_inverts_the_ranking():
     cal = fit_calibration(pd.DataFrame({"task": range(200), "confidence": conf, "correct": rng.random(200) < conf}))
     assert cal.applied and cal.slope > 0
     assert (np.diff(cal.transform(np.linspace(0.01, 0.999, 50))) >= 0).all()
-    noise = fit_calibration(pd.DataFrame({"task": range(200), "confidence": conf, "correct": rng.random(200) < 1.5 - conf}))
+    noise = fit_calibration(
+        pd.DataFrame({"task": range(200), "confidence": conf, "correct": rng.random(200) < 1.5 - conf})
+    )
     assert 0 <= noise.slope < 0.3  # a posterior that ranks backwards is flattened, never inverted
 
 
@@ -54,17 +58,20 @@ def _pass(accuracies: list[float], seed: int, n_tasks: int = 400, n_gold: int = 
     answers, truth = qd.simulator_answers(seed, accuracies, n_tasks)
     truth.index = [f"item-{t:04d}" for t in truth.index]
     gold_ids = list(truth.index[:n_gold])
-    gold = pd.DataFrame([{"external_id": e, "control": "policy", "label": p}
-                         for e in gold_ids for p in truth[e].split("+")])
-    result = compute_check(qd.keys_to_labels(answers, set(range(n_gold))), gold, Quality(), n_boot=10,
-                           random_state=seed)
+    gold = pd.DataFrame(
+        [{"external_id": e, "control": "policy", "label": p} for e in gold_ids for p in truth[e].split("+")]
+    )
+    result = compute_check(
+        qd.keys_to_labels(answers, set(range(n_gold))), gold, Quality(), n_boot=10, random_state=seed
+    )
     open_ = result.consensus[(result.consensus["control"] == "policy") & (result.consensus["source"] == "consensus")]
     correct = open_["label"].to_numpy() == truth.reindex(open_["task"]).to_numpy()
     return result, open_, correct
 
 
-@pytest.mark.parametrize("team,better", [([0.7, 0.6, 0.6], True), ([0.95, 0.9, 0.85, 0.9], False)],
-                         ids=["weak", "strong"])
+@pytest.mark.parametrize(
+    "team,better", [([0.7, 0.6, 0.6], True), ([0.95, 0.9, 0.85, 0.9], False)], ids=["weak", "strong"]
+)
 def test_calibrated_confidence_matches_accuracy_against_the_simulations_truth(team, better):
     """Five seeded batches of 400 tasks with 60 gold, answered by the simulator's annotators: on a
     weak team the posteriors claim far more than they deliver and calibration closes most of the gap
@@ -80,8 +87,10 @@ def test_calibrated_confidence_matches_accuracy_against_the_simulations_truth(te
         gate_raw.append(correct[open_["posterior"].to_numpy() >= 0.7].mean())
         gate_cal.append(correct[passed].mean() if passed.any() else np.nan)
         assert set(result.to_review["task"]) == set(open_.loc[~passed, "task"])  # the gate reads the calibrated figure
-    print(f"{team}: ECE posterior {np.mean(raw):.3f} calibrated {np.mean(cal):.3f}; accuracy of tasks passing "
-          f"0.7: posterior {np.mean(gate_raw):.3f} calibrated {np.nanmean(gate_cal):.3f}")
+    print(
+        f"{team}: ECE posterior {np.mean(raw):.3f} calibrated {np.mean(cal):.3f}; accuracy of tasks passing "
+        f"0.7: posterior {np.mean(gate_raw):.3f} calibrated {np.nanmean(gate_cal):.3f}"
+    )
     if better:
         assert np.mean(cal) < 0.6 * np.mean(raw), (raw, cal)
         assert np.nanmean(gate_cal) > np.mean(gate_raw) + 0.03
@@ -90,7 +99,7 @@ def test_calibrated_confidence_matches_accuracy_against_the_simulations_truth(te
 
 
 def test_the_quality_report_shows_the_calibration_as_a_reliability_diagram(tmp_path):
-    from smo_labelstudio.quality_report import build_plots, render_markdown
+    from smo_labelstudio.reports.quality import build_plots, render_markdown
 
     result, _open, _correct = _pass([0.7, 0.6, 0.6], seed=0)
     plots = build_plots(result)

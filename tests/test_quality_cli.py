@@ -12,17 +12,31 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from smo_labelstudio.cli.quality import app
 from smo_labelstudio.quality import krippendorff_alpha, run_quality
-from smo_labelstudio.quality_cli import app
 
-KEYS = {"n_tasks", "n_annotators", "n_annotations", "percent_agreement", "fleiss_kappa", "krippendorff_alpha",
-        "krippendorff_alpha_ci", "gwet_ac1", "cohen_kappa_mean", "annotators"}
+KEYS = {
+    "n_tasks",
+    "n_annotators",
+    "n_annotations",
+    "percent_agreement",
+    "fleiss_kappa",
+    "krippendorff_alpha",
+    "krippendorff_alpha_ci",
+    "gwet_ac1",
+    "cohen_kappa_mean",
+    "annotators",
+}
 ANNOTATOR_KEYS = {"annotator", "gold_n", "gold_accuracy", "ci_low", "ci_high", "p_value", "flagged"}
 
 
 def smo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", "quality", "compute", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "smo_labelstudio.cli", "quality", "compute", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +65,19 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 def test_json_output_has_every_key_and_writes_consensus(files, tmp_path):
     out = tmp_path / "out"
-    result = smo("--annotations", str(files["annotations"]), "--gold", str(files["gold"]), "--level", "ordinal",
-                 "--method", "ds", "--out", str(out), "--json")
+    result = smo(
+        "--annotations",
+        str(files["annotations"]),
+        "--gold",
+        str(files["gold"]),
+        "--level",
+        "ordinal",
+        "--method",
+        "ds",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert KEYS <= summary.keys()
@@ -75,8 +100,14 @@ def test_json_output_has_every_key_and_writes_consensus(files, tmp_path):
 def test_readable_summary_and_majority_vote(files):
     result = smo("--annotations", str(files["annotations"]), "--method", "mv")
     assert result.returncode == 0, result.stderr
-    for phrase in ("percent agreement", "Gwet's AC1", "Fleiss' kappa", "Krippendorff alpha", "gold: none given",
-                   "consensus (majority vote)"):
+    for phrase in (
+        "percent agreement",
+        "Gwet's AC1",
+        "Fleiss' kappa",
+        "Krippendorff alpha",
+        "gold: none given",
+        "consensus (majority vote)",
+    ):
         assert phrase in result.stdout
 
 
@@ -125,8 +156,13 @@ def test_typer_app_directly(files):
 
 def test_run_quality_groups_and_determinism():
     rng = np.random.default_rng(3)
-    frame = pd.DataFrame({"task": np.repeat(np.arange(200), 3), "annotator": rng.choice(list("abcdefg"), 600),
-                          "label": rng.choice(["ok", "hate"], 600, p=[0.8, 0.2])})
+    frame = pd.DataFrame(
+        {
+            "task": np.repeat(np.arange(200), 3),
+            "annotator": rng.choice(list("abcdefg"), 600),
+            "label": rng.choice(["ok", "hate"], 600, p=[0.8, 0.2]),
+        }
+    )
     frame = frame.drop_duplicates(["task", "annotator"])
     frame["language"] = np.where(frame["task"] < 100, "en", "ar")
     first = run_quality(frame, method="mv", n_boot=200, random_state=5, by="language")

@@ -87,8 +87,13 @@ def test_docstring_examples_run():
 
 
 def test_majority_vote_tie_rules():
-    frame = pd.DataFrame({"task": [1, 1, 2, 2, 3, 3, 3], "annotator": list("ababcab"),
-                          "label": ["spam", "ham", "spam", "spam", "spam", "ham", "ham"]})
+    frame = pd.DataFrame(
+        {
+            "task": [1, 1, 2, 2, 3, 3, 3],
+            "annotator": list("ababcab"),
+            "label": ["spam", "ham", "spam", "spam", "spam", "ham", "ham"],
+        }
+    )
     # task 1 ties spam/ham: spam is more frequent overall (4 vs 3); "sorted" picks ham
     assert MajorityVote().fit_predict(frame).to_dict() == {1: "spam", 2: "spam", 3: "ham"}
     assert MajorityVote(tie_break="sorted").fit_predict(frame).to_dict() == {1: "ham", 2: "spam", 3: "ham"}

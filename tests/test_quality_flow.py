@@ -7,12 +7,11 @@ import asyncio
 import json
 import time
 
-import pytest
 import yaml
-
 from quality_data import gold_table, labels_table, truth
-from smo_labelstudio.spec import EXAMPLE_SPEC, load_spec
-from smo_labelstudio.workspace import Workspace, write_json, write_parquet
+
+from smo_labelstudio.core.spec import EXAMPLE_SPEC, load_spec
+from smo_labelstudio.core.workspace import Workspace, write_json, write_parquet
 
 ACCURACIES = {f"ann-{i}": 0.92 for i in range(5)} | {"ann-bad": 0.35}
 
@@ -29,8 +28,14 @@ def _spec(tmp_path, title: str, **quality):
 def _fill(ws: Workspace, n: int, project: dict | None = None, task_ids: dict | None = None, seed: int = 5):
     items = truth(n, seed=seed)
     gold_ids = set(items["external_id"].iloc[::5])
-    labels = labels_table(items, ACCURACIES, gold_ids=gold_ids, seed=seed + 1, task_ids=task_ids,
-                          project=(project or {}).get("project_id", 1))
+    labels = labels_table(
+        items,
+        ACCURACIES,
+        gold_ids=gold_ids,
+        seed=seed + 1,
+        task_ids=task_ids,
+        project=(project or {}).get("project_id", 1),
+    )
     write_parquet(ws.labels, labels)
     write_parquet(ws.gold_answers, gold_table(items, gold_ids))
     if project:
@@ -45,10 +50,14 @@ async def _artifacts_and_events(flow_run_id, resource: str):
 
     async with get_client() as client:
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-        page = await client.read_events(filter=EventFilter(event=EventNameFilter(name=["smo.quality.gate-failed"]),
-                                                           resource=EventResourceFilter(id=[resource])),
-                                         limit=50)  # the client default 100 is over the server limit
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        page = await client.read_events(
+            filter=EventFilter(
+                event=EventNameFilter(name=["smo.quality.gate-failed"]), resource=EventResourceFilter(id=[resource])
+            ),
+            limit=50,
+        )  # the client default 100 is over the server limit
     return artifacts, page.events
 
 
@@ -58,8 +67,16 @@ def test_flow_posts_artifacts_and_emits_the_gate_event(prefect_api, tmp_path, mo
     monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
     spec_path, spec = _spec(tmp_path, f"Quality flow {unique}")
     ws = Workspace.for_title(spec.title)
-    _fill(ws, 300, project={"project_id": f"77{int(unique, 16) % 1000}", "url": "http://ls.example/projects/1",
-                            "title": spec.title, "config": "text_moderation"})
+    _fill(
+        ws,
+        300,
+        project={
+            "project_id": f"77{int(unique, 16) % 1000}",
+            "url": "http://ls.example/projects/1",
+            "title": spec.title,
+            "config": "text_moderation",
+        },
+    )
     project_id = ws.project()["project_id"]
 
     started = time.perf_counter()
@@ -80,8 +97,11 @@ def test_flow_posts_artifacts_and_emits_the_gate_event(prefect_api, tmp_path, mo
     kinds = {a.key: a.type for a in artifacts}
     key = ws.root.name[:40].strip("-")
     # Prefect stores a link artifact as markdown ("[text](link)")
-    assert kinds == {f"quality-{key}": "markdown", f"quality-annotators-{key}": "table",
-                     f"quality-report-{key}": "markdown"}
+    assert kinds == {
+        f"quality-{key}": "markdown",
+        f"quality-annotators-{key}": "table",
+        f"quality-report-{key}": "markdown",
+    }
     table = next(a for a in artifacts if a.type == "table")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert {r["annotator"]: r["flagged"] for r in rows}["ann-bad"] is True
@@ -102,16 +122,16 @@ def test_flow_posts_artifacts_and_emits_the_gate_event(prefect_api, tmp_path, mo
 
 
 def _review_tasks(ls, title: str) -> list:
-    from smo_labelstudio.adjudication import review_title
+    from smo_labelstudio.quality.adjudication import review_title
 
     project = next(p for p in ls.projects.list(title=review_title(title)) if p.title == review_title(title))
     return project.id, list(ls.tasks.list(project=project.id, fields="all"))
 
 
 def test_adjudication_queue_in_label_studio(label_studio, ls_client, tmp_path, monkeypatch, unique):
-    from smo_labelstudio.client import create_project, import_tasks, list_tasks
-    from smo_labelstudio.configs import labeling_interface
-    from smo_labelstudio.quality_pass import run_pass
+    from smo_labelstudio.labelstudio.client import create_project, import_tasks, list_tasks
+    from smo_labelstudio.labelstudio.configs import labeling_interface
+    from smo_labelstudio.reports.quality_pass import run_pass
 
     monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SMO_LS_URL", label_studio.url)
@@ -120,11 +140,21 @@ def test_adjudication_queue_in_label_studio(label_studio, ls_client, tmp_path, m
     ws = Workspace.for_title(spec.title)
     items = truth(120, seed=9)
     source = create_project(ls_client, spec.title, labeling_interface("text_moderation")["label_config"])
-    import_tasks(ls_client, source, [{"data": {"external_id": e, "language": lang, "text": f"text of {e}"}}
-                                     for e, lang in zip(items["external_id"], items["language"], strict=True)])
+    import_tasks(
+        ls_client,
+        source,
+        [
+            {"data": {"external_id": e, "language": lang, "text": f"text of {e}"}}
+            for e, lang in zip(items["external_id"], items["language"], strict=True)
+        ],
+    )
     task_ids = {t["data"]["external_id"]: t["id"] for t in list_tasks(ls_client, source)}
-    project = {"project_id": source, "url": f"{label_studio.url}/projects/{source}", "title": spec.title,
-               "config": "text_moderation"}
+    project = {
+        "project_id": source,
+        "url": f"{label_studio.url}/projects/{source}",
+        "title": spec.title,
+        "config": "text_moderation",
+    }
     _, labels, gold_ids = _fill(ws, 120, project=project, task_ids=task_ids, seed=9)
 
     started = time.perf_counter()
@@ -157,13 +187,19 @@ def test_adjudication_queue_in_label_studio(label_studio, ls_client, tmp_path, m
 
     decided = sorted(low)[0]
     task_id = next(t.id for t in tasks if t.data["external_id"] == decided)
-    ls_client.annotations.create(id=task_id, result=[
-        {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["misinformation"]}},
-        {"from_name": "severity", "to_name": "text", "type": "choices", "value": {"choices": ["3"]}}])
+    ls_client.annotations.create(
+        id=task_id,
+        result=[
+            {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["misinformation"]}},
+            {"from_name": "severity", "to_name": "text", "type": "choices", "value": {"choices": ["3"]}},
+        ],
+    )
     third = run_pass(spec, n_boot=50)
     rows = third.result.consensus[third.result.consensus["task"] == decided]
-    assert rows[["control", "label", "source"]].values.tolist() == [["policy", "misinformation", "adjudicated"],
-                                                                   ["severity", "3", "adjudicated"]]
+    assert rows[["control", "label", "source"]].values.tolist() == [
+        ["policy", "misinformation", "adjudicated"],
+        ["severity", "3", "adjudicated"],
+    ]
     assert decided not in set(third.result.to_review["task"])
     assert (ws.root / "adjudicated.parquet").exists()
     assert third.summary()["consensus"]["adjudicated"] == 1

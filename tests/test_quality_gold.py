@@ -45,8 +45,9 @@ def test_accuracy_test_and_flags():
     assert set(report.index) == {"bad", "good", "new"}
     for _, row in report.iterrows():
         assert row["gold_accuracy"] == pytest.approx(row["gold_correct"] / row["gold_n"])
-        assert row["p_value"] == pytest.approx(binomtest(row["gold_correct"], row["gold_n"], 0.8,
-                                                         alternative="less").pvalue, rel=1e-12)
+        assert row["p_value"] == pytest.approx(
+            binomtest(row["gold_correct"], row["gold_n"], 0.8, alternative="less").pvalue, rel=1e-12
+        )
         assert row["ci_low"] <= row["gold_accuracy"] <= row["ci_high"]
     assert report.loc["bad", "flagged"]
     assert "significantly below 0.8" in report.loc["bad", "reason"]
@@ -108,8 +109,14 @@ def test_sequential_check_flags_bad_passes_good_and_waits_on_few():
 
 def test_sequential_check_follows_the_order_column():
     gold = pd.DataFrame({"task": range(8), "label": ["y"] * 8})
-    answers = pd.DataFrame({"task": range(8), "annotator": ["a"] * 8, "label": ["y"] * 4 + ["x"] * 4,
-                            "created_at": [8, 7, 6, 5, 4, 3, 2, 1]})
+    answers = pd.DataFrame(
+        {
+            "task": range(8),
+            "annotator": ["a"] * 8,
+            "label": ["y"] * 4 + ["x"] * 4,
+            "created_at": [8, 7, 6, 5, 4, 3, 2, 1],
+        }
+    )
     first_wrong = sequential_check(answers, gold, bad=0.5, alpha=0.2, beta=0.2, order="created_at").iloc[0]
     first_right = sequential_check(answers, gold, bad=0.5, alpha=0.2, beta=0.2).iloc[0]
     assert first_wrong["decision"] == "flag" and first_right["decision"] == "pass"

@@ -1,4 +1,4 @@
-"""Scale-out of the quality engine: the task runner chosen by settings (smo_labelstudio.taskrunners) and
+"""Scale-out of the quality engine: the task runner chosen by settings (smo_labelstudio.stack.taskrunners) and
 the quality-scan flow, one partition per project, giving the same figures on a local Dask cluster as
 on threads and as the plain pass (the flow runs on the test's Prefect API)."""
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from quality_data import gold_table, labels_table, truth
-from smo_labelstudio import quality_pass as qp
-from smo_labelstudio.spec import EXAMPLE_SPEC, load_spec
-from smo_labelstudio.taskrunners import runner_settings, task_runner
-from smo_labelstudio.workspace import Workspace, write_json, write_parquet
+
+from smo_labelstudio.core.spec import EXAMPLE_SPEC, load_spec
+from smo_labelstudio.core.workspace import Workspace, write_json, write_parquet
+from smo_labelstudio.reports import quality_pass as qp
+from smo_labelstudio.stack.taskrunners import runner_settings, task_runner
 
 
 @pytest.fixture(autouse=True)
@@ -31,16 +31,23 @@ def _flush_logs():
 def test_runner_from_settings():
     assert runner_settings({}) == {"kind": "thread", "max_workers": 4}
     assert runner_settings({"SMO_TASK_WORKERS": "8"})["max_workers"] == 8
-    assert runner_settings({"SMO_TASK_RUNNER": "dask"}) == {"kind": "dask", "cluster_kwargs": {
-        "n_workers": 2, "processes": True, "threads_per_worker": 1, "dashboard_address": None}}
+    assert runner_settings({"SMO_TASK_RUNNER": "dask"}) == {
+        "kind": "dask",
+        "cluster_kwargs": {"n_workers": 2, "processes": True, "threads_per_worker": 1, "dashboard_address": None},
+    }
     local = runner_settings({"SMO_TASK_RUNNER": "Dask", "SMO_DASK_WORKERS": "3", "SMO_DASK_PROCESSES": "false"})
     assert local["cluster_kwargs"]["n_workers"] == 3 and local["cluster_kwargs"]["processes"] is False
     # an existing cluster: its address alone is enough
-    assert runner_settings({"SMO_DASK_ADDRESS": "tcp://scheduler:8786"}) == {"kind": "dask",
-                                                                             "address": "tcp://scheduler:8786"}
-    for bad, name in (({"SMO_TASK_RUNNER": "ray"}, "SMO_TASK_RUNNER"), ({"SMO_TASK_WORKERS": "0"}, "SMO_TASK_WORKERS"),
-                      ({"SMO_TASK_RUNNER": "dask", "SMO_DASK_PROCESSES": "maybe"}, "SMO_DASK_PROCESSES"),
-                      ({"SMO_TASK_RUNNER": "thread", "SMO_DASK_ADDRESS": "tcp://x:8786"}, "SMO_DASK_ADDRESS")):
+    assert runner_settings({"SMO_DASK_ADDRESS": "tcp://scheduler:8786"}) == {
+        "kind": "dask",
+        "address": "tcp://scheduler:8786",
+    }
+    for bad, name in (
+        ({"SMO_TASK_RUNNER": "ray"}, "SMO_TASK_RUNNER"),
+        ({"SMO_TASK_WORKERS": "0"}, "SMO_TASK_WORKERS"),
+        ({"SMO_TASK_RUNNER": "dask", "SMO_DASK_PROCESSES": "maybe"}, "SMO_DASK_PROCESSES"),
+        ({"SMO_TASK_RUNNER": "thread", "SMO_DASK_ADDRESS": "tcp://x:8786"}, "SMO_DASK_ADDRESS"),
+    ):
         with pytest.raises(ValueError, match=name):
             runner_settings(bad)
 
@@ -83,11 +90,12 @@ def test_quality_scan_on_dask_equals_threads_and_the_plain_pass(prefect_api, tmp
     specs = [_project(tmp_path, home, f"Scan {unique} {seed}", seed, n) for seed, n in ((1, 120), (2, 90), (3, 60))]
     params = QualityScanParams(specs=specs, adjudicate=False, n_boot=40)
 
-    plain = [_figures(qp.run_pass(load_spec(Path(s)), adjudicate=False, n_boot=40).summary())
-             for s in specs]
+    plain = [_figures(qp.run_pass(load_spec(Path(s)), adjudicate=False, n_boot=40).summary()) for s in specs]
     timings, results = {}, {}
-    runners = {"threads": ThreadPoolTaskRunner(max_workers=2),
-               "dask": task_runner({"SMO_TASK_RUNNER": "dask", "SMO_DASK_WORKERS": "2", "SMO_DASK_PROCESSES": "false"})}
+    runners = {
+        "threads": ThreadPoolTaskRunner(max_workers=2),
+        "dask": task_runner({"SMO_TASK_RUNNER": "dask", "SMO_DASK_WORKERS": "2", "SMO_DASK_PROCESSES": "false"}),
+    }
     for name, runner in runners.items():
         started = time.perf_counter()
         state = quality_scan.with_options(task_runner=runner)(params, return_state=True)
@@ -113,7 +121,8 @@ def test_one_failing_partition_does_not_hide_the_others(prefect_api, tmp_path, m
     data = yaml.safe_load(EXAMPLE_SPEC.read_text()) | {"title": f"Never pulled {unique}"}
     (tmp_path / "empty.yaml").write_text(yaml.safe_dump(data))
     state = quality_scan.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(
-        QualityScanParams(specs=[good, str(tmp_path / "empty.yaml")], adjudicate=False, n_boot=20), return_state=True)
+        QualityScanParams(specs=[good, str(tmp_path / "empty.yaml")], adjudicate=False, n_boot=20), return_state=True
+    )
     assert state.is_failed()
     message = state.message or str(state.result(raise_on_failure=False))
     assert "1 of 2 project(s)" in message and "run `smo pull` first" in message

@@ -13,7 +13,7 @@ import stat
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,32 +21,41 @@ import pytest
 from smo_cli import smo, stack_env
 from test_launch_pull import _files
 
-from smo_labelstudio.annotators import annotator_email, annotator_password, ensure_annotators
-from smo_labelstudio.stack import state_path
+from smo_labelstudio.labelstudio.users import annotator_email, annotator_password, ensure_annotators
+from smo_labelstudio.stack.control import state_path
 
 
 def _prefect_records(since: datetime) -> tuple[dict[str, str], str]:
     """Flow runs started since `since` (name -> state), and the text of their logs and artifacts."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
-                                                FlowRunFilterStartTime, LogFilter, LogFilterFlowRunId)
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterStartTime,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
 
     async def read() -> tuple[dict[str, str], str]:
         async with get_client() as c:
-            runs = await c.read_flow_runs(flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime(after_=since)), limit=200)
+            runs = await c.read_flow_runs(
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)), limit=200
+            )
             names = {r.id: (await c.read_flow(r.flow_id)).name for r in runs}
             ids = [r.id for r in runs]
             text, offset = [], 0
             while True:
-                logs = await c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)),
-                                         limit=200, offset=offset)
+                logs = await c.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)), limit=200, offset=offset
+                )
                 text += [f"{log.name} {log.message}" for log in logs]
                 if len(logs) < 200:
                     break
                 offset += 200
-            artifacts = await c.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=ids)), limit=200)
+            artifacts = await c.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)), limit=200
+            )
             text += [json.dumps(a.data, default=str) + (a.description or "") for a in artifacts]
             params = [json.dumps(r.parameters, default=str) for r in runs]
         return ({f"{names[r.id]}:{r.id}": r.state_type.value for r in runs}, "\n".join(text + params))
@@ -64,11 +73,12 @@ def _files_containing(root: Path, secrets: dict[str, str], skip: set[Path]) -> l
 
 
 @pytest.mark.slow
-def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(label_studio, ml_backend, prefect_api, tmp_path,
-                                                                 unique, caplog):
+def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(
+    label_studio, ml_backend, prefect_api, tmp_path, unique, caplog
+):
     from prefect.blocks.system import Secret
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     home, out = tmp_path / "home", tmp_path / "export"
     spec, data, gold = _files(tmp_path, f"secrets {unique}")
     env = stack_env(label_studio, ml_backend, home) | {"SMO_WEBHOOK_SECRET": ml_backend.webhook_secret}
@@ -91,7 +101,8 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(label_studio, m
     assert json.loads(pulled.stdout)["annotations"] > 0
     wrong = smo(no_token | {"SMO_LS_TOKEN_BLOCK": f"nothing-{unique}"}, "pull", "--spec", str(spec))
     assert wrong.returncode == 1 and wrong.stderr.strip().splitlines()[-1].startswith(
-        f"error: SMO_LS_TOKEN_BLOCK=nothing-{unique}: ")
+        f"error: SMO_LS_TOKEN_BLOCK=nothing-{unique}: "
+    )
 
     run(env, "quality", "--spec", str(spec), "--json", ok=(0, 3))  # queues adjudication in Label Studio
     run(env, "report", "--spec", str(spec), "--json", ok=(0, 4))
@@ -102,7 +113,7 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(label_studio, m
         from flows.export_dataset import ExportDatasetParams, export_dataset
         quality_check(QualityCheckParams(spec={str(spec)!r}, n_boot=50))
         ops_report(OpsReportParams(spec={str(spec)!r}, n_boot=50))
-        export_dataset(ExportDatasetParams(spec={str(spec)!r}, out={str(out / 'flow')!r}))
+        export_dataset(ExportDatasetParams(spec={str(spec)!r}, out={str(out / "flow")!r}))
     """)
     flows = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert flows.returncode == 0, flows.stderr[-3000:]
@@ -115,9 +126,13 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(label_studio, m
     annotators = ensure_annotators(2, label_studio.url, label_studio.token)  # as simulate does, logged at INFO
     fresh = ensure_annotators(1, label_studio.url, label_studio.token, prefix=f"leak-{unique}")  # signs up
     assert "/user/signup/" in caplog.text  # the invite link was requested (and logged without its query)
-    secrets = {"ls token": label_studio.token, "admin password": label_studio.password,
-               "backend password": ml_backend.auth[1], "webhook secret": ml_backend.webhook_secret,
-               "invite token": invite}
+    secrets = {
+        "ls token": label_studio.token,
+        "admin password": label_studio.password,
+        "backend password": ml_backend.auth[1],
+        "webhook secret": ml_backend.webhook_secret,
+        "invite token": invite,
+    }
     for i, a in enumerate(annotators, start=1):
         secrets[f"annotator {i} token"] = a.token
         secrets[f"annotator {i} password"] = annotator_password(label_studio.token, annotator_email(i))

@@ -13,30 +13,41 @@ import httpx
 import pandas as pd
 import pytest
 
-from smo_labelstudio.annotators import annotator_email, ensure_annotators
-from smo_labelstudio.client import create_project, import_tasks
-from smo_labelstudio.configs import labeling_interface
-from smo_labelstudio.simanswers import Targets, Truth, accuracy_matrix, answer, rng_for
-from smo_labelstudio.simtruth import load_saved_truth, read_confusion, read_truth_file, truth_path
-from smo_labelstudio.simulate import SimulationSettings, simulate
-from smo_labelstudio.workspace import Workspace, slug, write_json, write_parquet
+from smo_labelstudio.core.workspace import Workspace, slug, write_json, write_parquet
+from smo_labelstudio.labelstudio.client import create_project, import_tasks
+from smo_labelstudio.labelstudio.configs import labeling_interface
+from smo_labelstudio.labelstudio.users import annotator_email, ensure_annotators
+from smo_labelstudio.simulation.answers import Targets, Truth, accuracy_matrix, answer, rng_for
+from smo_labelstudio.simulation.simulate import SimulationSettings, simulate
+from smo_labelstudio.simulation.truth import load_saved_truth, read_confusion, read_truth_file, truth_path
 
 REPO = Path(__file__).resolve().parents[1]
-TEXTS = ["Have a great day, everyone!", "Click here to claim your free prize now!!!",
-         "Gracias por compartir esta receta.", "Ce vaccin contient des puces, partagez vite !",
-         "Wir sehen uns morgen beim Training.", "You people are all the same, get out of our town."]
+TEXTS = [
+    "Have a great day, everyone!",
+    "Click here to claim your free prize now!!!",
+    "Gracias por compartir esta receta.",
+    "Ce vaccin contient des puces, partagez vite !",
+    "Wir sehen uns morgen beim Training.",
+    "You people are all the same, get out of our town.",
+]
 
 
 def _items(prefix: str, n: int) -> list[dict]:
-    return [{"external_id": f"{prefix}-{i:03d}", "language": "en", "text": f"{TEXTS[i % len(TEXTS)]} (item {i})"}
-            for i in range(n)]
+    return [
+        {"external_id": f"{prefix}-{i:03d}", "language": "en", "text": f"{TEXTS[i % len(TEXTS)]} (item {i})"}
+        for i in range(n)
+    ]
 
 
 def _project(label_studio, ls_client, title: str, items: list[dict], overlap: int) -> int:
     ui = labeling_interface("text_moderation")
     project_id = create_project(ls_client, title, ui["label_config"])
-    resp = httpx.patch(f"{label_studio.url}/api/projects/{project_id}", headers=_auth(label_studio.token),
-                       json={"maximum_annotations": overlap, "overlap_cohort_percentage": 100}, timeout=60)
+    resp = httpx.patch(
+        f"{label_studio.url}/api/projects/{project_id}",
+        headers=_auth(label_studio.token),
+        json={"maximum_annotations": overlap, "overlap_cohort_percentage": 100},
+        timeout=60,
+    )
     resp.raise_for_status()
     assert import_tasks(ls_client, project_id, [{"data": item} for item in items]) == len(items)
     return project_id
@@ -47,8 +58,12 @@ def _auth(token: str) -> dict[str, str]:
 
 
 def _tasks(label_studio, project_id: int, token: str | None = None) -> list[dict]:
-    resp = httpx.get(f"{label_studio.url}/api/tasks", headers=_auth(token or label_studio.token), timeout=60,
-                     params={"project": project_id, "fields": "all", "page_size": 500})
+    resp = httpx.get(
+        f"{label_studio.url}/api/tasks",
+        headers=_auth(token or label_studio.token),
+        timeout=60,
+        params={"project": project_id, "fields": "all", "page_size": 500},
+    )
     resp.raise_for_status()
     return sorted(resp.json()["tasks"], key=lambda t: t["id"])
 
@@ -60,7 +75,7 @@ def _choices(annotation: dict, control: str) -> list[str]:
 @pytest.fixture(scope="module")
 def simulated(label_studio, tmp_path_factory):
     """12 tasks wanting 3 annotators each, answered once by 3 simulated annotators at 80% accuracy."""
-    from smo_labelstudio.client import connect
+    from smo_labelstudio.labelstudio.client import connect
 
     ls = connect(label_studio.url, label_studio.token)
     items = _items("sim", 12)
@@ -68,8 +83,7 @@ def simulated(label_studio, tmp_path_factory):
     workspace = Workspace(tmp_path_factory.mktemp("sim-ws"))
     settings = SimulationSettings(annotators=3, accuracy=0.8, seed=7, lead_time=20)
     summary = simulate(project_id, settings, workspace, label_studio.url, label_studio.token)
-    return {"project_id": project_id, "items": items, "workspace": workspace, "summary": summary,
-            "settings": settings}
+    return {"project_id": project_id, "items": items, "workspace": workspace, "summary": summary, "settings": settings}
 
 
 def test_annotators_are_real_users_and_annotations_are_completed_by_them(label_studio, simulated):
@@ -97,11 +111,17 @@ def test_rerun_reuses_the_accounts_and_writes_nothing_new(label_studio, simulate
     before = ensure_annotators(3, label_studio.url, label_studio.token)
     truth_before = pd.read_parquet(truth_path(simulated["workspace"]))
     # More annotators and another seed: the tasks are complete, so still nothing to write.
-    again = simulate(simulated["project_id"], SimulationSettings(annotators=4, seed=99), simulated["workspace"],
-                     label_studio.url, label_studio.token)
+    again = simulate(
+        simulated["project_id"],
+        SimulationSettings(annotators=4, seed=99),
+        simulated["workspace"],
+        label_studio.url,
+        label_studio.token,
+    )
     assert again["annotations_written"] == 0 and again["already_done"] == 12 and again["tasks_simulated"] == 0
-    assert [a.user_id for a in ensure_annotators(3, label_studio.url, label_studio.token)] == \
-        [a.user_id for a in before]
+    assert [a.user_id for a in ensure_annotators(3, label_studio.url, label_studio.token)] == [
+        a.user_id for a in before
+    ]
     assert sum(len(t["annotations"]) for t in _tasks(label_studio, simulated["project_id"])) == 36
     pd.testing.assert_frame_equal(pd.read_parquet(truth_path(simulated["workspace"])), truth_before)
 
@@ -132,28 +152,47 @@ def test_annotator_token_reads_tasks_but_no_truth_is_in_label_studio(label_studi
         body = one.json()
         assert body["data"] == imported[body["data"]["external_id"]]  # exactly what was imported
         assert body["meta"] == {} and body["predictions"] == []
-    exported = httpx.get(f"{label_studio.url}/api/projects/{simulated['project_id']}/export",
-                         params={"exportType": "JSON"}, headers=annotator.headers, timeout=60)
+    exported = httpx.get(
+        f"{label_studio.url}/api/projects/{simulated['project_id']}/export",
+        params={"exportType": "JSON"},
+        headers=annotator.headers,
+        timeout=60,
+    )
     assert exported.status_code == 200
     for task in exported.json():
         assert set(task["data"]) == {"external_id", "language", "text"} and not task.get("predictions")
 
 
-def test_accuracy_one_answers_equal_the_gold_the_truth_file_or_the_drawn_truth(label_studio, ls_client, tmp_path, unique):
+def test_accuracy_one_answers_equal_the_gold_the_truth_file_or_the_drawn_truth(
+    label_studio, ls_client, tmp_path, unique
+):
     items = _items(f"acc-{unique}", 8)
     project_id = _project(label_studio, ls_client, f"simulate exact {unique}", items, overlap=2)
     truth_file = tmp_path / "truth.csv"
-    given = {items[0]["external_id"]: ("hate|harassment", "3"), items[1]["external_id"]: ("no_violation", ""),
-             items[2]["external_id"]: ("spam_scams", "1")}
+    given = {
+        items[0]["external_id"]: ("hate|harassment", "3"),
+        items[1]["external_id"]: ("no_violation", ""),
+        items[2]["external_id"]: ("spam_scams", "1"),
+    }
     pd.DataFrame([{"external_id": k, "labels": v[0], "severity": v[1]} for k, v in given.items()]).to_csv(
-        truth_file, index=False)
+        truth_file, index=False
+    )
     workspace = Workspace(tmp_path / "ws")
     gold = {items[3]["external_id"]: ("self_harm", "4"), items[4]["external_id"]: ("no_violation", "")}
-    write_parquet(workspace.gold_answers, pd.DataFrame(
-        [(k, "policy", v[0]) for k, v in gold.items()] + [(items[3]["external_id"], "severity", "4")],
-        columns=["external_id", "control", "label"]))
-    summary = simulate(project_id, SimulationSettings(annotators=2, accuracy=1.0, truth_file=truth_file, seed=3),
-                       workspace, label_studio.url, label_studio.token)
+    write_parquet(
+        workspace.gold_answers,
+        pd.DataFrame(
+            [(k, "policy", v[0]) for k, v in gold.items()] + [(items[3]["external_id"], "severity", "4")],
+            columns=["external_id", "control", "label"],
+        ),
+    )
+    summary = simulate(
+        project_id,
+        SimulationSettings(annotators=2, accuracy=1.0, truth_file=truth_file, seed=3),
+        workspace,
+        label_studio.url,
+        label_studio.token,
+    )
     assert summary["annotations_written"] == 16
     assert summary["truth_from_file"] == 3 and summary["truth_from_gold"] == 2
     given |= gold
@@ -190,30 +229,45 @@ def test_confusion_matrix_rows_replace_the_accuracy(tmp_path):
 
 def _smo(home: Path, label_studio, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SMO_HOME": str(home), "SMO_LS_URL": label_studio.url, "SMO_LS_TOKEN": label_studio.token}
-    return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", "simulate", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "smo_labelstudio.cli", "simulate", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_reads_the_project_from_the_workspace(label_studio, ls_client, tmp_path, unique):
     title = f"Simulate CLI {unique}"
     spec = tmp_path / "spec.yaml"
-    spec.write_text((REPO / "specs" / "example.yaml").read_text().replace(
-        "title: Text moderation - example batch", f"title: {title}"))
+    spec.write_text(
+        (REPO / "specs" / "example.yaml")
+        .read_text()
+        .replace("title: Text moderation - example batch", f"title: {title}")
+    )
     home = tmp_path / "home"
 
     missing = _smo(home, label_studio, "--spec", str(spec), "--annotators", "2")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines() == [
-        f"error: no project for {title!r} yet; run `smo launch --spec {spec}` first"]
+        f"error: no project for {title!r} yet; run `smo launch --spec {spec}` first"
+    ]
 
     project_id = _project(label_studio, ls_client, title, _items(f"cli-{unique}", 5), overlap=2)
-    write_json(home / "workspaces" / slug(title) / "project.json",
-               {"project_id": project_id, "url": label_studio.url, "title": title, "config": "text_moderation"})
+    write_json(
+        home / "workspaces" / slug(title) / "project.json",
+        {"project_id": project_id, "url": label_studio.url, "title": title, "config": "text_moderation"},
+    )
     first = _smo(home, label_studio, "--spec", str(spec), "--annotators", "2", "--limit", "3", "--json")
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
-    assert {k: summary[k] for k in ("annotators", "tasks", "annotations_written", "already_done")} == \
-        {"annotators": 2, "tasks": 5, "annotations_written": 6, "already_done": 0}
+    assert {k: summary[k] for k in ("annotators", "tasks", "annotations_written", "already_done")} == {
+        "annotators": 2,
+        "tasks": 5,
+        "annotations_written": 6,
+        "already_done": 0,
+    }
     assert summary["left_for_later"] == 2 and summary["seconds"] > 0
     tokens = [label_studio.token] + [a.token for a in ensure_annotators(2, label_studio.url, label_studio.token)]
     assert not [t for t in tokens if t in first.stdout + first.stderr]
@@ -228,8 +282,10 @@ def test_cli_reads_the_project_from_the_workspace(label_studio, ls_client, tmp_p
 def test_truth_file_formats_and_bad_rows(tmp_path):
     policies = ("harassment", "hate", "no_violation", "spam_scams")
     jsonl = tmp_path / "truth.jsonl"
-    jsonl.write_text('{"external_id": "a", "labels": ["hate", "harassment"], "severity": 3}\n'
-                     '{"text": "hello there", "labels": "no_violation"}\n')
+    jsonl.write_text(
+        '{"external_id": "a", "labels": ["hate", "harassment"], "severity": 3}\n'
+        '{"text": "hello there", "labels": "no_violation"}\n'
+    )
     found = read_truth_file(jsonl, policies)
     assert found.find("a", None) == Truth(("harassment", "hate"), 3)
     assert found.find("unknown", "hello there") == Truth(("no_violation",), None)
@@ -243,17 +299,24 @@ def test_truth_file_formats_and_bad_rows(tmp_path):
         read_truth_file(bad, policies)
 
 
-def test_a_rerun_with_more_annotators_never_gives_a_task_to_someone_who_answered_it(label_studio, ls_client,
-                                                                                     tmp_path, unique):
+def test_a_rerun_with_more_annotators_never_gives_a_task_to_someone_who_answered_it(
+    label_studio, ls_client, tmp_path, unique
+):
     project_id = _project(label_studio, ls_client, f"simulate more {unique}", _items(f"more-{unique}", 6), overlap=4)
     workspace = Workspace(tmp_path / "ws")
-    first = simulate(project_id, SimulationSettings(annotators=2, seed=1), workspace, label_studio.url,
-                     label_studio.token)
-    second = simulate(project_id, SimulationSettings(annotators=4, seed=2), workspace, label_studio.url,
-                      label_studio.token)
+    first = simulate(
+        project_id, SimulationSettings(annotators=2, seed=1), workspace, label_studio.url, label_studio.token
+    )
+    second = simulate(
+        project_id, SimulationSettings(annotators=4, seed=2), workspace, label_studio.url, label_studio.token
+    )
     assert first["annotations_written"] == 12 and second["annotations_written"] == 12
-    exported = httpx.get(f"{label_studio.url}/api/projects/{project_id}/export", headers=_auth(label_studio.token),
-                         params={"exportType": "JSON"}, timeout=60).json()
+    exported = httpx.get(
+        f"{label_studio.url}/api/projects/{project_id}/export",
+        headers=_auth(label_studio.token),
+        params={"exportType": "JSON"},
+        timeout=60,
+    ).json()
     for task in exported:
         who = [a["completed_by"] for a in task["annotations"]]
         assert len(who) == 4 and len(set(who)) == 4, (task["id"], who)

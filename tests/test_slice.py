@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from smo_labelstudio import client
-from smo_labelstudio.paths import LABEL_CONFIGS_DIR
+from smo_labelstudio.core.paths import LABEL_CONFIGS_DIR
+from smo_labelstudio.labelstudio import client
 
 CONFIGS = sorted(LABEL_CONFIGS_DIR.glob("*.xml"))
 
@@ -18,8 +18,17 @@ def test_there_are_label_configs():
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_project_from_config_import_and_read_back(ls_client, config, unique):
     project_id = client.create_project(ls_client, f"slice {config.stem} {unique}", config.read_text())
-    tasks = [{"data": {"external_id": f"{unique}-{i}", "text": f"item {i}", "language": "en",
-                       "image": f"/static/images/item-{i}.png"}} for i in range(25)]
+    tasks = [
+        {
+            "data": {
+                "external_id": f"{unique}-{i}",
+                "text": f"item {i}",
+                "language": "en",
+                "image": f"/static/images/item-{i}.png",
+            }
+        }
+        for i in range(25)
+    ]
     assert client.import_tasks(ls_client, project_id, tasks) == 25
     back = client.list_tasks(ls_client, project_id)
     assert sorted(t["data"]["external_id"] for t in back) == sorted(t["data"]["external_id"] for t in tasks)
@@ -42,6 +51,9 @@ def test_legacy_token_works_and_a_wrong_one_is_refused(label_studio):
 def test_ml_backends_on_localhost_are_allowed(ls_client, label_studio, unique):
     """1.23.1+ refuses localhost ML backend URLs unless the stack lifted the block."""
     project_id = client.create_project(ls_client, f"mlb {unique}", CONFIGS[0].read_text())
-    resp = httpx.post(f"{label_studio.url}/api/ml", headers={"Authorization": f"Token {label_studio.token}"},
-                      json={"url": "http://127.0.0.1:9", "project": project_id, "title": "local"})
+    resp = httpx.post(
+        f"{label_studio.url}/api/ml",
+        headers={"Authorization": f"Token {label_studio.token}"},
+        json={"url": "http://127.0.0.1:9", "project": project_id, "title": "local"},
+    )
     assert "reserved network address" not in resp.text

@@ -14,13 +14,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from smo_labelstudio import procs
+from smo_labelstudio.stack import procs
 
 SMO = str(Path(sys.executable).parent / "smo")
 
 
-STRIP = ("PREFECT_API_URL", "SMO_POSTGRES_URL", "SMO_LS_URL", "SMO_LS_TOKEN", "SMO_LS_PORT", "SMO_PREFECT_PORT",
-         "SMO_BACKEND_PORT")
+STRIP = (
+    "PREFECT_API_URL",
+    "SMO_POSTGRES_URL",
+    "SMO_LS_URL",
+    "SMO_LS_TOKEN",
+    "SMO_LS_PORT",
+    "SMO_PREFECT_PORT",
+    "SMO_BACKEND_PORT",
+)
 
 
 def smo(home: Path, *args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -30,8 +37,12 @@ def smo(home: Path, *args: str, env: dict | None = None, timeout: float = 900) -
 
 
 def ports() -> dict:
-    return {"SMO_LS_PORT": str(procs.free_port()), "SMO_PREFECT_PORT": str(procs.free_port()),
-            "SMO_BACKEND_PORT": str(procs.free_port()), "SMO_LS_WORKERS": "2"}
+    return {
+        "SMO_LS_PORT": str(procs.free_port()),
+        "SMO_PREFECT_PORT": str(procs.free_port()),
+        "SMO_BACKEND_PORT": str(procs.free_port()),
+        "SMO_LS_WORKERS": "2",
+    }
 
 
 def our_processes(home: Path) -> list[int]:
@@ -70,10 +81,18 @@ def test_up_twice_env_status_down(tmp_path):
         assert exported.returncode == 0
         values = dict(line.removeprefix("export ").split("=", 1) for line in exported.stdout.splitlines())
         values = {k: shlex.split(v)[0] for k, v in values.items()}
-        assert set(values) == {"SMO_LS_URL", "SMO_LS_TOKEN", "SMO_BACKEND_URL", "SMO_BACKEND_USER",
-                               "SMO_BACKEND_PASSWORD", "SMO_WEBHOOK_SECRET", "PREFECT_API_URL"}
-        r = httpx.get(values["SMO_LS_URL"] + "/api/projects",
-                      headers={"Authorization": f"Token {values['SMO_LS_TOKEN']}"})
+        assert set(values) == {
+            "SMO_LS_URL",
+            "SMO_LS_TOKEN",
+            "SMO_BACKEND_URL",
+            "SMO_BACKEND_USER",
+            "SMO_BACKEND_PASSWORD",
+            "SMO_WEBHOOK_SECRET",
+            "PREFECT_API_URL",
+        }
+        r = httpx.get(
+            values["SMO_LS_URL"] + "/api/projects", headers={"Authorization": f"Token {values['SMO_LS_TOKEN']}"}
+        )
         assert r.status_code == 200
         assert httpx.get(values["PREFECT_API_URL"] + "/health").json() is True
         assert httpx.get(values["PREFECT_API_URL"].removesuffix("/api")).status_code == 200  # the UI
@@ -99,11 +118,19 @@ def test_up_twice_env_status_down(tmp_path):
 
         report = json.loads(smo(home, "stack", "status", "--json", env=env).stdout)
         assert {n for n, s in report["services"].items() if s["healthy"]} == {
-            "label-studio", "prefect", "ml-backend", "ml-worker"}
+            "label-studio",
+            "prefect",
+            "ml-backend",
+            "ml-worker",
+        }
         backend = values["SMO_BACKEND_URL"]
         assert httpx.get(backend + "/health").status_code == 401
-        assert httpx.get(backend + "/health", auth=(values["SMO_BACKEND_USER"],
-                                                    values["SMO_BACKEND_PASSWORD"])).status_code == 200
+        assert (
+            httpx.get(
+                backend + "/health", auth=(values["SMO_BACKEND_USER"], values["SMO_BACKEND_PASSWORD"])
+            ).status_code
+            == 200
+        )
     finally:
         down = smo(home, "stack", "down", env=env)
     assert down.returncode == 0, down.stderr
@@ -167,8 +194,9 @@ def test_service_that_fails_to_start_names_its_log(tmp_path):
     (tmp_path / "label-studio" / "label_studio.sqlite3").write_text("not a database")
     result = smo(tmp_path, "stack", "up", env=ports())
     assert result.returncode == 1
-    assert result.stderr.strip() == (f"error: label-studio: init failed with exit code 1 "
-                                     f"(log: {tmp_path / 'logs' / 'label-studio.log'})")
+    assert result.stderr.strip() == (
+        f"error: label-studio: init failed with exit code 1 (log: {tmp_path / 'logs' / 'label-studio.log'})"
+    )
     assert not our_processes(tmp_path)
 
 

@@ -10,14 +10,12 @@ import time
 
 import psycopg
 import pytest
-
-from smo_labelstudio import client
-from smo_labelstudio.paths import LABEL_CONFIGS_DIR
-from smo_labelstudio.postgres import PgUrl, drop_database
-
+from test_launch_pull import _files
 from test_stack_cli import our_processes, ports, smo
 
-from test_launch_pull import _files
+from smo_labelstudio.core.paths import LABEL_CONFIGS_DIR
+from smo_labelstudio.core.postgres import PgUrl, drop_database
+from smo_labelstudio.labelstudio import client
 
 PG_SERVER = "postgresql://root@127.0.0.1:5432"
 
@@ -57,10 +55,17 @@ def test_stack_runs_label_studio_and_prefect_on_postgres(tmp_path, unique):
             check()
         """)
         run = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-            env={"PATH": "/usr/bin:/bin", "PREFECT_HOME": str(tmp_path / "client"),
-                 "PREFECT_API_URL": f"http://127.0.0.1:{env['SMO_PREFECT_PORT']}/api",
-                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "PREFECT_HOME": str(tmp_path / "client"),
+                "PREFECT_API_URL": f"http://127.0.0.1:{env['SMO_PREFECT_PORT']}/api",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            },
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         rows = _query(f"{db}_prefect", "select f.name, r.state_type from flow_run r join flow f on f.id = r.flow_id")
         assert ("pg-check", "COMPLETED") in rows
@@ -87,10 +92,12 @@ def _data_line_on(home, env: dict, db: str, unique: str) -> None:
     m = json.loads(launched.stdout)
     assert (m["imported"], m["gold"], m["predictions"], m["missing_predictions"]) == (12, 3, 15, 0)
     pid = m["project_id"]
-    assert _query(db, f"select count(*), count(distinct data->>'item_id') from task where project_id = {pid}") \
-        == [(15, 15)]
-    assert _query(db, f"select count(*) from prediction p join task t on t.id = p.task_id "
-                      f"where t.project_id = {pid}") == [(15,)]
+    assert _query(db, f"select count(*), count(distinct data->>'item_id') from task where project_id = {pid}") == [
+        (15, 15)
+    ]
+    assert _query(
+        db, f"select count(*) from prediction p join task t on t.id = p.task_id where t.project_id = {pid}"
+    ) == [(15,)]
 
     sim = smo(home, "simulate", "--spec", str(spec), "--annotators", "3", "--json", env=env)
     assert sim.returncode == 0, sim.stderr[-3000:]
@@ -98,8 +105,9 @@ def _data_line_on(home, env: dict, db: str, unique: str) -> None:
     pulled = smo(home, "pull", "--spec", str(spec), "--json", env=env)
     assert pulled.returncode == 0, pulled.stderr[-3000:]
     assert json.loads(pulled.stdout)["annotations"] == written > 15
-    assert _query(db, f"select count(*) from task_completion c join task t on t.id = c.task_id "
-                      f"where t.project_id = {pid}") == [(written,)]
+    assert _query(
+        db, f"select count(*) from task_completion c join task t on t.id = c.task_id where t.project_id = {pid}"
+    ) == [(written,)]
 
     quality = smo(home, "quality", "--spec", str(spec), "--no-adjudicate", "--json", env=env)
     assert quality.returncode in (0, 3), quality.stderr[-3000:]

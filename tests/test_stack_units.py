@@ -8,11 +8,12 @@ import sys
 
 import pytest
 
-from smo_labelstudio import procs, stack
-from smo_labelstudio.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
-from smo_labelstudio.paths import CONSTRAINTS_DIR
-from smo_labelstudio.postgres import PgUrl, redact
-from smo_labelstudio.services import LabelStudio, PrefectServer, Settings
+from smo_labelstudio.core.paths import CONSTRAINTS_DIR
+from smo_labelstudio.core.postgres import PgUrl, redact
+from smo_labelstudio.stack import control as stack
+from smo_labelstudio.stack import procs
+from smo_labelstudio.stack.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
+from smo_labelstudio.stack.services import LabelStudio, PrefectServer, Settings
 
 
 def test_state_file_is_private_and_keeps_credentials(tmp_path):
@@ -34,12 +35,18 @@ def test_unreadable_state_is_a_clear_error(tmp_path):
 
 
 def test_env_lines_are_shell_safe(tmp_path):
-    state = {"label_studio": {"token": "t" * 40},
-             "backend": {"user": "u", "password": "p'w $x", "webhook_secret": "s&1 `id`"}, "services": {}}
+    state = {
+        "label_studio": {"token": "t" * 40},
+        "backend": {"user": "u", "password": "p'w $x", "webhook_secret": "s&1 `id`"},
+        "services": {},
+    }
     stack.save_state(tmp_path, state)
     lines = stack.env_lines(Settings(home=tmp_path, ls_port=8123))
-    out = subprocess.run(["bash", "-c", "\n".join(lines) + '\necho "$SMO_BACKEND_PASSWORD|$SMO_LS_URL|$SMO_WEBHOOK_SECRET"'],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["bash", "-c", "\n".join(lines) + '\necho "$SMO_BACKEND_PASSWORD|$SMO_LS_URL|$SMO_WEBHOOK_SECRET"'],
+        capture_output=True,
+        text=True,
+    )
     assert out.stdout.strip() == "p'w $x|http://127.0.0.1:8123|s&1 `id`"
 
 
@@ -106,8 +113,10 @@ def test_pins_shared_by_environments_agree():
 def test_side_environments_hold_what_they_should():
     """The backend's environment imports label_studio_ml, redis and rq, and has no Prefect."""
     ML_BACKEND_ENV.ensure(print)
-    check = ("import importlib.util as u, label_studio_ml, redis, rq, sklearn;"
-             "assert u.find_spec('prefect') is None; print(sklearn.__version__)")
+    check = (
+        "import importlib.util as u, label_studio_ml, redis, rq, sklearn;"
+        "assert u.find_spec('prefect') is None; print(sklearn.__version__)"
+    )
     out = subprocess.run([str(ML_BACKEND_ENV.bin("python")), "-c", check], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == _pins("app.txt")["scikit-learn"]

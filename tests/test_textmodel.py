@@ -8,11 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smo_labelstudio.modelstore import ModelStore, ModelStoreError
-from smo_labelstudio.taxonomy import load_taxonomy
-from smo_labelstudio.textmodel import PolicyModel, predict_tasks
-from smo_labelstudio.training import (TrainingDataError, consensus_from_export, ensure_starter_model,
-                                      read_training_file, starter_data, train_version)
+from smo_labelstudio.core.taxonomy import load_taxonomy
+from smo_labelstudio.model.modelstore import ModelStore, ModelStoreError
+from smo_labelstudio.model.textmodel import PolicyModel, predict_tasks
+from smo_labelstudio.model.training import (
+    TrainingDataError,
+    consensus_from_export,
+    ensure_starter_model,
+    read_training_file,
+    starter_data,
+    train_version,
+)
 
 LABELS = load_taxonomy().ids
 
@@ -26,9 +32,14 @@ def model() -> PolicyModel:
 def test_compiled_probabilities_equal_scikit_learns(model):
     texts = ["free prize, click now", "شكرا لكم", "you are worthless", "the match was great"] * 5
     X = model._X(texts)
-    reference = np.column_stack([
-        model.classifiers_[lab].predict_proba(X)[:, 1] if lab in model.classifiers_
-        else np.full(len(texts), model.constant_.get(lab, 0.0)) for lab in LABELS])
+    reference = np.column_stack(
+        [
+            model.classifiers_[lab].predict_proba(X)[:, 1]
+            if lab in model.classifiers_
+            else np.full(len(texts), model.constant_.get(lab, 0.0))
+            for lab in LABELS
+        ]
+    )
     assert np.abs(reference - model.predict_proba(texts)).max() < 1e-9
     levels, _ = model.predict_severity(texts)
     assert (levels == model.severity_.predict(X)).all()
@@ -86,8 +97,10 @@ def test_consensus_from_an_export():
         return {"result": result, "was_cancelled": cancelled}
 
     export = [
-        {"data": {"text": "a", "language": "en"}, "annotations": [ann(["hate"], 3), ann(["hate", "harassment"], 2),
-                                                                  ann(["no_violation"])]},
+        {
+            "data": {"text": "a", "language": "en"},
+            "annotations": [ann(["hate"], 3), ann(["hate", "harassment"], 2), ann(["no_violation"])],
+        },
         {"data": {"text": "b"}, "annotations": [ann(["spam_scams"], 1, cancelled=True)]},  # nothing left
         {"data": {"text": "c"}, "annotations": [ann(["no_violation"]), ann(["no_violation"])]},
     ]
@@ -107,8 +120,13 @@ def test_smo_backend_train_and_versions_from_the_command_line(tmp_path):
     env = {**os.environ, "SMO_HOME": str(tmp_path / "home")}
 
     def smo(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "smo_labelstudio.cli", "backend", *args], env=env,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "smo_labelstudio.cli", "backend", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     good = tmp_path / "train.jsonl"
     starter_data(seed=3).to_json(good, orient="records", lines=True, force_ascii=False)
@@ -124,4 +142,6 @@ def test_smo_backend_train_and_versions_from_the_command_line(tmp_path):
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "row 14" in refused.stderr and "gambling" in refused.stderr
     listed = json.loads(smo("versions", "--json").stdout)
-    assert listed["current"] == trained["version"] and [v["version"] for v in listed["versions"]] == [trained["version"]]
+    assert listed["current"] == trained["version"] and [v["version"] for v in listed["versions"]] == [
+        trained["version"]
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import UTC
 from pathlib import Path
 
 import httpx
@@ -16,12 +17,12 @@ import pytest
 from smo_cli import smo, stack_env
 from warehouse_data import synthetic_workspace
 
-from smo_labelstudio import warehouse as wh
-from smo_labelstudio import warehouse_tables as wt
-from smo_labelstudio.postgres import PgUrl, create_database, drop_database
-from smo_labelstudio.quality_check import compute_check, load_inputs
-from smo_labelstudio.spec import load_spec
-from smo_labelstudio.workspace import Workspace
+from smo_labelstudio.core.postgres import PgUrl, create_database, drop_database
+from smo_labelstudio.core.spec import load_spec
+from smo_labelstudio.core.workspace import Workspace
+from smo_labelstudio.quality.check import compute_check, load_inputs
+from smo_labelstudio.warehouse import publish as wh
+from smo_labelstudio.warehouse import tables as wt
 
 REPO = Path(__file__).resolve().parents[1]
 PG_SERVER = "postgresql://root@127.0.0.1:5432"
@@ -36,9 +37,11 @@ def readme_queries() -> list[tuple[str, str]]:
 
 def norm(rows: list) -> list[tuple]:
     """Query rows as comparable values: decimals and floats rounded to 6 places, times in UTC ISO text."""
+
     def one(v):
         v = wh.jsonable(v)
         return round(float(v), 6) if isinstance(v, float) else v
+
     return [tuple(one(v) for v in row) for row in rows]
 
 
@@ -62,6 +65,7 @@ def synthetic(tmp_path):
 
 
 # --- tables -------------------------------------------------------------------------------------
+
 
 def test_tables_follow_the_schema_are_deterministic_and_carry_the_detected_language(synthetic):
     ws, spec = synthetic
@@ -105,17 +109,32 @@ def test_a_project_pulled_before_anyone_answered_publishes_its_tasks(tmp_path):
 
 def test_flow_runs_keep_only_numbers(tmp_path):
     ws = synthetic_workspace(tmp_path)
-    wt.record_flow_run(ws, "pull-completions", "run-1", "2026-11-21T10:00:00Z", "2026-11-21T10:00:05Z", "COMPLETED",
-                       {"annotations": 9, "mode": "full", "tables": {"a": "/x"}, "url": "http://h", "seconds": 1.5})
+    wt.record_flow_run(
+        ws,
+        "pull-completions",
+        "run-1",
+        "2026-11-21T10:00:00Z",
+        "2026-11-21T10:00:05Z",
+        "COMPLETED",
+        {"annotations": 9, "mode": "full", "tables": {"a": "/x"}, "url": "http://h", "seconds": 1.5},
+    )
     wt.record_flow_run(ws, "pull-completions", "run-1", "2026-11-21T10:00:00Z", "2026-11-21T10:00:06Z", "COMPLETED")
     runs = pd.read_parquet(wt.flow_runs_log(ws))
     assert len(runs) == 1 and runs["seconds"].iloc[0] == 6.0  # recorded again: replaced, not added
-    wt.record_flow_run(ws, "quality-check", "run-2", "2026-11-21T11:00:00Z", "2026-11-21T11:00:01Z", "FAILED",
-                       {"annotations": 9, "mode": "full", "url": "http://h", "seconds": 1.5})
+    wt.record_flow_run(
+        ws,
+        "quality-check",
+        "run-2",
+        "2026-11-21T11:00:00Z",
+        "2026-11-21T11:00:01Z",
+        "FAILED",
+        {"annotations": 9, "mode": "full", "url": "http://h", "seconds": 1.5},
+    )
     assert json.loads(pd.read_parquet(wt.flow_runs_log(ws))["counts"].iloc[1]) == {"annotations": 9, "seconds": 1.5}
 
 
 # --- both engines -------------------------------------------------------------------------------
+
 
 def test_duckdb_and_postgres_give_identical_answers_and_publishing_twice_duplicates_nothing(synthetic, pg_url):
     ws, spec = synthetic
@@ -166,6 +185,7 @@ def test_the_data_dictionary_documents_exactly_the_published_columns(synthetic):
 
 # --- the commands -------------------------------------------------------------------------------
 
+
 def test_smo_sql_answers_in_three_formats_and_mistakes_are_one_line(synthetic, tmp_path):
     from typer.testing import CliRunner
 
@@ -173,8 +193,11 @@ def test_smo_sql_answers_in_three_formats_and_mistakes_are_one_line(synthetic, t
 
     ws, spec = synthetic
     spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text((REPO / "specs" / "example.yaml").read_text().replace(
-        "title: Text moderation - example batch", "title: Synthetic project"))
+    spec_file.write_text(
+        (REPO / "specs" / "example.yaml")
+        .read_text()
+        .replace("title: Text moderation - example batch", "title: Synthetic project")
+    )
     env = {**os.environ, "SMO_HOME": str(tmp_path)}
     missing = smo(env, "sql", "--spec", str(spec_file), "select 1")  # as a user runs it: one line, no traceback
     assert missing.returncode == 1 and missing.stderr.startswith("error: no warehouse at"), missing.stderr
@@ -195,14 +218,16 @@ def test_smo_sql_answers_in_three_formats_and_mistakes_are_one_line(synthetic, t
     assert csv_out.stdout.splitlines() == ["language,n", "en,2", "es,1", "fr,1"]
     table = run("select external_id, language_detected, language_confidence from tasks order by 1")
     assert table.exit_code == 0 and "(4 rows)" in table.stdout and "0.93" in table.stdout
-    rows = json.loads(run("select day, created_at from annotations order by annotation_id limit 1",
-                          "--format", "json").stdout)
+    rows = json.loads(
+        run("select day, created_at from annotations order by annotation_id limit 1", "--format", "json").stdout
+    )
     assert rows == [{"day": "2026-11-20", "created_at": "2026-11-20T10:00:00+00:00"}]
     for args, code, text in (
-            (("select nonsense from nowhere",), 1, "error: "),
-            (("select 1", "--format", "xml"), 2, "error: --format 'xml'"),
-            (("select 1", "--url", "mysql://x/y"), 1, "error: expected postgresql://"),
-            (("select 1", "--url", "postgresql://u:s3cret@127.0.0.1:1/db"), 1, "error: cannot connect")):
+        (("select nonsense from nowhere",), 1, "error: "),
+        (("select 1", "--format", "xml"), 2, "error: --format 'xml'"),
+        (("select 1", "--url", "mysql://x/y"), 1, "error: expected postgresql://"),
+        (("select 1", "--url", "postgresql://u:s3cret@127.0.0.1:1/db"), 1, "error: cannot connect"),
+    ):
         result = run(*args)
         assert result.exit_code == code and result.stderr.startswith(text), (args, result.stderr)
         assert result.exception is None or isinstance(result.exception, SystemExit), args
@@ -211,36 +236,71 @@ def test_smo_sql_answers_in_three_formats_and_mistakes_are_one_line(synthetic, t
 
 # --- end to end ---------------------------------------------------------------------------------
 
-ITEMS = {"en": ["have a great day everyone", "claim your free prize now", "you are worthless and stupid",
-                "see you at training tonight", "the match was exciting", "send your password to unlock the account",
-                "thanks for the lovely recipe", "buy cheap followers here today"],
-         "es": ["gracias por compartir esta foto", "gana un premio gratis ahora", "eres un inútil total",
-                "nos vemos mañana en el parque", "el partido fue genial", "tu cuenta está bloqueada, envía la clave",
-                "qué buena receta de tortilla", "compra seguidores baratos aquí"],
-         "fr": ["bonne journée à tous les amis", "gagnez un prix gratuit maintenant", "tu ne vaux rien du tout",
-                "à demain à l'entraînement", "le match était super", "votre compte est bloqué, envoyez le code",
-                "merci pour la recette de crêpes", "achetez des abonnés pas chers"]}
-NO_LANGUAGE = [("nl1", "¿Dónde está la estación de tren más cercana, por favor?", "es"),
-               ("nl2", "Je voudrais réserver une table pour deux personnes ce soir", "fr")]
-GOLD = [("g1", "that ethnic group should be thrown out of the country", "en", "hate", "3"),
-        ("g2", "what a lovely morning", "en", "no_violation", ""),
-        ("g3", "click to win a free phone now", "en", "spam_scams", "1"),
-        ("g4", "merci beaucoup pour votre aide", "fr", "no_violation", "")]
+ITEMS = {
+    "en": [
+        "have a great day everyone",
+        "claim your free prize now",
+        "you are worthless and stupid",
+        "see you at training tonight",
+        "the match was exciting",
+        "send your password to unlock the account",
+        "thanks for the lovely recipe",
+        "buy cheap followers here today",
+    ],
+    "es": [
+        "gracias por compartir esta foto",
+        "gana un premio gratis ahora",
+        "eres un inútil total",
+        "nos vemos mañana en el parque",
+        "el partido fue genial",
+        "tu cuenta está bloqueada, envía la clave",
+        "qué buena receta de tortilla",
+        "compra seguidores baratos aquí",
+    ],
+    "fr": [
+        "bonne journée à tous les amis",
+        "gagnez un prix gratuit maintenant",
+        "tu ne vaux rien du tout",
+        "à demain à l'entraînement",
+        "le match était super",
+        "votre compte est bloqué, envoyez le code",
+        "merci pour la recette de crêpes",
+        "achetez des abonnés pas chers",
+    ],
+}
+NO_LANGUAGE = [
+    ("nl1", "¿Dónde está la estación de tren más cercana, por favor?", "es"),
+    ("nl2", "Je voudrais réserver une table pour deux personnes ce soir", "fr"),
+]
+GOLD = [
+    ("g1", "that ethnic group should be thrown out of the country", "en", "hate", "3"),
+    ("g2", "what a lovely morning", "en", "no_violation", ""),
+    ("g3", "click to win a free phone now", "en", "spam_scams", "1"),
+    ("g4", "merci beaucoup pour votre aide", "fr", "no_violation", ""),
+]
 
 
 def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
     rows = [(f"{lang}{i}", text, lang) for lang, texts in ITEMS.items() for i, text in enumerate(texts)]
     rows += [(i, text, "") for i, text, _ in NO_LANGUAGE]
     data = tmp_path / "items.csv"
-    data.write_text("id,text,language\n" + "\n".join(f'{i},"{t}",{lang}' for i, t, lang in rows) + "\n",
-                    encoding="utf-8")
+    data.write_text(
+        "id,text,language\n" + "\n".join(f'{i},"{t}",{lang}' for i, t, lang in rows) + "\n", encoding="utf-8"
+    )
     gold = tmp_path / "gold.csv"
-    gold.write_text("id,text,language,policy,severity\n" + "\n".join(
-        f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD) + "\n", encoding="utf-8")
+    gold.write_text(
+        "id,text,language,policy,severity\n"
+        + "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
+        + "\n",
+        encoding="utf-8",
+    )
     spec = tmp_path / "spec.yaml"
     text = (REPO / "specs" / "example.yaml").read_text()
-    for old, new in (("title: Text moderation - example batch", f"title: {title}"), ("gold_rate: 0.05", "gold_rate: 0.15"),
-                     ("share: 0.2", "share: 1.0")):
+    for old, new in (
+        ("title: Text moderation - example batch", f"title: {title}"),
+        ("gold_rate: 0.05", "gold_rate: 0.15"),
+        ("share: 0.2", "share: 1.0"),
+    ):
         assert old in text, f"specs/example.yaml changed: no {old!r}"
         text = text.replace(old, new)
     spec.write_text(text)
@@ -249,14 +309,19 @@ def _files(tmp_path: Path, title: str) -> tuple[Path, Path, Path]:
 
 def _label_studio_annotations(label_studio, project_id: int) -> int:
     """Every annotation Label Studio holds for the project (skipped ones included), through its export API."""
-    resp = httpx.get(f"{label_studio.url}/api/projects/{project_id}/export", params={"exportType": "JSON"},
-                     headers={"Authorization": f"Token {label_studio.token}"}, timeout=120)
+    resp = httpx.get(
+        f"{label_studio.url}/api/projects/{project_id}/export",
+        params={"exportType": "JSON"},
+        headers={"Authorization": f"Token {label_studio.token}"},
+        timeout=120,
+    )
     resp.raise_for_status()
     return sum(len(task.get("annotations") or []) for task in resp.json())
 
 
 def test_a_simulated_project_published_to_duckdb_and_postgres_answers_the_readme_queries_identically(
-        label_studio, ml_backend, prefect_api, tmp_path, unique, monkeypatch, pg_url):
+    label_studio, ml_backend, prefect_api, tmp_path, unique, monkeypatch, pg_url
+):
     """launch -> 3 simulated annotators -> pull -> quality check -> export, each flow publishing to the
     embedded store and (SMO_WAREHOUSE_URL) PostgreSQL; then the README's queries on both."""
     title = f"warehouse {unique}"
@@ -290,8 +355,12 @@ def test_a_simulated_project_published_to_duckdb_and_postgres_answers_the_readme
     duck, pg = wh.target(ws), wh.target(ws, pg_url)
     assert wh.query(pg, "select count(*) as n from annotations")[1] == [(held,)]
     runs = wh.query(duck, "select flow, state from flow_runs order by started_at")[1]
-    assert runs == [("create-tasks", "COMPLETED"), ("pull-completions", "COMPLETED"), ("quality-check", "COMPLETED"),
-                    ("export-dataset", "COMPLETED")]
+    assert runs == [
+        ("create-tasks", "COMPLETED"),
+        ("pull-completions", "COMPLETED"),
+        ("quality-check", "COMPLETED"),
+        ("export-dataset", "COMPLETED"),
+    ]
     exports = wh.query(pg, "select tasks, train + validation + test + gold + excluded from exports")[1]
     assert exports == [(exported["tasks"], exported["tasks"])]
     assert wh.query(pg, "select count(*) from consensus where control = 'policy'")[1] == [(30,)]
@@ -302,7 +371,7 @@ def test_a_simulated_project_published_to_duckdb_and_postgres_answers_the_readme
 
     # the README's queries: the same answers on both stores; their output kept for the README
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    from smo_labelstudio.warehouse_cli import render
+    from smo_labelstudio.cli.warehouse import render
 
     report = []
     for title_, sql in readme_queries():
@@ -332,15 +401,25 @@ def test_smo_quality_publishes_its_tables_like_the_flow(tmp_path):
     """`smo quality --spec` is not a flow run, but its consensus and agreement reach SQL at once."""
     assert synthetic_workspace(tmp_path).root == Workspace.for_title("Synthetic project", tmp_path).root
     spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text((REPO / "specs" / "example.yaml").read_text().replace(
-        "title: Text moderation - example batch", "title: Synthetic project"))
+    spec_file.write_text(
+        (REPO / "specs" / "example.yaml")
+        .read_text()
+        .replace("title: Text moderation - example batch", "title: Synthetic project")
+    )
     env = {**os.environ, "SMO_HOME": str(tmp_path)}
     checked = smo(env, "quality", "--spec", str(spec_file), "--no-adjudicate", "--json")
     assert checked.returncode in (0, 3), checked.stderr
     stores = json.loads(checked.stdout)["warehouse"]
     assert len(stores) == 1 and stores[0].endswith("warehouse.duckdb"), stores
-    out = smo(env, "sql", "--spec", str(spec_file), "select count(*) as n from consensus where control = 'policy'",
-              "--format", "json")
+    out = smo(
+        env,
+        "sql",
+        "--spec",
+        str(spec_file),
+        "select count(*) as n from consensus where control = 'policy'",
+        "--format",
+        "json",
+    )
     assert out.returncode == 0, out.stderr
     labels = pd.read_parquet(Workspace.for_title("Synthetic project", tmp_path).labels)
     assert json.loads(out.stdout) == [{"n": labels.loc[labels["control"] == "policy", "task"].nunique()}]
@@ -350,18 +429,29 @@ def test_a_failed_flow_run_is_recorded_and_published(synthetic, tmp_path, monkey
     """The flows' `on_failure` hook (no Prefect server needed: it gets the run and state objects)."""
     import types
     import uuid
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from flows.warehouse_step import record_failure
 
     ws, _ = synthetic
     spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text((REPO / "specs" / "example.yaml").read_text().replace(
-        "title: Text moderation - example batch", "title: Synthetic project"))
+    spec_file.write_text(
+        (REPO / "specs" / "example.yaml")
+        .read_text()
+        .replace("title: Text moderation - example batch", "title: Synthetic project")
+    )
     monkeypatch.setenv("SMO_HOME", str(tmp_path))
-    run = types.SimpleNamespace(parameters={"params": {"spec": str(spec_file)}}, id=uuid.uuid4(),
-                                start_time=datetime.now(timezone.utc), expected_start_time=None)
-    record_failure(types.SimpleNamespace(name="pull-completions"), run,
-                   types.SimpleNamespace(type=types.SimpleNamespace(value="FAILED")))
+    run = types.SimpleNamespace(
+        parameters={"params": {"spec": str(spec_file)}},
+        id=uuid.uuid4(),
+        start_time=datetime.now(UTC),
+        expected_start_time=None,
+    )
+    record_failure(
+        types.SimpleNamespace(name="pull-completions"),
+        run,
+        types.SimpleNamespace(type=types.SimpleNamespace(value="FAILED")),
+    )
     assert wh.query(wh.target(ws), "select flow, state, flow_run_id from flow_runs")[1] == [
-        ("pull-completions", "FAILED", str(run.id))]
+        ("pull-completions", "FAILED", str(run.id))
+    ]

@@ -13,9 +13,18 @@ missing answer); gold is `task, label`. No Label Studio needed.
     compute.py       run_quality: the whole pass, JSON-ready
 """
 
-from .agreement import (agreement_summary, bootstrap_ci, cohen_kappa_mean, fleiss_kappa, gwet_ac1,
-                        krippendorff_alpha, krippendorff_alpha_ci, pairwise_cohen_kappa, per_label_agreement,
-                        percent_agreement)
+from .agreement import (
+    agreement_summary,
+    bootstrap_ci,
+    cohen_kappa_mean,
+    fleiss_kappa,
+    gwet_ac1,
+    krippendorff_alpha,
+    krippendorff_alpha_ci,
+    pairwise_cohen_kappa,
+    per_label_agreement,
+    percent_agreement,
+)
 from .compute import QualityResult, run_quality
 from .consensus import DawidSkene, MajorityVote, consensus_frame, fit_consensus
 from .gold import flags, gold_accuracy, gold_confusion, sequential_check, wilson_interval
@@ -23,9 +32,29 @@ from .multilabel import masi_alpha, masi_distance, multilabel_agreement
 from .spans import span_agreement, span_f1
 
 __all__ = [
-    "DawidSkene", "MajorityVote", "QualityResult", "agreement_summary", "bootstrap_ci", "cohen_kappa_mean",
-    "consensus_frame", "flags", "fleiss_kappa", "gold_accuracy", "gold_confusion", "gwet_ac1",
-    "krippendorff_alpha", "krippendorff_alpha_ci", "masi_alpha", "masi_distance", "multilabel_agreement",
-    "pairwise_cohen_kappa", "per_label_agreement", "percent_agreement", "run_quality", "sequential_check",
-    "span_agreement", "span_f1", "wilson_interval",
+    "DawidSkene",
+    "MajorityVote",
+    "QualityResult",
+    "agreement_summary",
+    "bootstrap_ci",
+    "cohen_kappa_mean",
+    "consensus_frame",
+    "flags",
+    "fleiss_kappa",
+    "gold_accuracy",
+    "gold_confusion",
+    "gwet_ac1",
+    "krippendorff_alpha",
+    "krippendorff_alpha_ci",
+    "masi_alpha",
+    "masi_distance",
+    "multilabel_agreement",
+    "pairwise_cohen_kappa",
+    "per_label_agreement",
+    "percent_agreement",
+    "run_quality",
+    "sequential_check",
+    "span_agreement",
+    "span_f1",
+    "wilson_interval",
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,14 +18,17 @@ MAX_TABLE_CELLS = 100_000_000  # tasks x label values in a dense count table (80
 def require_frame(data: Any, columns: tuple[str, ...] = ANSWER_COLUMNS, what: str = "annotations") -> pd.DataFrame:
     """Check `data` is a DataFrame holding `columns`; raise a ValueError naming what is missing."""
     if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"{what}: expected a pandas DataFrame with columns {', '.join(columns)}, "
-                         f"got {type(data).__name__}")
+        raise ValueError(
+            f"{what}: expected a pandas DataFrame with columns {', '.join(columns)}, got {type(data).__name__}"
+        )
     missing = [c for c in columns if c not in data.columns]
     if missing:
         crowdkit = "annotator" in missing and "worker" in data.columns
         hint = " (crowd-kit's 'worker' is called 'annotator' here)" if crowdkit else ""
-        raise ValueError(f"{what}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}, "
-                         f"got {', '.join(map(str, data.columns)) or 'no columns'}{hint}")
+        raise ValueError(
+            f"{what}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}, "
+            f"got {', '.join(map(str, data.columns)) or 'no columns'}{hint}"
+        )
     return data
 
 
@@ -58,8 +62,10 @@ def numeric_labels(labels: pd.Series, level: str) -> pd.Series:
     numbers = pd.to_numeric(labels, errors="coerce")
     bad = numbers.isna() & labels.notna()
     if bad.any():
-        raise ValueError(f"label: level {level!r} needs numeric labels; got {int(bad.sum())} non-numeric "
-                         f"value(s) such as {_examples(labels[bad])} (use level 'nominal' for categories)")
+        raise ValueError(
+            f"label: level {level!r} needs numeric labels; got {int(bad.sum())} non-numeric "
+            f"value(s) such as {_examples(labels[bad])} (use level 'nominal' for categories)"
+        )
     numbers = numbers.astype(float)
     if np.isinf(numbers).any():
         raise ValueError(f"label: level {level!r} needs finite numbers; got {_examples(labels[np.isinf(numbers)])}")
@@ -86,8 +92,10 @@ def _reject_collections(labels: pd.Series) -> None:
     if labels.dtype == object and len(labels):
         kind = pd.api.types.infer_dtype(labels, skipna=True)
         if kind == "mixed" and labels.map(lambda v: isinstance(v, (list, tuple, set, frozenset, dict))).any():
-            raise ValueError("label: cells hold lists or sets (multi-label or spans); use "
-                             "quality.multilabel or quality.spans for those")
+            raise ValueError(
+                "label: cells hold lists or sets (multi-label or spans); use "
+                "quality.multilabel or quality.spans for those"
+            )
 
 
 @dataclass(frozen=True)
@@ -117,25 +125,33 @@ class Ratings:
         """The tasks x labels matrix of how many answers gave each label (dense; checked for size)."""
         cells = self.n_tasks * self.n_labels
         if cells > MAX_TABLE_CELLS:
-            raise ValueError(f"label: {self.n_labels:,} distinct values over {self.n_tasks:,} tasks is too many "
-                             f"for a count table ({cells:,} cells, limit {MAX_TABLE_CELLS:,}); bin or round the labels")
+            raise ValueError(
+                f"label: {self.n_labels:,} distinct values over {self.n_tasks:,} tasks is too many "
+                f"for a count table ({cells:,} cells, limit {MAX_TABLE_CELLS:,}); bin or round the labels"
+            )
         return np.bincount(self.task * self.n_labels + self.label, minlength=cells).reshape(self.n_tasks, self.n_labels)
 
-    def deduplicated(self) -> "Ratings":
+    def deduplicated(self) -> Ratings:
         """One answer per (task, annotator), the last one given (a coder has one value per unit); sorted by task."""
         return self._deduplicated
 
     @cached_property
-    def _deduplicated(self) -> "Ratings":
+    def _deduplicated(self) -> Ratings:
         key = self.task * max(len(self.annotators), 1) + self.annotator
         order = np.argsort(key, kind="stable")
         ordered = key[order]
         keep = order[np.r_[ordered[1:] != ordered[:-1], True]]
         if len(keep) == len(key) and np.array_equal(order, np.arange(len(key))):
             return self
-        return Ratings(self.task[keep], self.annotator[keep], self.label[keep], self.tasks, self.annotators,
-                       self.labels, self.n_missing)
-
+        return Ratings(
+            self.task[keep],
+            self.annotator[keep],
+            self.label[keep],
+            self.tasks,
+            self.annotators,
+            self.labels,
+            self.n_missing,
+        )
 
 
 def encode(data: pd.DataFrame | Ratings, level: str = "nominal", *, what: str = "annotations") -> Ratings:
@@ -151,9 +167,11 @@ def encode(data: pd.DataFrame | Ratings, level: str = "nominal", *, what: str = 
         frame = frame.loc[present]
         labels = frame["label"]
     if frame["task"].isna().any() or frame["annotator"].isna().any():
-        raise ValueError(f"{what}: task and annotator must not be empty "
-                         f"({int(frame['task'].isna().sum())} empty task(s), "
-                         f"{int(frame['annotator'].isna().sum())} empty annotator(s))")
+        raise ValueError(
+            f"{what}: task and annotator must not be empty "
+            f"({int(frame['task'].isna().sum())} empty task(s), "
+            f"{int(frame['annotator'].isna().sum())} empty annotator(s))"
+        )
     _reject_collections(labels)
     if level != "nominal":
         labels = numeric_labels(labels, level)

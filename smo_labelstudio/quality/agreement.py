@@ -10,7 +10,7 @@ column such as language or policy) and then returns one figure per group.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,15 @@ from ._table import CountTable, binary_table, count_table
 from .krippendorff import alpha_from_table, krippendorff_alpha
 
 __all__ = [
-    "agreement_summary", "bootstrap_ci", "cohen_kappa_mean", "fleiss_kappa", "gwet_ac1",
-    "krippendorff_alpha", "krippendorff_alpha_ci", "pairwise_cohen_kappa", "per_label_agreement",
+    "agreement_summary",
+    "bootstrap_ci",
+    "cohen_kappa_mean",
+    "fleiss_kappa",
+    "gwet_ac1",
+    "krippendorff_alpha",
+    "krippendorff_alpha_ci",
+    "pairwise_cohen_kappa",
+    "per_label_agreement",
     "percent_agreement",
 ]
 
@@ -29,6 +36,7 @@ KAPPA_WEIGHTS = (None, "linear", "quadratic")
 
 
 # --- coefficients of a count table, vectorised over rows of bootstrap weights -----------------
+
 
 def _weights(table: CountTable, weights: np.ndarray | None) -> np.ndarray:
     return table.weights[None, :] if weights is None else np.atleast_2d(weights)
@@ -81,6 +89,7 @@ def _table(data: pd.DataFrame, level: str = "nominal") -> CountTable:
 
 # --- public figures on tidy frames ------------------------------------------------------------
 
+
 def percent_agreement(data: pd.DataFrame, *, by: str | None = None) -> float | pd.Series:
     """Share of agreeing annotator pairs, averaged over tasks with at least two answers."""
     if by is not None:
@@ -108,11 +117,12 @@ def _kappa_weights(k: int, weights: str | None) -> np.ndarray:
     if weights is None:
         return 1.0 - np.eye(k)
     diff = np.abs(idx[:, None] - idx[None, :])
-    return diff if weights == "linear" else diff ** 2
+    return diff if weights == "linear" else diff**2
 
 
-def pairwise_cohen_kappa(data: pd.DataFrame, *, weights: str | None = None, level: str = "nominal",
-                         by: str | None = None) -> pd.DataFrame:
+def pairwise_cohen_kappa(
+    data: pd.DataFrame, *, weights: str | None = None, level: str = "nominal", by: str | None = None
+) -> pd.DataFrame:
     """Cohen's kappa for every pair of annotators who share a task (`annotator_a` < `annotator_b`).
 
     `weights` None, "linear" or "quadratic" (disagreement weights by the distance between positions
@@ -164,14 +174,25 @@ def pairwise_cohen_kappa(data: pd.DataFrame, *, weights: str | None = None, leve
             kappa[lo:hi] = np.where(den > 0, 1.0 - num / den, np.nan)
         agree[lo:hi] = np.trace(conf, axis1=1, axis2=2) / total
     n_ann = len(r.annotators)
-    return pd.DataFrame({
-        "annotator_a": r.annotators[pair_key // n_ann], "annotator_b": r.annotators[pair_key % n_ann],
-        "n": n, "agreement": agree, "kappa": kappa,
-    })
+    return pd.DataFrame(
+        {
+            "annotator_a": r.annotators[pair_key // n_ann],
+            "annotator_b": r.annotators[pair_key % n_ann],
+            "n": n,
+            "agreement": agree,
+            "kappa": kappa,
+        }
+    )
 
 
-def cohen_kappa_mean(data: pd.DataFrame, *, weights: str | None = None, level: str = "nominal",
-                     min_overlap: int = 1, by: str | None = None) -> float | pd.Series:
+def cohen_kappa_mean(
+    data: pd.DataFrame,
+    *,
+    weights: str | None = None,
+    level: str = "nominal",
+    min_overlap: int = 1,
+    by: str | None = None,
+) -> float | pd.Series:
     """Mean Cohen's kappa over annotator pairs sharing at least `min_overlap` tasks (defined kappas only)."""
     if by is not None:
         return per_group(cohen_kappa_mean, data, by, weights=weights, level=level, min_overlap=min_overlap)
@@ -181,6 +202,7 @@ def cohen_kappa_mean(data: pd.DataFrame, *, weights: str | None = None, level: s
 
 
 # --- confidence intervals ---------------------------------------------------------------------
+
 
 def _interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
     finite = replicates[np.isfinite(replicates)]
@@ -198,8 +220,14 @@ def _check_boot(n_boot: int, confidence: float) -> None:
         raise ValueError(f"confidence must be between 0 and 1; got {confidence!r}")
 
 
-def agreement_table_summary(table: CountTable, level: str = "nominal", *, n_boot: int = 1000,
-                            confidence: float = 0.95, random_state: int | None = 0) -> pd.DataFrame:
+def agreement_table_summary(
+    table: CountTable,
+    level: str = "nominal",
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    random_state: int | None = 0,
+) -> pd.DataFrame:
     """Estimates and percentile bootstrap intervals of the count-table coefficients (see agreement_summary)."""
     _check_boot(n_boot, confidence)
     resampled = table.resample(n_boot, random_state)
@@ -216,31 +244,52 @@ def agreement_table_summary(table: CountTable, level: str = "nominal", *, n_boot
     return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "ci_low", "ci_high"])
 
 
-def agreement_summary(data: pd.DataFrame, level: str = "nominal", *, n_boot: int = 1000, confidence: float = 0.95,
-                      random_state: int | None = 0, by: str | None = None) -> pd.DataFrame:
+def agreement_summary(
+    data: pd.DataFrame,
+    level: str = "nominal",
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    random_state: int | None = 0,
+    by: str | None = None,
+) -> pd.DataFrame:
     """Percent agreement, Fleiss, AC1 and alpha with bootstrap intervals over tasks, from the same resamples.
 
     Resampling tasks with replacement is done as a multinomial draw over distinct task profiles,
     exact and fast; results are deterministic given `random_state`.
     """
     if by is not None:
-        return per_group(agreement_summary, data, by, level=level, n_boot=n_boot, confidence=confidence,
-                         random_state=random_state)
-    out = agreement_table_summary(_table(data, level), level, n_boot=n_boot, confidence=confidence,
-                                  random_state=random_state)
+        return per_group(
+            agreement_summary, data, by, level=level, n_boot=n_boot, confidence=confidence, random_state=random_state
+        )
+    out = agreement_table_summary(
+        _table(data, level), level, n_boot=n_boot, confidence=confidence, random_state=random_state
+    )
     return out.rename_axis("figure").reset_index()
 
 
-def krippendorff_alpha_ci(data: pd.DataFrame, level: str = "nominal", *, n_boot: int = 1000, confidence: float = 0.95,
-                          random_state: int | None = 0) -> tuple[float, float]:
+def krippendorff_alpha_ci(
+    data: pd.DataFrame,
+    level: str = "nominal",
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    random_state: int | None = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap interval over tasks for Krippendorff's alpha."""
     _check_boot(n_boot, confidence)
     table = _table(data, level)
     return _interval(alpha_from_table(table, level, table.resample(n_boot, random_state)), confidence)
 
 
-def bootstrap_ci(data: pd.DataFrame, statistic: Callable[[pd.DataFrame], float], *, n_boot: int = 200,
-                 confidence: float = 0.95, random_state: int | None = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    data: pd.DataFrame,
+    statistic: Callable[[pd.DataFrame], float],
+    *,
+    n_boot: int = 200,
+    confidence: float = 0.95,
+    random_state: int | None = 0,
+) -> tuple[float, float]:
     """Percentile interval of any statistic of a tidy frame, resampling tasks with replacement.
 
     A task drawn twice appears as two tasks. Slower than the count-table intervals (the statistic
@@ -267,8 +316,10 @@ def bootstrap_ci(data: pd.DataFrame, statistic: Callable[[pd.DataFrame], float],
 
 # --- one-vs-rest figures per label ------------------------------------------------------------
 
-def binary_figures(yes: np.ndarray, rated: np.ndarray, labels: pd.Index,
-                   weights: np.ndarray | None = None) -> pd.DataFrame:
+
+def binary_figures(
+    yes: np.ndarray, rated: np.ndarray, labels: pd.Index, weights: np.ndarray | None = None
+) -> pd.DataFrame:
     """Per label, answers as chosen / not chosen: prevalence, percent agreement, Fleiss, AC1, alpha.
 
     `yes` is tasks (or profiles) x labels, `rated` the answers per task, `weights` tasks per row.
@@ -278,16 +329,19 @@ def binary_figures(yes: np.ndarray, rated: np.ndarray, labels: pd.Index,
     total = w @ rated
     for index, label in enumerate(labels):
         table = binary_table(yes[:, index], rated, w)
-        rows.append({
-            "label": label,
-            "prevalence": float(w @ yes[:, index] / total) if total else float("nan"),
-            "percent_agreement": float(percent_agreement_table(table)[0]),
-            "fleiss_kappa": float(fleiss_kappa_table(table)[0]),
-            "gwet_ac1": float(gwet_ac1_table(table, n_categories=2)[0]),
-            "krippendorff_alpha": float(alpha_from_table(table, "nominal")[0]),
-        })
-    return pd.DataFrame(rows, columns=["label", "prevalence", "percent_agreement", "fleiss_kappa", "gwet_ac1",
-                                       "krippendorff_alpha"])
+        rows.append(
+            {
+                "label": label,
+                "prevalence": float(w @ yes[:, index] / total) if total else float("nan"),
+                "percent_agreement": float(percent_agreement_table(table)[0]),
+                "fleiss_kappa": float(fleiss_kappa_table(table)[0]),
+                "gwet_ac1": float(gwet_ac1_table(table, n_categories=2)[0]),
+                "krippendorff_alpha": float(alpha_from_table(table, "nominal")[0]),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["label", "prevalence", "percent_agreement", "fleiss_kappa", "gwet_ac1", "krippendorff_alpha"]
+    )
 
 
 def per_label_table(table: CountTable) -> pd.DataFrame:

@@ -53,13 +53,15 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -
             continue
         conf, acc = float(probs[mask].mean()), float(hits[mask].mean())
         ece += mask.sum() / len(probs) * abs(conf - acc)
-        rows.append({"bin_low": edges[b], "bin_high": edges[b + 1], "n": int(mask.sum()), "confidence": conf,
-                     "accuracy": acc})
+        rows.append(
+            {"bin_low": edges[b], "bin_high": edges[b + 1], "n": int(mask.sum()), "confidence": conf, "accuracy": acc}
+        )
     return float(ece), pd.DataFrame(rows, columns=table.columns)
 
 
-def held_out_gold(method: str, answers: pd.DataFrame, gold: pd.DataFrame, n_folds: int = N_FOLDS,
-                  random_state: int = 0) -> pd.DataFrame:
+def held_out_gold(
+    method: str, answers: pd.DataFrame, gold: pd.DataFrame, n_folds: int = N_FOLDS, random_state: int = 0
+) -> pd.DataFrame:
     """For every answered gold task (gold: task, label): the consensus confidence and whether the label
     was right, from a model anchored on the other folds' gold only (columns task, confidence, correct)."""
     gold = gold.loc[gold["task"].isin(answers["task"]), ["task", "label"]].drop_duplicates("task")
@@ -74,7 +76,9 @@ def held_out_gold(method: str, answers: pd.DataFrame, gold: pd.DataFrame, n_fold
         held = gold.index[folds == fold]
         picked = fitted.loc[gold.loc[held, "task"]]
         out.loc[held, "confidence"] = picked["confidence"].to_numpy()
-        out.loc[held, "correct"] = picked["label"].astype(str).to_numpy() == gold.loc[held, "label"].astype(str).to_numpy()
+        out.loc[held, "correct"] = (
+            picked["label"].astype(str).to_numpy() == gold.loc[held, "label"].astype(str).to_numpy()
+        )
     return out
 
 
@@ -119,9 +123,16 @@ class Calibration:
         return _apply(self.slope, self.intercept, raw) if self.applied else raw
 
     def summary(self) -> dict[str, Any]:
-        return {"n_gold": self.n_gold, "applied": self.applied, "method": "platt" if self.applied else None,
-                "reason": self.reason, "slope": self.slope, "intercept": self.intercept,
-                "ece_before": self.ece_before, "ece_after": self.ece_after}
+        return {
+            "n_gold": self.n_gold,
+            "applied": self.applied,
+            "method": "platt" if self.applied else None,
+            "reason": self.reason,
+            "slope": self.slope,
+            "intercept": self.intercept,
+            "ece_before": self.ece_before,
+            "ece_after": self.ece_after,
+        }
 
 
 def fit_calibration(held_out: pd.DataFrame, min_gold: int = MIN_GOLD, random_state: int = 0) -> Calibration:
@@ -132,21 +143,31 @@ def fit_calibration(held_out: pd.DataFrame, min_gold: int = MIN_GOLD, random_sta
     hits = held_out["correct"].to_numpy(dtype=bool)
     before = reliability(conf, hits)[0] if n else None
     if n < min_gold:
-        return Calibration(n, False, f"{n} held-out gold tasks, fewer than {min_gold}: posteriors left as they are",
-                           ece_before=before)
+        return Calibration(
+            n, False, f"{n} held-out gold tasks, fewer than {min_gold}: posteriors left as they are", ece_before=before
+        )
     predicted = np.empty(n)
     for train, test in KFold(min(10, n), shuffle=True, random_state=random_state).split(conf):
         predicted[test] = _apply(*_fit(conf[train], hits[train]), conf[test])
     slope, intercept = _fit(conf, hits)
     pairs = pd.DataFrame({"posterior": conf, "calibrated": predicted, "correct": hits})
-    return Calibration(n, True, f"Platt scaling shrunk toward the posteriors, on {n} held-out gold tasks "
-                                f"({int(hits.sum())} right)", slope, intercept, before, reliability(predicted, hits)[0],
-                       pairs)
+    return Calibration(
+        n,
+        True,
+        f"Platt scaling shrunk toward the posteriors, on {n} held-out gold tasks ({int(hits.sum())} right)",
+        slope,
+        intercept,
+        before,
+        reliability(predicted, hits)[0],
+        pairs,
+    )
 
 
 def describe(summary: dict[str, Any]) -> str:
     """One sentence for reports and datasheets from `Calibration.summary()`."""
     if not summary.get("applied"):
         return f"posteriors as the model gives them ({summary.get('reason')})"
-    return (f"calibrated on {summary['n_gold']} held-out gold tasks; expected calibration error on them "
-            f"{summary['ece_before']:.3f} before, {summary['ece_after']:.3f} after (cross-validated)")
+    return (
+        f"calibrated on {summary['n_gold']} held-out gold tasks; expected calibration error on them "
+        f"{summary['ece_before']:.3f} before, {summary['ece_after']:.3f} after (cross-validated)"
+    )

@@ -48,8 +48,9 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _agreement(table: CountTable, level: str, n_boot: int, confidence: float,
-               random_state: int | None) -> dict[str, Any]:
+def _agreement(
+    table: CountTable, level: str, n_boot: int, confidence: float, random_state: int | None
+) -> dict[str, Any]:
     figures = agreement_table_summary(table, level, n_boot=n_boot, confidence=confidence, random_state=random_state)
     out: dict[str, Any] = {}
     for name, row in figures.iterrows():
@@ -58,17 +59,29 @@ def _agreement(table: CountTable, level: str, n_boot: int, confidence: float,
     return out
 
 
-def _group_agreement(part: pd.DataFrame, level: str, n_boot: int, confidence: float,
-                     random_state: int | None) -> pd.Series:
+def _group_agreement(
+    part: pd.DataFrame, level: str, n_boot: int, confidence: float, random_state: int | None
+) -> pd.Series:
     ratings = encode(part, level)
     figures = _agreement(count_table(ratings.deduplicated()), level, n_boot, confidence, random_state)
     return pd.Series({"n_tasks": ratings.n_tasks, "n_annotations": len(ratings), **figures})
 
 
-def run_quality(annotations: pd.DataFrame, gold: pd.DataFrame | None = None, *, level: str = "nominal",
-                method: str = "ds", threshold: float = 0.8, min_gold: int = 20, alpha: float = 0.05,
-                n_boot: int = 1000, confidence: float = 0.95, random_state: int | None = 0, min_overlap: int = 1,
-                by: str | None = None) -> QualityResult:
+def run_quality(
+    annotations: pd.DataFrame,
+    gold: pd.DataFrame | None = None,
+    *,
+    level: str = "nominal",
+    method: str = "ds",
+    threshold: float = 0.8,
+    min_gold: int = 20,
+    alpha: float = 0.05,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    random_state: int | None = 0,
+    min_overlap: int = 1,
+    by: str | None = None,
+) -> QualityResult:
     """Run every check on a tidy `task, annotator, label` frame (and optional gold `task, label`).
 
     Counts: n_annotations are non-empty labels (n_missing the empty ones), n_tasks and n_annotators
@@ -89,44 +102,64 @@ def run_quality(annotations: pd.DataFrame, gold: pd.DataFrame | None = None, *, 
     table = count_table(ratings.deduplicated())
 
     summary: dict[str, Any] = {
-        "n_tasks": nominal.n_tasks, "n_annotators": len(nominal.annotators), "n_annotations": len(nominal),
-        "n_missing": nominal.n_missing, "n_labels": nominal.n_labels, "level": level, "method": method,
+        "n_tasks": nominal.n_tasks,
+        "n_annotators": len(nominal.annotators),
+        "n_annotations": len(nominal),
+        "n_missing": nominal.n_missing,
+        "n_labels": nominal.n_labels,
+        "level": level,
+        "method": method,
     }
     table_figures = _agreement(table, level, n_boot, confidence, random_state)
     weights = COHEN_WEIGHTS[level]
     pairs = pairwise_cohen_kappa(ratings, weights=weights, level="nominal" if level == "nominal" else "ordinal")
     used = pairs.loc[pairs["n"] >= min_overlap, "kappa"].dropna()
     summary.update(table_figures)
-    summary.update({
-        "cohen_kappa_mean": float(used.mean()) if len(used) else None,
-        "cohen_kappa_weights": weights or "none",
-        "cohen_kappa_pairs": int(len(used)),
-    })
+    summary.update(
+        {
+            "cohen_kappa_mean": float(used.mean()) if len(used) else None,
+            "cohen_kappa_weights": weights or "none",
+            "cohen_kappa_pairs": int(len(used)),
+        }
+    )
     if nominal.n_labels <= MAX_PER_LABEL:
         nominal_table = table if ratings is nominal else count_table(nominal.deduplicated())
         summary["per_label"] = per_label_table(nominal_table).to_dict(orient="records")
 
     report = None
     if gold is not None:
-        report = gold_accuracy(annotations, gold, threshold=threshold, min_answers=min_gold, alpha=alpha,
-                               confidence=confidence)
+        report = gold_accuracy(
+            annotations, gold, threshold=threshold, min_answers=min_gold, alpha=alpha, confidence=confidence
+        )
     summary["annotators"] = _annotators(nominal, report)
     summary["flagged"] = [f.to_dict() for f in flags(annotations, gold, report)] if report is not None else []
-    summary["gold"] = {"threshold": threshold, "min_answers": min_gold, "alpha": alpha,
-                       "n_gold_tasks": int(gold["task"].nunique()) if gold is not None else 0}
+    summary["gold"] = {
+        "threshold": threshold,
+        "min_answers": min_gold,
+        "alpha": alpha,
+        "n_gold_tasks": int(gold["task"].nunique()) if gold is not None else 0,
+    }
 
     estimator = fit_consensus(method, nominal, gold)
     consensus = consensus_frame(estimator)
     summary["consensus"] = {
         "method": METHODS[method],
-        "n_tasks": len(consensus), "mean_confidence": float(consensus["confidence"].mean()),
+        "n_tasks": len(consensus),
+        "mean_confidence": float(consensus["confidence"].mean()),
         "low_confidence_below": LOW_CONFIDENCE,
         "low_confidence": int((consensus["confidence"] < LOW_CONFIDENCE).sum()),
         **({"iterations": estimator.n_iter_} if method != "mv" else {}),
     }
     if by is not None:
-        groups = per_group(_group_agreement, annotations, by, level=level, n_boot=n_boot, confidence=confidence,
-                           random_state=random_state)
+        groups = per_group(
+            _group_agreement,
+            annotations,
+            by,
+            level=level,
+            n_boot=n_boot,
+            confidence=confidence,
+            random_state=random_state,
+        )
         summary["groups"] = {str(key): row.to_dict() for key, row in groups.iterrows()}
     return QualityResult(jsonable(summary), consensus)
 
@@ -135,8 +168,16 @@ def _annotators(ratings: Any, report: pd.DataFrame | None) -> list[dict[str, Any
     answers = np.bincount(ratings.annotator, minlength=len(ratings.annotators))
     frame = pd.DataFrame({"annotator": ratings.annotators, "n_annotations": answers})
     if report is None:
-        frame = frame.assign(gold_n=0, gold_correct=0, gold_accuracy=np.nan, ci_low=np.nan, ci_high=np.nan,
-                             p_value=np.nan, flagged=False, reason="no gold answers")
+        frame = frame.assign(
+            gold_n=0,
+            gold_correct=0,
+            gold_accuracy=np.nan,
+            ci_low=np.nan,
+            ci_high=np.nan,
+            p_value=np.nan,
+            flagged=False,
+            reason="no gold answers",
+        )
     else:
         frame = frame.merge(report, on="annotator", how="left")
     frame["annotator"] = frame["annotator"].astype(object)

@@ -66,14 +66,17 @@ class MajorityVote:
     def __init__(self, tie_break: str = "frequency") -> None:
         self.tie_break = tie_break
 
-    def fit(self, data: pd.DataFrame) -> "MajorityVote":
+    def fit(self, data: pd.DataFrame) -> MajorityVote:
         """Count votes per task and label."""
         check_choice("tie_break", self.tie_break, TIE_BREAKS)
         r = _answers(data)
         votes = r.task_counts().astype(float)
         totals = np.bincount(r.label, minlength=r.n_labels)
-        rank = np.arange(r.n_labels) if self.tie_break == "sorted" else \
-            np.argsort(np.argsort(-totals, kind="stable"), kind="stable")
+        rank = (
+            np.arange(r.n_labels)
+            if self.tie_break == "sorted"
+            else np.argsort(np.argsort(-totals, kind="stable"), kind="stable")
+        )
         self.priors_ = pd.Series(totals / max(totals.sum(), 1), index=r.labels.rename("label"), name="prior")
         self.probas_ = _probas_frame(votes / votes.sum(axis=1, keepdims=True), r)
         self.labels_ = _labels_series(votes, r, rank)
@@ -122,7 +125,7 @@ class DawidSkene:
         self.tol = tol
         self.smoothing = smoothing
 
-    def fit(self, data: pd.DataFrame, gold: pd.DataFrame | pd.Series | None = None) -> "DawidSkene":
+    def fit(self, data: pd.DataFrame, gold: pd.DataFrame | pd.Series | None = None) -> DawidSkene:
         """Run EM on the answers; `gold` (frame task, label or Series by task) anchors those tasks."""
         if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 1:
             raise ValueError(f"n_iter must be a positive integer; got {self.n_iter!r}")
@@ -187,8 +190,9 @@ class DawidSkene:
         return errors.reshape(a * k, k)
 
     @staticmethod
-    def _elbo(scores: np.ndarray, per_task: np.ndarray, probas: np.ndarray, priors: np.ndarray,
-              entropy: np.ndarray) -> float:
+    def _elbo(
+        scores: np.ndarray, per_task: np.ndarray, probas: np.ndarray, priors: np.ndarray, entropy: np.ndarray
+    ) -> float:
         """Expected complete-data log-likelihood plus posterior entropy (crowd-kit's loss, priors per answer)."""
         joint = np.einsum("tk,tk->", probas, scores) + per_task @ (probas @ np.log(np.clip(priors, _EPS, None)))
         return float(joint + entropy.sum())

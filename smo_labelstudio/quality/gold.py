@@ -23,8 +23,7 @@ from scipy import special
 
 from ._frame import check_choice, factorize_sorted, require_frame, show
 
-__all__ = ["Flag", "flags", "gold_accuracy", "gold_answers", "gold_confusion", "sequential_check",
-           "wilson_interval"]
+__all__ = ["Flag", "flags", "gold_accuracy", "gold_answers", "gold_confusion", "sequential_check", "wilson_interval"]
 
 CORRECTIONS = ("none", "holm")
 
@@ -61,8 +60,10 @@ def gold_answers(annotations: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
     answers["gold_label"] = truth.reindex(answers["task"]).to_numpy()
     kinds = pd.api.types.infer_dtype(truth, skipna=True), pd.api.types.infer_dtype(answers["label"], skipna=True)
     if len(answers) and kinds[0] != kinds[1] and not answers["label"].isin(truth.unique()).any():
-        raise ValueError(f"gold: no gold label equals any answer on the gold tasks (gold labels such as "
-                         f"{show(truth.iloc[0])}, answers such as {show(answers['label'].iloc[0])}); check their types")
+        raise ValueError(
+            f"gold: no gold label equals any answer on the gold tasks (gold labels such as "
+            f"{show(truth.iloc[0])}, answers such as {show(answers['label'].iloc[0])}); check their types"
+        )
     answers["correct"] = (answers["label"] == answers["gold_label"]).to_numpy(dtype=bool)
     return answers
 
@@ -78,9 +79,18 @@ def _holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def gold_accuracy(annotations: pd.DataFrame, gold: pd.DataFrame, *, threshold: float = 0.8, min_answers: int = 20,
-                  alpha: float = 0.05, confidence: float = 0.95, correction: str = "none", by_label: bool = False,
-                  by: str | None = None) -> pd.DataFrame:
+def gold_accuracy(
+    annotations: pd.DataFrame,
+    gold: pd.DataFrame,
+    *,
+    threshold: float = 0.8,
+    min_answers: int = 20,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    correction: str = "none",
+    by_label: bool = False,
+    by: str | None = None,
+) -> pd.DataFrame:
     """One row per annotator (per gold label with `by_label`, per group of `by`): accuracy, CI, test, flag.
 
     Columns: annotator, [gold_label], [by], gold_n, gold_correct, gold_accuracy, ci_low, ci_high,
@@ -114,15 +124,18 @@ def gold_accuracy(annotations: pd.DataFrame, gold: pd.DataFrame, *, threshold: f
         p_value = np.where(judged, _holm(np.where(judged, p_value, np.nan)), p_value)
     report["p_value"] = p_value
     report["flagged"] = judged & (p_value < alpha)
-    report["reason"] = [_reason(*row, threshold=threshold, min_answers=min_answers, alpha=alpha)
-                        for row in zip(n, report["gold_accuracy"], report["p_value"], report["flagged"], strict=True)]
+    report["reason"] = [
+        _reason(*row, threshold=threshold, min_answers=min_answers, alpha=alpha)
+        for row in zip(n, report["gold_accuracy"], report["p_value"], report["flagged"], strict=True)
+    ]
     report["gold_n"] = report["gold_n"].astype(int)
     report["gold_correct"] = report["gold_correct"].astype(int)
     return report
 
 
-def _reason(n: float, accuracy: float, p: float, flagged: bool, *, threshold: float, min_answers: int,
-            alpha: float) -> str:
+def _reason(
+    n: float, accuracy: float, p: float, flagged: bool, *, threshold: float, min_answers: int, alpha: float
+) -> str:
     if n == 0:
         return "no gold answers"
     if n < min_answers:
@@ -168,8 +181,9 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def flags(annotations: pd.DataFrame, gold: pd.DataFrame, report: pd.DataFrame | None = None,
-          **settings: Any) -> list[Flag]:
+def flags(
+    annotations: pd.DataFrame, gold: pd.DataFrame, report: pd.DataFrame | None = None, **settings: Any
+) -> list[Flag]:
     """The annotators to flag (from `report`, or a fresh `gold_accuracy` with `settings`), with confusions."""
     if report is None:
         report = gold_accuracy(annotations, gold, **settings)
@@ -181,8 +195,16 @@ def flags(annotations: pd.DataFrame, gold: pd.DataFrame, report: pd.DataFrame | 
     return [Flag(annotator, reasons[annotator], _confusion(part, values)) for annotator, part in theirs]
 
 
-def sequential_check(annotations: pd.DataFrame, gold: pd.DataFrame, *, good: float = 0.8, bad: float = 0.65,
-                     alpha: float = 0.05, beta: float = 0.1, order: str | None = None) -> pd.DataFrame:
+def sequential_check(
+    annotations: pd.DataFrame,
+    gold: pd.DataFrame,
+    *,
+    good: float = 0.8,
+    bad: float = 0.65,
+    alpha: float = 0.05,
+    beta: float = 0.1,
+    order: str | None = None,
+) -> pd.DataFrame:
     """Wald's SPRT per annotator over their gold answers in order (column `order`, else row order).
 
     Log-likelihood ratio after n answers, k correct: k log(bad/good) + (n-k) log((1-bad)/(1-good));
@@ -206,8 +228,15 @@ def sequential_check(annotations: pd.DataFrame, gold: pd.DataFrame, *, good: flo
     n = grouped.cumcount().to_numpy() + 1
     k = grouped["correct"].cumsum().to_numpy()
     llr = k * step_right + (n - k) * step_wrong
-    walk = pd.DataFrame({"annotator": answers["annotator"].to_numpy(), "n": n, "k": k, "llr": llr,
-                         "decision": np.where(llr >= upper, "flag", np.where(llr <= lower, "pass", ""))})
+    walk = pd.DataFrame(
+        {
+            "annotator": answers["annotator"].to_numpy(),
+            "n": n,
+            "k": k,
+            "llr": llr,
+            "decision": np.where(llr >= upper, "flag", np.where(llr <= lower, "pass", "")),
+        }
+    )
     first = walk[walk["decision"] != ""].groupby("annotator", sort=True).head(1).set_index("annotator")
     last = walk.groupby("annotator", sort=True).tail(1).set_index("annotator")
     out = pd.DataFrame({"gold_n": last["n"], "gold_correct": last["k"]})

@@ -13,7 +13,7 @@ a_c = sum_{g<c} n_g + n_c / 2), so no values x values matrix is needed there.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -62,24 +62,25 @@ def _alpha_delta(counts: np.ndarray, m: np.ndarray, w: np.ndarray, delta: np.nda
     return _finish(w @ per_task, expected, nc.sum(axis=1))
 
 
-def _alpha_coordinate(counts: np.ndarray, m: np.ndarray, w: np.ndarray,
-                      coord: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def _alpha_coordinate(
+    counts: np.ndarray, m: np.ndarray, w: np.ndarray, coord: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
     """Alpha for delta_ck = (x_c - x_k)^2 where x = coord(margins) may differ per replicate."""
     out = np.empty(len(w))
     step = max(1, _CHUNK_CELLS // max(1, counts.shape[0] + counts.shape[1]))
     for lo in range(0, len(w), step):
-        wb = w[lo:lo + step]
-        nc = wb @ counts                                   # replicate margins
+        wb = w[lo : lo + step]
+        nc = wb @ counts  # replicate margins
         n = nc.sum(axis=1)
         x = coord(nc)
         with np.errstate(invalid="ignore", divide="ignore"):
-            x = x - ((nc * x).sum(axis=1) / n)[:, None]        # centre: fewer digits lost below
-        s1 = x @ counts.T                                  # per task: sum of x over its values
+            x = x - ((nc * x).sum(axis=1) / n)[:, None]  # centre: fewer digits lost below
+        s1 = x @ counts.T  # per task: sum of x over its values
         s2 = (x * x) @ counts.T
-        spread = 2.0 * (m * s2 - s1 * s1) / (m - 1.0)       # sum over ordered pairs of (x_c - x_k)^2 / (m - 1)
+        spread = 2.0 * (m * s2 - s1 * s1) / (m - 1.0)  # sum over ordered pairs of (x_c - x_k)^2 / (m - 1)
         observed = (wb * spread).sum(axis=1)
         expected = 2.0 * (n * (nc * x * x).sum(axis=1) - (nc * x).sum(axis=1) ** 2)
-        out[lo:lo + step] = _finish(observed, expected, n)
+        out[lo : lo + step] = _finish(observed, expected, n)
     return out
 
 
@@ -87,8 +88,9 @@ def _midranks(nc: np.ndarray) -> np.ndarray:
     return np.cumsum(nc, axis=1) - nc / 2.0
 
 
-def alpha_from_table(table: CountTable, metric: str | np.ndarray = "nominal",
-                     weights: np.ndarray | None = None) -> np.ndarray:
+def alpha_from_table(
+    table: CountTable, metric: str | np.ndarray = "nominal", weights: np.ndarray | None = None
+) -> np.ndarray:
     """Alpha for each row of `weights` (default: the table's own weights, one value) and a metric.
 
     `metric` is a level name or a values x values distance matrix (e.g. MASI for sets).
@@ -112,8 +114,10 @@ def alpha_from_table(table: CountTable, metric: str | np.ndarray = "nominal",
         return _alpha_coordinate(counts, m, w, _midranks)
     if metric == "ratio":
         if k > MAX_DELTA_VALUES:
-            raise ValueError(f"label: {k:,} distinct values is too many for the ratio metric "
-                             f"(limit {MAX_DELTA_VALUES:,}); bin or round the labels")
+            raise ValueError(
+                f"label: {k:,} distinct values is too many for the ratio metric "
+                f"(limit {MAX_DELTA_VALUES:,}); bin or round the labels"
+            )
         return _alpha_delta(counts, m, w, ratio_delta(np.asarray(table.values, dtype=float)))
     raise ValueError(f"level must be one of {', '.join(ALPHA_LEVELS)} or a distance matrix; got {metric!r}")
 

@@ -9,7 +9,8 @@ are equal: distance 0 (an annotator who chose nothing agrees with another who ch
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,8 +47,13 @@ def _cells(data: pd.DataFrame) -> pd.DataFrame:
     frame = data.loc[present.to_numpy(), ["task", "annotator", "label"]]
     frame = frame.drop_duplicates(["task", "annotator"], keep="last")
     sets = [_as_set(v, i) for i, v in zip(frame.index, frame["label"], strict=True)]
-    return pd.DataFrame({"task": frame["task"].to_numpy(), "annotator": frame["annotator"].to_numpy(),
-                         "label": pd.Series(sets, dtype=object).to_numpy()})
+    return pd.DataFrame(
+        {
+            "task": frame["task"].to_numpy(),
+            "annotator": frame["annotator"].to_numpy(),
+            "label": pd.Series(sets, dtype=object).to_numpy(),
+        }
+    )
 
 
 def multilabel_agreement(data: pd.DataFrame, *, by: str | None = None) -> pd.DataFrame:
@@ -89,8 +95,9 @@ def masi_alpha(data: pd.DataFrame, *, by: str | None = None) -> float | pd.Serie
     task, _ = factorize_sorted(cells["task"])
     value, sets = pd.factorize(cells["label"])
     if len(sets) > MAX_DELTA_VALUES:
-        raise ValueError(f"label: {len(sets):,} distinct label sets is too many for MASI alpha "
-                         f"(limit {MAX_DELTA_VALUES:,})")
+        raise ValueError(
+            f"label: {len(sets):,} distinct label sets is too many for MASI alpha (limit {MAX_DELTA_VALUES:,})"
+        )
     n_tasks = task.max() + 1 if len(task) else 0
     counts = np.bincount(task * len(sets) + value, minlength=n_tasks * len(sets)).reshape(n_tasks, len(sets))
     table = table_from_counts(counts, pd.Index(range(len(sets))))

@@ -29,8 +29,9 @@ def _span(value: Any, row: Any) -> tuple[int, int, Any]:
     elif isinstance(value, (list, tuple)) and len(value) == 3:
         start, end, label = value
     else:
-        raise ValueError(f"label: a span must be (start, end, label) or a dict with those keys; "
-                         f"row {row} holds {value!r}")
+        raise ValueError(
+            f"label: a span must be (start, end, label) or a dict with those keys; row {row} holds {value!r}"
+        )
     if not (isinstance(start, (int, np.integer)) and isinstance(end, (int, np.integer)) and 0 <= start < end):
         raise ValueError(f"label: span offsets must be integers with 0 <= start < end; row {row} holds {value!r}")
     return int(start), int(end), label
@@ -42,8 +43,9 @@ def _spans(data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     present = data["label"].map(lambda v: isinstance(v, (list, tuple, np.ndarray)))
     bad = ~present & data["label"].notna()
     if bad.any():
-        raise ValueError(f"label: span cells must be lists of spans; "
-                         f"row {bad.idxmax()} holds {data['label'][bad].iloc[0]!r}")
+        raise ValueError(
+            f"label: span cells must be lists of spans; row {bad.idxmax()} holds {data['label'][bad].iloc[0]!r}"
+        )
     frame = data.loc[present.to_numpy()].drop_duplicates(["task", "annotator"], keep="last")
     task, _ = factorize_sorted(frame["task"])
     annotator, annotators = factorize_sorted(frame["annotator"])
@@ -83,9 +85,17 @@ def span_agreement(data: pd.DataFrame, *, match: str = "exact", by: str | None =
     pairs["matched_a"] = matched.reindex(pd.MultiIndex.from_arrays([i, j]), fill_value=0).to_numpy()
     pairs["matched_b"] = matched.reindex(pd.MultiIndex.from_arrays([j, i]), fill_value=0).to_numpy()
     pairs["annotator_a"], pairs["annotator_b"] = ann[i], ann[j]
-    out = pairs.groupby(["annotator_a", "annotator_b"], sort=True).agg(
-        tasks=("cell_a", "size"), spans_a=("n_a", "sum"), spans_b=("n_b", "sum"),
-        matched_a=("matched_a", "sum"), matched_b=("matched_b", "sum")).reset_index()
+    out = (
+        pairs.groupby(["annotator_a", "annotator_b"], sort=True)
+        .agg(
+            tasks=("cell_a", "size"),
+            spans_a=("n_a", "sum"),
+            spans_b=("n_b", "sum"),
+            matched_a=("matched_a", "sum"),
+            matched_b=("matched_b", "sum"),
+        )
+        .reset_index()
+    )
     out["annotator_a"] = annotators[out["annotator_a"].to_numpy()]
     out["annotator_b"] = annotators[out["annotator_b"].to_numpy()]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -110,5 +120,6 @@ def span_f1(data: pd.DataFrame, *, match: str = "exact", by: str | None = None) 
     if by is not None:
         return per_group(span_f1, data, by, match=match)
     pairs = span_agreement(data, match=match)
-    return float(_f1(pairs["matched_a"].sum(), pairs["spans_a"].sum(), pairs["matched_b"].sum(),
-                     pairs["spans_b"].sum()))
+    return float(
+        _f1(pairs["matched_a"].sum(), pairs["spans_a"].sum(), pairs["matched_b"].sum(), pairs["spans_b"].sum())
+    )

@@ -1,0 +1,47 @@
+"""`smo export`: an evaluated dataset from a project's pulled labels. Mistakes end in one line on stderr, exit 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def export(
+    spec: Path = typer.Option(..., "--spec", metavar="SPEC", help="The project spec (its title names the workspace)."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Where to write the dataset files and datasheet."),
+    method: str = typer.Option(
+        "smoothed-ds",
+        "--method",
+        metavar="smoothed-ds|ds|mv",
+        help="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), "
+        "plain Dawid-Skene (ds), both anchored on gold, or majority vote (mv).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for the splits and bootstrap intervals."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Consensus labels, gates, seeded splits: JSONL, Parquet, CSV, Label Studio JSON and a datasheet."""
+    from smo_labelstudio.core.spec import SpecError, load_spec
+    from smo_labelstudio.core.workspace import Workspace
+    from smo_labelstudio.export.dataset import ExportError, export_workspace
+
+    try:
+        loaded = load_spec(spec)
+        result = export_workspace(Workspace.for_title(loaded.title), loaded, out, method=method, seed=seed)
+    except (SpecError, ExportError, OSError) as exc:
+        _fail(" ".join(str(exc).split()))
+    s = result.summary()
+    if as_json:
+        typer.echo(json.dumps(s, allow_nan=False))
+        return
+    splits = ", ".join(f"{k} {v}" for k, v in s["splits"].items())
+    typer.echo(f"{s['tasks']} tasks exported to {s['out']} ({splits})")
+    for name, acc in s.get("consensus_accuracy", {}).items():
+        typer.echo(f"consensus accuracy vs simulation truth ({name}): {acc['accuracy']:.3f} on {acc['n_tasks']} tasks")
+    typer.echo(f"datasheet: {s['files']['datasheet.md']}")

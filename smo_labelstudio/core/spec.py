@@ -1,0 +1,89 @@
+"""The project spec: the YAML file a project manager edits to start and run a labeling project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from smo_labelstudio.core.paths import REPO_ROOT
+from smo_labelstudio.core.taxonomy import load_taxonomy
+from smo_labelstudio.core.yamlfile import load_model
+from smo_labelstudio.labelstudio.configs import list_configs
+
+
+class SpecError(ValueError):
+    """The spec file is missing or invalid; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not silently ignored
+
+
+class Columns(_Strict):
+    """Which source columns hold what (the default spec reads `id`, `text`, `language`)."""
+
+    id: str | None = "id"
+    text: str | None = "text"
+    image: str | None = None
+    language: str | None = "language"
+    source: str | None = None
+
+
+class Overlap(_Strict):
+    """Every task gets `annotators`; a `share` of tasks gets `extra_annotators` instead."""
+
+    annotators: int = Field(1, ge=1, le=20)
+    share: float = Field(0.2, ge=0, le=1)
+    extra_annotators: int = Field(3, ge=1, le=20)
+
+
+class Quality(_Strict):
+    min_gold_accuracy: float = Field(0.8, ge=0, le=1)
+    min_gold_answers: int = Field(10, ge=1)
+    min_alpha: float = Field(0.6, ge=-1, le=1)
+    min_severity_alpha: float | None = Field(None, ge=-1, le=1)  # ordinal alpha on severity; None: not gated
+    min_confidence: float = Field(0.7, ge=0, le=1)
+
+
+class Wellness(_Strict):
+    """Exposure limits for the operations report: items at or above `high_severity` (consensus severity)
+    an annotator may see per day before the report raises an alert."""
+
+    high_severity: int = Field(3, ge=1, le=4)
+    max_high_severity_per_day: int = Field(200, ge=1)
+
+
+class Spec(_Strict):
+    title: str = Field(min_length=1)
+    config: str
+    guidelines_version: str = Field(description="the taxonomy version the guidelines must come from")
+    columns: Columns = Columns()
+    overlap: Overlap = Overlap()
+    gold_rate: float = Field(0.05, ge=0, le=0.5)
+    quality: Quality = Quality()
+    deadline: str | None = None
+    wellness: Wellness = Wellness()
+
+    @model_validator(mode="after")
+    def _refers_to_what_exists(self) -> Spec:
+        tax = load_taxonomy()
+        if self.guidelines_version != tax.version:
+            raise ValueError(
+                f"guidelines_version {self.guidelines_version!r} does not match taxonomy.yaml "
+                f"version {tax.version!r}; update the spec or check out that taxonomy"
+            )
+        names = list_configs()
+        if self.config not in names:
+            raise ValueError(f"config {self.config!r} is not in label_configs/ (have: {', '.join(names)})")
+        if not (self.columns.text or self.columns.image):
+            raise ValueError("columns: map at least one of text or image")
+        return self
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and validate a spec; every error names the file and the field."""
+    return load_model(path, Spec, SpecError)
+
+
+EXAMPLE_SPEC = REPO_ROOT / "specs" / "example.yaml"

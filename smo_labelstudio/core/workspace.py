@@ -1,0 +1,205 @@
+"""A labeling project's workspace: the files we keep about one project, outside Label Studio.
+
+One folder per spec title under `$SMO_HOME/workspaces/`. Gold answers live only here (Label Studio
+Community lets every account read every project), as do run manifests, quarantined rows, the pulled
+tables the quality engine reads, and reports. Writers replace files atomically.
+
+    project.json             {"project_id", "url", "title", "config"} once the project exists
+    runs/<plan_id>/          one folder per launch plan: plan.parquet (every item with its text,
+                             language, is_gold, batch), batches.json, manifest.json, quarantine and
+                             duplicates, predictions/batch-*.parquet (the pre-annotations imported),
+                             missing_predictions.csv
+    quarantine.csv           rows refused by launches, one reason each (appended)
+    gold/answers.parquet     external_id, control, label: the gold answers (never sent to Label Studio)
+    tables/annotations.parquet  one row per Label Studio annotation
+    tables/labels.parquet    one row per annotation, control and chosen value (the tidy long table)
+    tables/pull_state.json   where the last successful pull stopped
+    reports/                 quality and export reports
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from smo_labelstudio.core.paths import state_home
+
+# Columns of the pulled tables: a contract for the quality engine, exports and notebooks.
+ANNOTATION_COLUMNS = [
+    "project",
+    "task",
+    "external_id",
+    "annotation_id",
+    "annotator",
+    "created_at",
+    "updated_at",
+    "lead_time",
+    "was_cancelled",
+    "is_gold",
+    "prediction_model_version",
+    "changed_prediction",
+    "language",
+]
+LABEL_COLUMNS = [
+    "project",
+    "task",
+    "external_id",
+    "annotation_id",
+    "annotator",
+    "control",
+    "label",
+    "start",
+    "end",
+    "is_gold",
+    "language",
+]
+
+
+def slug(title: str) -> str:
+    """A folder name for a spec title: lower case, letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "project"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def for_title(cls, title: str, home: Path | None = None) -> Workspace:
+        return cls((home or state_home()) / "workspaces" / slug(title))
+
+    @property
+    def project_file(self) -> Path:
+        return self.root / "project.json"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine.csv"
+
+    @property
+    def gold_answers(self) -> Path:
+        return self.root / "gold" / "answers.parquet"
+
+    @property
+    def annotations(self) -> Path:
+        return self.root / "tables" / "annotations.parquet"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "tables" / "labels.parquet"
+
+    @property
+    def pull_state(self) -> Path:
+        return self.root / "tables" / "pull_state.json"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def project(self) -> dict | None:
+        """The recorded project (`project_id`, ...) or None before the first launch."""
+        return read_json(self.project_file)
+
+
+class WorkspaceFileError(OSError, ValueError):
+    """A workspace file exists but cannot be read (truncated, garbled, half-written by hand): the
+    message names the file, what is wrong and what to do. An OSError and a ValueError, so every
+    command's one-line error handling catches it."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path} is damaged ({reason}); {advice(Path(path))}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+_REBUILD = "delete it and run `smo pull --full` to rebuild the tables from Label Studio"
+_ADVICE = {
+    "project.json": "delete it and re-run `smo launch` (the project is found again by its title)",
+    "pull_state.json": _REBUILD,
+    "annotations.parquet": _REBUILD,
+    "labels.parquet": _REBUILD,
+    "manifest.json": "delete it and re-run the same `smo launch` (it rewrites the manifest, importing nothing twice)",
+    "answers.parquet": "restore it from a backup: gold answers are kept nowhere else",
+    "truth.parquet": "delete it and re-run `smo simulate` with --truth",
+}
+
+
+def advice(path: Path) -> str:
+    """What to do about a damaged workspace file."""
+    if path.name in _ADVICE:
+        return _ADVICE[path.name]
+    if path.parent.parent.name == "runs" or path.parent.name == "predictions":
+        return (
+            "restore it from a backup: it records what this launch imported, and without it a re-run "
+            "would import those rows again"
+        )
+    return "restore it from a backup or move it away"
+
+
+def read_json(path: Path) -> dict | None:
+    """A workspace JSON file, None when absent; `WorkspaceFileError` when it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WorkspaceFileError(path, f"not valid JSON: {exc}") from None
+
+
+def read_table(path: Path, **kwargs) -> pd.DataFrame:
+    """A workspace Parquet table; `WorkspaceFileError` when it is truncated or not Parquet."""
+    import pyarrow
+
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except FileNotFoundError:
+        raise
+    except (pyarrow.ArrowException, OSError) as exc:
+        raise WorkspaceFileError(path, f"not a readable Parquet table: {' '.join(str(exc).split())[:200]}") from None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (a crash leaves the old file or the new one, never half of one)."""
+    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True, default=str)))
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """Write a table atomically."""
+    _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 kept reports from colleagues
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same folder and rename it over `path`; the file gets the
+    mode a plain write would (secrets such as the export key and the stack state write their own)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

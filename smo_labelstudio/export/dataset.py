@@ -1,0 +1,722 @@
+"""Evaluated datasets from a project's workspace: one row per task, gated, split, in five formats.
+
+Pure where it can be: `build_rows` turns the frames (plan items, predictions, labels, a quality
+`CheckResult`, gold answers, versions) into one row per task; `assign_splits` gates and splits them;
+`write_dataset` writes the files. `export_workspace` reads a workspace and does all three.
+
+Choices (documented in the README and in every datasheet):
+
+- **Consensus** comes from the quality engine (Dawid-Skene anchored on gold by default, `mv` for
+  majority vote); an adjudicator's answer replaces it with confidence 1. A task's `confidence` is its
+  weakest control's (policy set, severity), the figure the quality pass queues for adjudication by:
+  the posterior calibrated on held-out gold when there are enough gold tasks (`quality.calibration`).
+- **Gates.** Gold tasks go to split `gold` (never train, validation or test: annotators see them
+  again and again). Other tasks enter train/validation/test only when adjudicated or when
+  `confidence >= spec.quality.min_confidence`; the rest stay in the files with split `excluded` and
+  a `gate` reason, so the counts add up.
+- **Splits** 80/10/10 with scikit-learn's `StratifiedGroupKFold` (10 folds, fold 0 test, fold 1
+  validation), stratified by policy set and language, grouped by a near-duplicate key (text
+  NFKC-normalised, case-folded, with digits, punctuation and whitespace removed; the image URL for
+  images) so near-duplicates never straddle splits; seeded.
+- **Annotators** appear only as `ann-` + 12 hex digits of HMAC-SHA256 over their account, keyed by a
+  random per-workspace key (`export_key`, created once): stable within a project, unlinkable across.
+- **Determinism.** Rows sorted by external id, JSON with sorted keys, Parquet without timestamps, no
+  clock anywhere: exporting the same pull twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import warnings
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smo_labelstudio.core.workspace import Workspace, read_json, read_table
+from smo_labelstudio.export.neardup import group_keys
+from smo_labelstudio.quality import inputs as qi
+from smo_labelstudio.quality import wilson_interval
+from smo_labelstudio.quality.calibration import describe
+from smo_labelstudio.quality.compute import jsonable
+from smo_labelstudio.quality.consensus import METHODS
+
+SPLITS = ("train", "validation", "test")
+FOLDS = 10  # StratifiedGroupKFold folds: 1 test, 1 validation, 8 train
+FILES = ("dataset.jsonl", "dataset.parquet", "dataset.csv", "labelstudio.json")
+COLUMNS = [
+    "external_id",
+    "item_id",
+    "split",
+    "gate",
+    "text",
+    "image",
+    "language",
+    "source",
+    "policy",
+    "severity",
+    "confidence",
+    "consensus_source",
+    "agreement",
+    "n_annotators",
+    "annotators",
+    "is_gold",
+    "gold_correct",
+    "adjudication",
+    "model_policy",
+    "model_severity",
+    "model_score",
+    "model_version",
+    "taxonomy_version",
+    "guidelines_version",
+    "config",
+    "config_sha256",
+    "near_duplicate_key",
+]
+
+
+class ExportError(ValueError):
+    """The workspace lacks what an export needs; the message says what to run."""
+
+
+# --- pseudonyms ---------------------------------------------------------------------------------
+
+
+def workspace_key(ws: Workspace) -> bytes:
+    """The workspace's random pseudonymisation key, created on first use (readable by the owner only)."""
+    path = ws.root / "export_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def pseudonym(key: bytes, annotator: str) -> str:
+    """`ann-` and 12 hex digits of HMAC-SHA256(key, annotator): stable per key, not reversible."""
+    return "ann-" + hmac.new(key, str(annotator).encode(), hashlib.sha256).hexdigest()[:12]
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+
+def _pair_agreement(keys: pd.DataFrame) -> pd.Series:
+    """Per task: the share of annotator pairs that chose the same policy set (NaN with one answer)."""
+    out = {}
+    for task, labels in keys.groupby("task", sort=True)["label"]:
+        pairs = list(combinations(labels.tolist(), 2))
+        out[task] = sum(a == b for a, b in pairs) / len(pairs) if pairs else np.nan
+    return pd.Series(out, dtype=float)
+
+
+def _split_key(key: str) -> list[str]:
+    return [] if key in (qi.NO_POLICY, "", None) else sorted(key.split("+"))
+
+
+def build_rows(
+    items: pd.DataFrame,
+    labels: pd.DataFrame,
+    consensus: pd.DataFrame,
+    *,
+    gold: pd.DataFrame | None,
+    predictions: pd.DataFrame | None,
+    versions: pd.DataFrame | None,
+    key: bytes,
+    cancelled: list | None = None,
+    to_review: set | None = None,
+) -> pd.DataFrame:
+    """One row per annotated task (COLUMNS minus split/gate), sorted by external id.
+
+    items: plan rows (item_id, external_id gold-prefixed, text, image, language, source, is_gold);
+    consensus: a CheckResult's consensus (task, control, label, confidence, source); predictions:
+    item_id, model_version, score, policy (`|`-joined), severity; versions: item_id and version columns.
+    """
+    latest = qi.latest_annotations(labels, cancelled)
+    sets = qi.policy_sets(latest)
+    keys = qi.policy_keys(sets)
+    tasks = sorted(set(consensus["task"]))
+    pol = consensus[consensus["control"] == qi.POLICY].set_index("task")
+    sev = consensus[consensus["control"] == qi.SEVERITY].set_index("task")
+    agreement = _pair_agreement(keys)
+    who = keys.groupby("task")["annotator"].agg(lambda a: sorted(pseudonym(key, x) for x in a))
+    gold_keys = qi.gold_policy_keys(gold).set_index("task")["label"] if gold is not None else pd.Series(dtype=str)
+    by_ext = items.drop_duplicates("external_id").set_index("external_id")
+    preds = (
+        predictions.drop_duplicates("item_id", keep="last").set_index("item_id")
+        if predictions is not None and len(predictions)
+        else pd.DataFrame()
+    )
+    vers = (
+        versions.drop_duplicates("item_id", keep="last").set_index("item_id")
+        if versions is not None and len(versions)
+        else pd.DataFrame()
+    )
+    to_review = to_review or set()
+    rows = []
+    for task in tasks:
+        item = by_ext.loc[task] if task in by_ext.index else pd.Series(dtype=object)
+        item_id = item.get("item_id")
+        policy = _split_key(pol.at[task, "label"]) if task in pol.index else []
+        # the weakest control, as the quality pass queues for adjudication (so gate and queue agree)
+        confs = [pol.at[task, "confidence"]] if task in pol.index else []
+        confs += [sev.at[task, "confidence"]] if task in sev.index else []
+        severity = None
+        if task in sev.index and any(p != "no_violation" for p in policy):
+            severity = int(float(sev.at[task, "label"]))
+        source = str(pol.at[task, "source"]) if task in pol.index else "consensus"
+        task_keys = keys.loc[keys["task"] == task, "label"]
+        is_gold = bool(item.get("is_gold", False)) or str(task).startswith("gold:")
+        gold_correct = (
+            float((task_keys == gold_keys[task]).mean())
+            if is_gold and task in gold_keys.index and len(task_keys)
+            else None
+        )
+        pred = preds.loc[item_id] if item_id in preds.index else None
+        ver = vers.loc[item_id] if item_id in vers.index else None
+        rows.append(
+            {
+                "external_id": str(task),
+                "item_id": item_id,
+                "text": _str(item.get("text")),
+                "image": _str(item.get("image")),
+                "language": _str(item.get("language")) or "unknown",
+                "source": _str(item.get("source")),
+                "policy": policy,
+                "severity": severity,
+                "confidence": float(min(confs)) if confs else None,
+                "consensus_source": source,
+                "agreement": None if pd.isna(agreement.get(task, np.nan)) else float(agreement[task]),
+                "n_annotators": int(len(task_keys)),
+                "annotators": list(who.get(task, [])),
+                "is_gold": is_gold,
+                "gold_correct": gold_correct,
+                "adjudication": "adjudicated"
+                if source == "adjudicated"
+                else ("pending" if task in to_review else "none"),
+                "model_policy": sorted(p for p in str(pred["policy"]).split("|") if p) if pred is not None else [],
+                "model_severity": _int(pred["severity"]) if pred is not None else None,
+                "model_score": _float(pred["score"]) if pred is not None else None,
+                "model_version": _str(pred["model_version"]) if pred is not None else None,
+                **{
+                    c: (_str(ver[c]) if ver is not None and c in ver.index else None)
+                    for c in ("taxonomy_version", "guidelines_version", "config", "config_sha256")
+                },
+            }
+        )
+    frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("split", "gate")])
+    frame["near_duplicate_key"] = group_keys(
+        frame["text"].tolist(), frame["image"].tolist(), frame["external_id"].tolist()
+    )
+    frame = frame.astype(
+        {
+            "severity": "Int64",
+            "model_severity": "Int64",
+            "n_annotators": "int64",
+            "confidence": "float64",
+            "agreement": "float64",
+            "gold_correct": "float64",
+            "model_score": "float64",
+        }
+    )
+    return frame.sort_values("external_id", kind="stable", ignore_index=True)
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
+
+
+def _float(v: Any) -> float | None:
+    return None if v is None or pd.isna(v) else float(v)
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return None if v is None or pd.isna(v) or v == "" else int(float(str(v).split("|")[0]))
+    except ValueError:
+        return None
+
+
+# --- gates and splits ---------------------------------------------------------------------------
+
+
+def gate(rows: pd.DataFrame, min_confidence: float) -> pd.Series:
+    """Why each row enters or not: `gold`, `adjudicated`, `confident`, or `below min_confidence`."""
+    out = np.where(
+        rows["is_gold"],
+        "gold",
+        np.where(
+            rows["consensus_source"] == "adjudicated",
+            "adjudicated",
+            np.where(
+                rows["confidence"].astype(float) >= min_confidence,
+                "confident",
+                f"below min_confidence {min_confidence:g}",
+            ),
+        ),
+    )
+    return pd.Series(out, index=rows.index)
+
+
+def assign_splits(rows: pd.DataFrame, min_confidence: float, seed: int = 0) -> pd.DataFrame:
+    """Rows with `gate` and `split`: gold -> `gold`, gated out -> `excluded`, the rest 80/10/10 by
+    StratifiedGroupKFold (strata: policy set and language; groups: the near-duplicate key)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    out = rows.copy()
+    out["gate"] = gate(out, min_confidence)
+    out["split"] = np.where(
+        out["gate"] == "gold", "gold", np.where(out["gate"].isin(["adjudicated", "confident"]), "train", "excluded")
+    )
+    pool = out[out["split"] == "train"].sort_values("external_id", kind="stable")
+    groups = pool["near_duplicate_key"].to_numpy()
+    n_groups = len(set(groups))
+    if n_groups >= 3:
+        folds = min(FOLDS, n_groups)
+        strata = _strata(pool, folds)
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():  # "least populated class has fewer members than n_splits"
+            warnings.simplefilter("ignore", UserWarning)
+            fold_of = np.empty(len(pool), dtype=int)
+            for k, (_, test_idx) in enumerate(splitter.split(np.zeros(len(pool)), strata, groups)):
+                fold_of[test_idx] = k
+        names = np.where(fold_of == 0, "test", np.where(fold_of == 1, "validation", "train"))
+        out.loc[pool.index, "split"] = names
+    # a near-duplicate of an excluded or gold row stays where it is: only the split rows can leak
+    return out[COLUMNS]
+
+
+def _strata(pool: pd.DataFrame, folds: int) -> np.ndarray:
+    """Policy set and language; a stratum smaller than the fold count falls back to its language, then
+    to one shared stratum (StratifiedGroupKFold needs some class at least as large as the folds)."""
+    strata = pool["policy"].map(qi.set_key) + "|" + pool["language"]
+    small = strata.map(strata.value_counts()) < folds
+    strata = strata.where(~small, "*|" + pool["language"])
+    small = strata.map(strata.value_counts()) < folds
+    strata = strata.where(~small, "*|*")
+    return strata.to_numpy()
+
+
+# --- summaries ----------------------------------------------------------------------------------
+
+
+def label_distribution(rows: pd.DataFrame) -> list[dict]:
+    """Counts of each policy per split and language (a task with two policies counts for both)."""
+    exploded = rows[["split", "language", "policy"]].explode("policy")
+    exploded["policy"] = exploded["policy"].fillna(qi.NO_POLICY)
+    counts = exploded.groupby(["split", "language", "policy"], sort=True).size().rename("n").reset_index()
+    return counts.to_dict(orient="records")
+
+
+def gold_summary(rows: pd.DataFrame, annotators: pd.DataFrame | None, key: bytes) -> dict:
+    """Gold tasks, the share of annotator answers on gold that matched (Wilson 95% interval), per annotator."""
+    gold = rows[rows["is_gold"]]
+    n_answers = int(gold["n_annotators"].sum())
+    correct = float((gold["gold_correct"].fillna(0) * gold["n_annotators"]).sum())
+    low, high = wilson_interval(round(correct), n_answers)
+    per = []
+    if annotators is not None and len(annotators):
+        for r in annotators.sort_values("annotator").itertuples():
+            if getattr(r, "gold_n", 0) and r.gold_n > 0:
+                per.append(
+                    {
+                        "annotator": pseudonym(key, r.annotator),
+                        "gold_n": int(r.gold_n),
+                        "gold_accuracy": _float(r.gold_accuracy),
+                        "ci_low": _float(r.ci_low),
+                        "ci_high": _float(r.ci_high),
+                        "flagged": bool(r.flagged),
+                    }
+                )
+    per.sort(key=lambda d: d["annotator"])
+    return {
+        "n_gold_tasks": int(len(gold)),
+        "n_gold_answers": n_answers,
+        "answer_accuracy": correct / n_answers if n_answers else None,
+        "ci_low": _float(low),
+        "ci_high": _float(high),
+        "annotators": per,
+    }
+
+
+def agreement_summary(rows: pd.DataFrame, policy_agreement: pd.DataFrame | None) -> dict:
+    multi = rows[rows["n_annotators"] >= 2]
+    mean = multi["agreement"].astype(float)
+    n = len(mean)
+    est = float(mean.mean()) if n else None
+    half = 1.96 * float(mean.std(ddof=1)) / np.sqrt(n) if n > 1 else None
+    per_policy = []
+    if policy_agreement is not None and len(policy_agreement):
+        cols = [
+            c
+            for c in (
+                "policy",
+                "percent_agreement",
+                "krippendorff_alpha",
+                "alpha_ci_low",
+                "alpha_ci_high",
+                "n_tasks_2plus",
+            )
+            if c in policy_agreement.columns
+        ]
+        per_policy = policy_agreement[cols].sort_values("policy").to_dict(orient="records")
+    return {
+        "tasks_with_2plus_annotators": n,
+        "mean_pair_agreement": est,
+        "ci_low": None if half is None else max(0.0, est - half),
+        "ci_high": None if half is None else min(1.0, est + half),
+        "per_policy": per_policy,
+    }
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def _records(rows: pd.DataFrame) -> list[dict]:
+    recs = []
+    for rec in rows.to_dict(orient="records"):
+        recs.append(
+            {
+                k: (
+                    None
+                    if not isinstance(v, (list, np.ndarray)) and pd.isna(v)
+                    else (list(v) if isinstance(v, np.ndarray) else v)
+                )
+                for k, v in rec.items()
+            }
+        )
+    return jsonable(recs)
+
+
+def labelstudio_tasks(rows: pd.DataFrame, to_name: str = "text") -> list[dict]:
+    """Label Studio import JSON: each non-gold task's data with the consensus as a prediction
+    (`model_version` "consensus"), so re-importing never counts as someone's annotation."""
+    out = []
+    for r in _records(rows[~rows["is_gold"]]):
+        data = {"item_id": r["item_id"], "language": r["language"]}
+        if r["text"] is not None:
+            data["text"] = r["text"]
+        if r["image"] is not None:
+            data["image"] = r["image"]
+        result = [{"from_name": "policy", "to_name": to_name, "type": "choices", "value": {"choices": r["policy"]}}]
+        if r["severity"] is not None:
+            result.append(
+                {
+                    "from_name": "severity",
+                    "to_name": to_name,
+                    "type": "choices",
+                    "value": {"choices": [str(r["severity"])]},
+                }
+            )
+        out.append(
+            {"data": data, "predictions": [{"model_version": "consensus", "score": r["confidence"], "result": result}]}
+        )
+    return out
+
+
+def _write_parquet(path: Path, rows: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(rows, preserve_index=False).replace_schema_metadata(None)
+    pq.write_table(table, path, compression="zstd", write_statistics=True)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_dataset(rows: pd.DataFrame, out: Path, sheet: dict, to_name: str = "text") -> dict:
+    """Write the four data files, then datasheet.json and datasheet.md (each hashing the files before it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    records = _records(rows)
+    with open(out / "dataset.jsonl", "w", encoding="utf-8", newline="\n") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n")
+    _write_parquet(out / "dataset.parquet", rows)
+    flat = rows.copy()
+    for col in ("policy", "annotators", "model_policy"):
+        flat[col] = flat[col].map(lambda v: "|".join(v))
+    flat["severity"] = flat["severity"].astype("Int64")
+    flat["model_severity"] = flat["model_severity"].astype("Int64")
+    flat.to_csv(out / "dataset.csv", index=False, lineterminator="\n", float_format="%.6g")
+    (out / "labelstudio.json").write_text(
+        json.dumps(labelstudio_tasks(rows, to_name), ensure_ascii=False, sort_keys=True, indent=1, allow_nan=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    sheet = {
+        **sheet,
+        "files": {name: {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size} for name in FILES},
+    }
+    (out / "datasheet.json").write_text(
+        json.dumps(jsonable(sheet), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
+    (out / "datasheet.md").write_text(render_datasheet(sheet), encoding="utf-8")
+    return sheet
+
+
+def render_datasheet(sheet: dict) -> str:
+    c, lines = sheet["counts"], []
+    lines += [
+        f"# Datasheet: {sheet['title']}",
+        "",
+        "## How it was produced",
+        "",
+        f"Label Studio project annotated by {sheet['n_annotators']} annotators (pseudonymised), pulled "
+        f"(watermark `{sheet['pull_watermark']}`), consensus by `{sheet['method']}` "
+        f"({METHODS.get(sheet['method'], sheet['method'])}{'' if sheet['method'] == 'mv' else ', anchored on gold'}), "
+        "adjudicated answers override consensus.",
+        "",
+        f"Gates: gold tasks -> split `gold` (never train); other tasks enter train/validation/test when "
+        f"adjudicated or consensus confidence >= {sheet['gates']['min_confidence']:g}; the rest are in the "
+        "files with split `excluded`.",
+        "",
+        "Confidence: "
+        + ("; ".join(f"{c}: {describe(v)}" for c, v in sorted(sheet.get("calibration", {}).items())) or "not recorded")
+        + ".",
+        "",
+        f"Splits: 80/10/10 by StratifiedGroupKFold, stratified by policy set and language, grouped by "
+        f"near-duplicate key, seed {sheet['seed']}.",
+        "",
+        "## Versions",
+        "",
+    ]
+    lines += [
+        f"- {k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(sheet["versions"].items())
+    ]
+    lines += ["", "## Counts", "", "| split | tasks |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(c["by_split"].items())]
+    lines += [
+        f"| **all** | {c['tasks']} |",
+        "",
+        "## Label distribution (policy per split and language)",
+        "",
+        "| split | language | policy | n |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {d['split']} | {d['language']} | {d['policy']} | {d['n']} |" for d in sheet["label_distribution"]]
+    a = sheet["agreement"]
+    lines += [
+        "",
+        "## Agreement",
+        "",
+        f"Mean share of annotator pairs agreeing on the policy set over {a['tasks_with_2plus_annotators']} "
+        f"tasks with 2+ annotators: {_fmt(a['mean_pair_agreement'])} "
+        f"(95% CI {_fmt(a['ci_low'])} to {_fmt(a['ci_high'])}).",
+        "",
+        "| policy | percent agreement | alpha | alpha 95% CI |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {p['policy']} | {_fmt(p.get('percent_agreement'))} | {_fmt(p.get('krippendorff_alpha'))} | "
+        f"{_fmt(p.get('alpha_ci_low'))} to {_fmt(p.get('alpha_ci_high'))} |"
+        for p in a["per_policy"]
+    ]
+    g = sheet["gold"]
+    lines += [
+        "",
+        "## Gold",
+        "",
+        f"{g['n_gold_tasks']} gold tasks, {g['n_gold_answers']} answers, {_fmt(g['answer_accuracy'])} correct "
+        f"(Wilson 95% CI {_fmt(g['ci_low'])} to {_fmt(g['ci_high'])}).",
+        "",
+        "| annotator | gold answers | accuracy | 95% CI | flagged |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['annotator']} | {r['gold_n']} | {_fmt(r['gold_accuracy'])} | {_fmt(r['ci_low'])} to "
+        f"{_fmt(r['ci_high'])} | {r['flagged']} |"
+        for r in g["annotators"]
+    ]
+    if sheet.get("consensus_accuracy"):
+        lines += [
+            "",
+            "## Consensus accuracy against the simulation's truth",
+            "",
+            f"Non-gold tasks; this dataset carries `{sheet['method']}`.",
+            "",
+            "| method | tasks | correct | accuracy | Wilson 95% CI |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {METHODS.get(m, m)} (`{m}`) | {r['n_tasks']} | {r['correct']} | {_fmt(r['accuracy'])} | "
+            f"{_fmt(r['ci_low'])} to {_fmt(r['ci_high'])} |"
+            for m, r in sheet["consensus_accuracy"].items()
+        ]
+    lines += ["", "## Files", "", "| file | sha256 | bytes |", "|---|---|---|"]
+    lines += [f"| {k} | `{v['sha256']}` | {v['bytes']} |" for k, v in sorted(sheet["files"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+
+
+# --- consensus accuracy against a simulation's truth ---------------------------------------------
+
+
+def consensus_accuracy(consensus: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Share of non-gold tasks whose consensus policy set equals the simulation's truth (Wilson CI)."""
+    true_keys = (
+        truth[truth["control"] == qi.POLICY]
+        .dropna(subset=["external_id"])
+        .groupby("external_id")["label"]
+        .agg(lambda v: qi.set_key(map(str, v)))
+    )
+    pol = consensus[(consensus["control"] == qi.POLICY) & ~consensus["task"].astype(str).str.startswith("gold:")]
+    pol = pol[pol["task"].isin(true_keys.index)]
+    n = len(pol)
+    correct = int((pol["label"].to_numpy() == true_keys.reindex(pol["task"]).to_numpy()).sum())
+    low, high = wilson_interval(correct, n)
+    return {
+        "n_tasks": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "ci_low": _float(low),
+        "ci_high": _float(high),
+    }
+
+
+# --- the workspace ------------------------------------------------------------------------------
+
+
+@dataclass
+class Export:
+    out: Path
+    rows: pd.DataFrame
+    sheet: dict
+
+    def summary(self) -> dict:
+        return jsonable(
+            {
+                "out": str(self.out),
+                "method": self.sheet["method"],
+                "tasks": self.sheet["counts"]["tasks"],
+                "splits": self.sheet["counts"]["by_split"],
+                "files": {k: str(self.out / k) for k in (*FILES, "datasheet.json", "datasheet.md")},
+                **(
+                    {"consensus_accuracy": self.sheet["consensus_accuracy"]}
+                    if "consensus_accuracy" in self.sheet
+                    else {}
+                ),
+            }
+        )
+
+
+def _plans(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    items, preds, vers, versions = [], [], [], {}
+    for folder in sorted(p.parent for p in ws.runs.glob("*/plan.parquet")):
+        plan = read_table(folder / "plan.parquet")
+        plan["external_id"] = (
+            plan["external_id"]
+            .astype(str)
+            .where(~plan["is_gold"].astype(bool), "gold:" + plan["external_id"].astype(str))
+        )
+        items.append(plan)
+        v = (read_json(folder / "manifest.json") or {}).get("versions") or {}
+        for k, val in v.items():
+            if val is not None:
+                versions.setdefault(k, set()).add(str(val))
+        vers.append(
+            pd.DataFrame(
+                {
+                    "item_id": plan["item_id"],
+                    "taxonomy_version": v.get("taxonomy"),
+                    "guidelines_version": v.get("guidelines"),
+                    "config": v.get("config"),
+                    "config_sha256": v.get("config_sha256"),
+                }
+            )
+        )
+        preds += [read_table(p) for p in sorted((folder / "predictions").glob("batch-*.parquet"))]
+    if not items:
+        raise ExportError(f"no launch plans in {ws.runs}: run `smo launch` first")
+    return (
+        pd.concat(items, ignore_index=True),
+        pd.concat(preds, ignore_index=True) if preds else None,
+        pd.concat(vers, ignore_index=True),
+        {k: sorted(v) for k, v in versions.items()},
+    )
+
+
+def _to_name(config: str) -> str:
+    return "image" if config.startswith("image") else "text"
+
+
+def export_workspace(
+    ws: Workspace, spec, out: Path, method: str = "smoothed-ds", seed: int = 0, n_boot: int = 500, compare: bool = True
+) -> Export:
+    """Read the workspace's pulled tables, build, gate, split and write the dataset to `out`."""
+    from smo_labelstudio.quality.check import MissingInputError, compute_check, load_inputs
+    from smo_labelstudio.simulation.truth import truth_path
+
+    if method not in METHODS:
+        raise ExportError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    try:
+        inputs = load_inputs(ws)
+    except MissingInputError as exc:
+        raise ExportError(str(exc)) from None
+    items, predictions, versions, version_sets = _plans(ws)
+    kwargs = dict(adjudicated=inputs["adjudicated"], cancelled=inputs["cancelled"], random_state=seed)
+    result = compute_check(inputs["labels"], inputs["gold"], spec.quality, method=method, n_boot=n_boot, **kwargs)
+    key = workspace_key(ws)
+    rows = build_rows(
+        items,
+        inputs["labels"],
+        result.consensus,
+        gold=inputs["gold"],
+        predictions=predictions,
+        versions=versions,
+        key=key,
+        cancelled=inputs["cancelled"],
+        to_review=set(result.to_review["task"]),
+    )
+    rows = assign_splits(rows, spec.quality.min_confidence, seed)
+    state = read_json(ws.pull_state) or {}
+    sheet: dict[str, Any] = {
+        "title": spec.title,
+        "method": method,
+        "seed": seed,
+        "pull_watermark": state.get("watermark"),
+        "n_annotators": int(result.counts["n_annotators"]),
+        "gates": {
+            "min_confidence": spec.quality.min_confidence,
+            "gold": "split gold, never train",
+            "below_min_confidence": "split excluded unless adjudicated",
+        },
+        "calibration": {c: v.summary() for c, v in result.calibration.items()},
+        "versions": version_sets,
+        "counts": {
+            "tasks": int(len(rows)),
+            "by_split": {s: int(n) for s, n in rows["split"].value_counts().sort_index().items()},
+            "by_language": {s: int(n) for s, n in rows["language"].value_counts().sort_index().items()},
+            "adjudicated": int((rows["adjudication"] == "adjudicated").sum()),
+            "pending_adjudication": int((rows["adjudication"] == "pending").sum()),
+        },
+        "label_distribution": label_distribution(rows),
+        "agreement": agreement_summary(rows, result.policy_agreement),
+        "gold": gold_summary(rows, result.annotators, key),
+        "columns": COLUMNS,
+    }
+    truth_file = truth_path(ws)
+    if compare and truth_file.exists():
+        truth = read_table(truth_file)
+        scores = {method: consensus_accuracy(result.consensus, truth)}
+        for other in (m for m in METHODS if m != method):
+            again = compute_check(inputs["labels"], inputs["gold"], spec.quality, method=other, n_boot=10, **kwargs)
+            scores[other] = consensus_accuracy(again.consensus, truth)
+        sheet["consensus_accuracy"] = dict(sorted(scores.items()))
+    sheet = write_dataset(rows, out, sheet, _to_name(spec.config))
+    from smo_labelstudio.warehouse.tables import record_export
+
+    record_export(ws, Export(out, rows, sheet).summary(), sheet)  # the exports table of the warehouse
+    return Export(out, rows, sheet)

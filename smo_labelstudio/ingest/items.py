@@ -1,0 +1,228 @@
+"""From source rows to labeling items: map columns by the spec, validate, hash, de-duplicate.
+
+Every row ends up in exactly one of three places, each with its source row number: `items` (to
+import), `duplicates` (same item as an earlier row or one the project holds) or `quarantine` (with
+one reason). Pure functions over lists and frames; nothing here talks to Label Studio.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import langcodes
+import pandas as pd
+
+from smo_labelstudio.core.spec import Columns
+from smo_labelstudio.ingest import language as langdetect
+from smo_labelstudio.ingest.sources import Row, SourceError
+
+MAX_TEXT_CHARS = 20_000  # the backend's limit too (textmodel.MAX_TEXT_CHARS); a test keeps them equal
+ITEM_COLUMNS = [
+    "row",
+    "external_id",
+    "item_id",
+    "content_hash",
+    "text",
+    "image",
+    "language",
+    "source",
+    "is_gold",
+    "language_detected",
+    "language_confidence",
+]
+QUARANTINE_COLUMNS = ["file", "row", "external_id", "reason", "raw"]
+DUPLICATE_COLUMNS = ["row", "external_id", "item_id", "duplicate_of"]
+IMAGE_SCHEMES = {"http", "https", "s3", "gs", "azure-blob"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass
+class Prepared:
+    """The three destinations of a file's rows."""
+
+    items: pd.DataFrame
+    duplicates: pd.DataFrame
+    quarantine: pd.DataFrame
+    rows_read: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def normalize(text: str | None) -> str:
+    """Content as compared for duplicates: NFKC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text or "").casefold().split())
+
+
+def content_hash(text: str | None, image: str | None) -> str:
+    return hashlib.sha256(f"{normalize(text)}\x1f{(image or '').strip()}".encode()).hexdigest()[:32]
+
+
+def item_id(external_id: str, kind: str = "item") -> str:
+    """A stable, opaque task id: the same row always gets the same one, and a gold item's id looks
+    like any other (annotators see it; its source id and kind stay in our workspace)."""
+    return "i" + hashlib.blake2b(f"{kind}\x00{external_id}".encode(), digest_size=10).hexdigest()
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    return str(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_language(code: str) -> bool:
+    return langcodes.tag_is_valid(code)
+
+
+def _problem(fields: dict, columns: Columns, needs_text: bool, needs_image: bool) -> str | None:
+    """Why a mapped row cannot be labeled, or None."""
+    text, image, lang = fields["text"], fields["image"], fields["language"]
+    if needs_text and not (text or "").strip():
+        return f"missing or empty text (column {columns.text!r})"
+    if needs_image and not (image or "").strip():
+        return f"missing or empty image URL (column {columns.image!r})"
+    if text is not None:
+        if len(text) > MAX_TEXT_CHARS:
+            return f"text of {len(text):,} characters is over the limit of {MAX_TEXT_CHARS:,}"
+        if "\ufffd" in text or _CONTROL.search(text):
+            return "undecodable text (replacement or control characters)"
+    if image is not None and urlsplit(image.strip()).scheme not in IMAGE_SCHEMES:
+        return f"image {image[:80]!r} is not an http(s), s3, gs or azure-blob URL"
+    if lang is not None and not _valid_language(lang):
+        return f"unknown language code {lang!r} (expected an ISO 639 / BCP 47 code such as en, ar, pt-BR)"
+    return None
+
+
+def prepare(
+    rows: list[Row],
+    columns: Columns,
+    needs_text: bool,
+    needs_image: bool,
+    file: str,
+    kind: str = "item",
+    known: dict[str, str] | None = None,
+) -> Prepared:
+    """Map, validate and de-duplicate source rows. `known` maps content hashes and item ids the
+    project already holds to their item ids, so re-sent rows count as duplicates, not new items."""
+    known = known or {}
+    parsed = [r.fields for r in rows if r.fields is not None]
+    for needed, column, what in ((needs_text, columns.text, "text"), (needs_image, columns.image, "an image")):
+        if needed and column and parsed and not any(column in f for f in parsed):
+            raise SourceError(
+                f"{file}: no column {column!r} in any row; map the right one under `columns:` "
+                f"in the spec (the file has: {', '.join(sorted(parsed[0])[:12])})"
+            )
+        if needed and not column:
+            raise SourceError(f"the spec's label config shows {what} but `columns:` maps no column for it")
+    quarantined, mapped = [], []
+    for row in rows:
+        if row.fields is None:
+            quarantined.append(
+                {"file": file, "row": row.number, "external_id": None, "reason": row.problem, "raw": row.raw[:500]}
+            )
+            continue
+        get = lambda col: _text(row.fields.get(col)) if col else None  # noqa: E731
+        fields = {
+            "row": row.number,
+            "external_id": get(columns.id),
+            "text": get(columns.text),
+            "image": get(columns.image),
+            "language": get(columns.language),
+            "source": get(columns.source),
+        }
+        if langdetect.missing(fields["language"]):
+            fields["language"] = None  # an empty cell is no language (detected below), not an unknown code
+        problem = _problem(fields, columns, needs_text, needs_image)
+        if problem:
+            quarantined.append(
+                {
+                    "file": file,
+                    "row": row.number,
+                    "external_id": fields["external_id"],
+                    "reason": problem,
+                    "raw": row.raw[:500],
+                }
+            )
+            continue
+        # A row without a language gets a detected one (flagged, with its confidence); a given one is kept.
+        fields["language_detected"], fields["language_confidence"] = False, None
+        if langdetect.missing(fields["language"]) and fields["text"]:
+            code, confidence = langdetect.detect(fields["text"])
+            if code is not None:
+                fields.update(language=code, language_detected=True, language_confidence=confidence)
+        fields["content_hash"] = content_hash(fields["text"], fields["image"])
+        fields["external_id"] = fields["external_id"] or f"sha:{fields['content_hash']}"
+        mapped.append(fields)
+
+    # An external id with two different contents: we cannot know which is right, so neither goes in.
+    by_id: dict[str, set[str]] = {}
+    for f in mapped:
+        by_id.setdefault(f["external_id"], set()).add(f["content_hash"])
+    conflicted = {eid for eid, hashes in by_id.items() if len(hashes) > 1}
+    rows_of = {eid: [f["row"] for f in mapped if f["external_id"] == eid] for eid in conflicted}
+
+    items, duplicates, first_by_hash, first_by_id = [], [], {}, {}
+    for f in mapped:
+        eid = f["external_id"]
+        if eid in conflicted:
+            others = ", ".join(str(r) for r in rows_of[eid] if r != f["row"])
+            quarantined.append(
+                {
+                    "file": file,
+                    "row": f["row"],
+                    "external_id": eid,
+                    "raw": "",
+                    "reason": f"external id {eid!r} also appears with different content (row {others})",
+                }
+            )
+            continue
+        f["item_id"] = item_id(eid, kind)
+        f["is_gold"] = kind == "gold"
+        earlier = first_by_id.get(eid) or first_by_hash.get(f["content_hash"])
+        held = known.get(f["item_id"]) or known.get(f["content_hash"])
+        if earlier is not None:
+            duplicates.append(
+                {"row": f["row"], "external_id": eid, "item_id": f["item_id"], "duplicate_of": f"row {earlier}"}
+            )
+        elif held is not None:
+            duplicates.append(
+                {"row": f["row"], "external_id": eid, "item_id": f["item_id"], "duplicate_of": f"project item {held}"}
+            )
+        else:
+            items.append(f)
+        first_by_id.setdefault(eid, f["row"])
+        first_by_hash.setdefault(f["content_hash"], f["row"])
+    frame = pd.DataFrame(items, columns=ITEM_COLUMNS)
+    frame["language_detected"] = frame["language_detected"].astype(bool)
+    frame["language_confidence"] = frame["language_confidence"].astype("float64")
+    return Prepared(
+        items=frame,
+        duplicates=pd.DataFrame(duplicates, columns=DUPLICATE_COLUMNS),
+        quarantine=pd.DataFrame(sorted(quarantined, key=lambda q: q["row"]), columns=QUARANTINE_COLUMNS),
+        rows_read=len(rows),
+    )
+
+
+def stratified_sample(items: pd.DataFrame, size: int | float, by: list[str], seed: int = 0) -> pd.DataFrame:
+    """A sample keeping each stratum's share (`size` a count or a fraction), at least one per stratum
+    when it fits; the same seed gives the same sample."""
+    if items.empty:
+        return items
+    n = int(round(size * len(items))) if isinstance(size, float) and size <= 1 else int(size)
+    if n >= len(items):
+        return items
+    keys = [items[c].fillna("") for c in by if c in items]
+    groups = items.groupby(keys, sort=True, dropna=False) if keys else [((), items)]
+    shares = {key: len(g) / len(items) * n for key, g in groups}
+    take = {key: max(1, int(share)) for key, share in shares.items()}
+    rest = n - sum(take.values())
+    for key in sorted(shares, key=lambda k: shares[k] - int(shares[k]), reverse=True)[: max(rest, 0)]:
+        take[key] += 1
+    parts = [g.sample(n=min(len(g), take[key]), random_state=seed) for key, g in groups]
+    return pd.concat(parts).sort_values("row").head(n) if parts else items.head(0)

@@ -1,0 +1,621 @@
+"""Launching a labeling batch: plan it (read, validate, de-duplicate, sample, mix in gold), then
+import it batch by batch with pre-annotations, then write the run manifest.
+
+The plan is saved in the workspace before anything is imported, keyed by its inputs, and every
+batch is marked started and done around its import. A re-run of the same inputs loads the same plan
+and imports only batches not done; a batch that was started but not marked done (a crash in between)
+is looked up in Label Studio by its first task's `item_id` before it is sent again. Gold answers stay
+in the workspace: Label Studio sees gold items exactly like others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from smo_labelstudio.core.spec import Spec
+from smo_labelstudio.core.workspace import Workspace, read_json, read_table, write_json, write_parquet
+from smo_labelstudio.ingest.items import QUARANTINE_COLUMNS, Prepared, prepare, stratified_sample
+from smo_labelstudio.ingest.sources import read_rows
+from smo_labelstudio.labelstudio import client
+from smo_labelstudio.labelstudio.configs import labeling_interface
+
+Progress = Callable[[int, int], None]
+GOLD_CONTROLS = ("policy", "severity")
+
+
+class LaunchError(ValueError):
+    """The launch cannot go ahead as asked; the message says why and what to change."""
+
+
+@dataclass
+class Plan:
+    """Everything a launch will do, saved before it does any of it."""
+
+    workspace: Workspace
+    plan_id: str
+    project_id: int
+    items: pd.DataFrame  # ITEM_COLUMNS + batch, in import order
+    counts: dict
+    versions: dict
+    label_config: str
+
+    @property
+    def folder(self) -> Path:
+        return self.workspace.runs / self.plan_id
+
+    @property
+    def batches(self) -> list[int]:
+        return sorted(self.items["batch"].unique().tolist())
+
+
+def overlap_settings(spec: Spec) -> tuple[int, int]:
+    """Label Studio Community's two-tier overlap (`maximum_annotations`, cohort %) for the spec's plan."""
+    o = spec.overlap
+    if o.annotators == 1:
+        return (o.extra_annotators, int(round(o.share * 100))) if o.share > 0 else (1, 100)
+    if o.share == 0 or o.extra_annotators == o.annotators:
+        return o.annotators, 100
+    raise LaunchError(
+        f"overlap: Label Studio Community gives one annotator to most tasks and N to a share; "
+        f"annotators={o.annotators} with share={o.share} cannot be expressed. Use annotators: 1 "
+        f"(and extra_annotators for the share) or share: 0"
+    )
+
+
+def _file_digest(path: Path | None) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else "-"
+
+
+def _known_items(ws: Workspace) -> dict[str, str]:
+    """Item ids and content hashes of every item a launch of this workspace imported (done batches);
+    `plan_launch` adds the item ids the project holds, which a lost workspace no longer knows."""
+    known: dict[str, str] = {}
+    for plan_file in sorted(ws.runs.glob("*/plan.parquet")):
+        done = set((read_json(plan_file.parent / "batches.json") or {}).get("done", []))
+        if not done:
+            continue
+        plan = read_table(plan_file, columns=["item_id", "content_hash", "batch"])
+        for item, digest in plan.loc[plan["batch"].isin(done), ["item_id", "content_hash"]].itertuples(index=False):
+            known[item] = item
+            known[digest] = item
+    return known
+
+
+def read_gold(
+    path: Path, spec: Spec, labels: list[str], known: dict[str, str], label_config: str
+) -> tuple[Prepared, pd.DataFrame]:
+    """Gold items (prepared like any rows, kind "gold") and their answers: `policy` (policy ids,
+    `|`-separated) and optional `severity`. A row with an unknown or missing answer is quarantined."""
+    rows = read_rows(path)
+    good, bad = [], []
+    for row in rows:
+        fields = row.fields or {}
+        policies = [p.strip() for p in str(fields.get("policy") or "").split("|") if p.strip()]
+        unknown = sorted(set(policies) - set(labels))
+        severity = fields.get("severity")
+        if row.fields is not None and (not policies or unknown):
+            bad.append(
+                {
+                    "file": str(path),
+                    "row": row.number,
+                    "external_id": fields.get(spec.columns.id or "id"),
+                    "reason": f"gold answer `policy` {'has unknown ids ' + ', '.join(unknown) if unknown else 'is empty'}",
+                    "raw": row.raw[:500],
+                }
+            )
+        elif row.fields is not None and severity not in (None, "") and str(severity).strip() not in "1234":
+            bad.append(
+                {
+                    "file": str(path),
+                    "row": row.number,
+                    "external_id": fields.get(spec.columns.id or "id"),
+                    "reason": f"gold answer `severity` {severity!r} is not 1-4",
+                    "raw": row.raw[:500],
+                }
+            )
+        else:
+            good.append(row)
+    prepared = prepare(good, spec.columns, **_needs(label_config), file=str(path), kind="gold", known=known)
+    prepared.quarantine = pd.concat(
+        [prepared.quarantine, pd.DataFrame(bad, columns=QUARANTINE_COLUMNS)], ignore_index=True
+    )
+    prepared.rows_read = len(rows)
+    by_row = {r.number: r.fields for r in good}
+    answers = []
+    for item in prepared.items.itertuples(index=False):
+        fields = by_row[item.row]
+        for policy in str(fields["policy"]).split("|"):
+            if policy.strip():
+                answers.append(
+                    {
+                        "external_id": f"gold:{item.external_id}",
+                        "item_id": item.item_id,
+                        "control": "policy",
+                        "label": policy.strip(),
+                    }
+                )
+        if fields.get("severity") not in (None, ""):
+            answers.append(
+                {
+                    "external_id": f"gold:{item.external_id}",
+                    "item_id": item.item_id,
+                    "control": "severity",
+                    "label": str(fields["severity"]).strip(),
+                }
+            )
+    return prepared, pd.DataFrame(answers, columns=["external_id", "item_id", "control", "label"])
+
+
+def _needs(label_config: str) -> dict:
+    """Which content a label config shows (`$text`, `$image`): rows without it are refused."""
+    return {"needs_text": "$text" in label_config, "needs_image": "$image" in label_config}
+
+
+def ensure_project(spec: Spec, url: str, token: str, ui: dict | None = None) -> int:
+    """The spec's project (found by title, else created with its config, guidelines and overlap)."""
+    ui = ui or labeling_interface(spec.config)
+    ls = client.connect(url, token)
+    project_id = client.find_project(ls, spec.title)
+    if project_id is None:
+        project_id = client.create_project(
+            ls,
+            spec.title,
+            ui["label_config"],
+            instructions=ui["instructions"],
+            description=f"Created by `smo launch`; config {spec.config}, taxonomy {ui['taxonomy_version']}, "
+            f"guidelines {ui['guidelines_version']}.",
+        )
+    client.set_overlap(url, token, project_id, *overlap_settings(spec))
+    return project_id
+
+
+def plan_launch(
+    spec: Spec,
+    data: Path,
+    url: str,
+    token: str,
+    gold: Path | None = None,
+    sample: float | int | None = None,
+    batch_size: int = 10_000,
+    seed: int = 0,
+    home: Path | None = None,
+) -> Plan:
+    """Read, validate, de-duplicate, sample and mix in gold; save the plan (or load the saved one)."""
+    if batch_size < 1:
+        raise LaunchError("batch size must be at least 1")
+    ui = labeling_interface(spec.config)
+    ws = Workspace.for_title(spec.title, home)
+    inputs = json.dumps(
+        {
+            "spec": spec.model_dump(),
+            "data": _file_digest(data),
+            "gold": _file_digest(gold),
+            "sample": sample,
+            "batch_size": batch_size,
+            "seed": seed,
+        },
+        sort_keys=True,
+    )
+    plan_id = hashlib.sha256(inputs.encode()).hexdigest()[:12]
+    project_id = ensure_project(spec, url, token, ui)
+    write_json(
+        ws.project_file,
+        {
+            "project_id": project_id,
+            "url": f"{url}/projects/{project_id}/data",
+            "title": spec.title,
+            "config": spec.config,
+        },
+    )
+    folder = ws.runs / plan_id
+    versions = {
+        "taxonomy": ui["taxonomy_version"],
+        "guidelines": ui["guidelines_version"],
+        "config": spec.config,
+        "config_sha256": hashlib.sha256(ui["label_config"].encode()).hexdigest()[:16],
+    }
+    label_config = ui["label_config"]
+    if (folder / "plan.parquet").exists():  # the same inputs again: resume the saved plan
+        saved = read_json(folder / "plan.json")
+        return Plan(
+            ws, plan_id, project_id, read_table(folder / "plan.parquet"), saved["counts"], versions, label_config
+        )
+
+    known = _known_items(ws)
+    for item in client.task_ids_by_item(url, token, project_id):  # a lost workspace or an abandoned plan
+        known.setdefault(item, item)
+    prepared = prepare(read_rows(data), spec.columns, **_needs(ui["label_config"]), file=str(data), known=known)
+    items = prepared.items
+    present = prepared.duplicates["duplicate_of"].str.startswith("project item")
+    if sample is not None:
+        before = len(items)
+        items = stratified_sample(items, sample, ["language", "source"], seed)
+        sampled_out = before - len(items)
+    else:
+        sampled_out = 0
+    gold_items, answers, gold_quarantine, gold_rows = items.head(0), None, None, 0
+    if gold is not None and spec.gold_rate > 0:
+        from smo_labelstudio.core.taxonomy import load_taxonomy
+
+        gold_prepared, answers = read_gold(gold, spec, load_taxonomy().ids, known, ui["label_config"])
+        gold_rows, gold_quarantine = gold_prepared.rows_read, gold_prepared.quarantine
+        wanted = math.ceil(len(items) * spec.gold_rate / (1 - spec.gold_rate)) if len(items) else 0
+        pool = gold_prepared.items
+        gold_items = pool.sample(n=min(wanted, len(pool)), random_state=seed) if wanted else pool.head(0)
+        answers = answers[answers["item_id"].isin(gold_items["item_id"])]
+    batch = pd.concat([items, gold_items], ignore_index=True)
+    batch = batch.sample(frac=1, random_state=seed).reset_index(drop=True)  # gold spread through the batch
+    batch["batch"] = np.arange(len(batch)) // batch_size
+    batch["is_gold"] = batch["is_gold"].astype(bool)  # an empty frame's columns come back as object
+    counts = {
+        "rows_read": prepared.rows_read,
+        "to_import": int((~batch["is_gold"]).sum()),
+        "duplicates": int((~present).sum()),
+        "already_present": int(present.sum()),
+        "quarantined": len(prepared.quarantine),
+        "sampled_out": sampled_out,
+        "gold": len(gold_items),
+        "gold_rows_read": gold_rows,
+        "gold_quarantined": 0 if gold_quarantine is None else len(gold_quarantine),
+    }
+    quarantine = pd.concat(
+        [q for q in (prepared.quarantine, gold_quarantine) if q is not None and len(q)] or [prepared.quarantine],
+        ignore_index=True,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    write_parquet(folder / "quarantine.parquet", quarantine.astype(str))
+    write_parquet(folder / "duplicates.parquet", prepared.duplicates)
+    if answers is not None and len(answers):
+        _merge_gold_answers(ws, answers)
+    write_json(
+        folder / "plan.json",
+        {
+            "plan_id": plan_id,
+            "counts": counts,
+            "data": str(data),
+            "gold": str(gold) if gold else None,
+            "created": time.time(),
+        },
+    )
+    write_parquet(folder / "plan.parquet", batch)  # last: its presence means the plan is complete
+    _append_quarantine(ws, quarantine, plan_id)
+    return Plan(ws, plan_id, project_id, batch, counts, versions, label_config)
+
+
+def _merge_gold_answers(ws: Workspace, answers: pd.DataFrame) -> None:
+    old = read_table(ws.gold_answers) if ws.gold_answers.exists() else answers.head(0)
+    merged = pd.concat([old, answers]).drop_duplicates(["item_id", "control", "label"], keep="last")
+    write_parquet(ws.gold_answers, merged)
+
+
+def _append_quarantine(ws: Workspace, quarantine: pd.DataFrame, plan_id: str) -> None:
+    """The workspace-wide quarantine CSV a project manager opens: one line per refused row."""
+    if quarantine.empty:
+        return
+    frame = quarantine.assign(run=plan_id)
+    frame.to_csv(ws.quarantine, mode="a", header=not ws.quarantine.exists(), index=False)
+
+
+_batch_lock = threading.Lock()
+
+
+def _batch_state(plan: Plan) -> dict:
+    return read_json(plan.folder / "batches.json") or {"started": [], "done": []}
+
+
+def _mark(plan: Plan, batch: int, state: str, result: dict | None = None) -> None:
+    with _batch_lock:
+        current = _batch_state(plan)
+        if batch not in current[state]:
+            current[state].append(batch)
+        if result is not None:
+            current.setdefault("results", {})[str(batch)] = result
+        write_json(plan.folder / "batches.json", current)
+
+
+def pending_batches(plan: Plan) -> list[int]:
+    """Batches not yet imported, in order."""
+    done = set(_batch_state(plan)["done"])
+    return [b for b in plan.batches if b not in done]
+
+
+def predict(
+    backend: tuple[str, tuple[str, str]] | None, label_config: str, texts: list[str]
+) -> tuple[list | None, str | None]:
+    """Predictions for a batch from the ML backend, or (None, why not) when it cannot give them."""
+    if backend is None:
+        return None, "no ML backend configured"
+    url, auth = backend
+    try:
+        resp = httpx.post(
+            f"{url}/predict",
+            auth=auth,
+            timeout=120,
+            json={"tasks": [{"data": {"text": t}} for t in texts], "label_config": label_config},
+        )
+    except httpx.HTTPError as exc:
+        return None, f"ML backend unreachable ({exc.__class__.__name__})"
+    if resp.status_code != 200:
+        try:
+            return None, f"ML backend answered {resp.status_code}: {resp.json().get('error', '')[:200]}"
+        except ValueError:
+            return None, f"ML backend answered {resp.status_code}"
+    results = resp.json().get("results")
+    if not isinstance(results, list) or len(results) != len(texts):
+        return None, "ML backend answered with a different number of predictions than tasks"
+    return results, None
+
+
+PREDICTION_COLUMNS = ["item_id", "model_version", "score", "policy", "severity", "label_scores"]
+
+
+def prediction_rows(rows: pd.DataFrame, predictions: list[dict]) -> pd.DataFrame:
+    """The pre-annotations we imported, kept in the workspace for model evaluation: chosen policies
+    (`|`-joined), severity, task score and every policy's probability (JSON)."""
+    out = []
+    for item, pred in zip(rows["item_id"], predictions):
+        by_control = {r.get("from_name"): r for r in pred.get("result", [])}
+        policy, severity = by_control.get("policy", {}), by_control.get("severity", {})
+        out.append(
+            {
+                "item_id": item,
+                "model_version": pred.get("model_version"),
+                "score": pred.get("score"),
+                "policy": "|".join(policy.get("value", {}).get("choices", [])),
+                "severity": "|".join(severity.get("value", {}).get("choices", [])) or None,
+                "label_scores": json.dumps(policy.get("label_scores", {}), sort_keys=True),
+            }
+        )
+    return pd.DataFrame(out, columns=PREDICTION_COLUMNS)
+
+
+def import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[str, tuple[str, str]] | None) -> dict:
+    """Pre-annotate and import one batch, exactly once (see the module docstring)."""
+    rows = plan.items[plan.items["batch"] == batch]
+    state = _batch_state(plan)
+    if batch in state["done"]:
+        return state.get("results", {}).get(str(batch), {"imported": 0})
+    if batch in state["started"]:
+        if client.tasks_with_data(url, token, plan.project_id, "item_id", [rows["item_id"].iloc[0]]):
+            # Whether its predictions went in with it is unknown: the backfill checks and adds what is missing.
+            note = "found already imported after an interruption"
+            _list_missing(plan, batch, rows, note)
+            result = {
+                "imported": len(rows),
+                "gold": int(rows["is_gold"].sum()),
+                "predictions": 0,
+                "missing_predictions": len(rows),
+                "note": note,
+                "model_version": None,
+            }
+            _mark(plan, batch, "done", result)
+            return result
+    texts = rows["text"].fillna("").tolist()
+    predictions, why = (
+        (None, "the model predicts from text")
+        if not rows["text"].notna().all()
+        else predict(backend, plan.label_config, texts)
+    )
+    tasks = []
+    for i, row in enumerate(rows.itertuples(index=False)):
+        data = {"item_id": row.item_id}
+        for key in ("text", "image", "language"):
+            if getattr(row, key) is not None and getattr(row, key) == getattr(row, key):
+                data[key] = getattr(row, key)
+        task = {"data": data}
+        if predictions is not None:
+            task["predictions"] = [predictions[i]]
+        tasks.append(task)
+    _mark(plan, batch, "started")
+    imported = _send(plan, batch, rows, tasks, url, token)
+    if predictions is not None:
+        write_parquet(plan.folder / "predictions" / f"batch-{batch:05d}.parquet", prediction_rows(rows, predictions))
+    else:
+        _list_missing(plan, batch, rows, why)
+    result = {
+        "imported": imported,
+        "gold": int(rows["is_gold"].sum()),
+        "predictions": len(tasks) if predictions is not None else 0,
+        "missing_predictions": 0 if predictions is not None else len(tasks),
+        "model_version": predictions[0].get("model_version") if predictions else None,
+        "note": why,
+    }
+    _mark(plan, batch, "done", result)
+    return result
+
+
+def _list_missing(plan: Plan, batch: int, rows: pd.DataFrame, why: str) -> None:
+    """Add a batch's items to `missing_predictions.csv`: the list a project manager (or a later backfill) works from."""
+    with _batch_lock:
+        missing = plan.folder / "missing_predictions.csv"
+        rows[["item_id", "external_id"]].assign(batch=batch, reason=why).to_csv(
+            missing, mode="a", header=not missing.exists(), index=False
+        )
+
+
+def _send(plan: Plan, batch: int, rows: pd.DataFrame, tasks: list[dict], url: str, token: str) -> int:
+    """Import a batch, retrying (with the client's backoff) only when Label Studio cannot have taken it
+    or we can see whether it did: after a 5xx or a broken connection the batch's first `item_id` is
+    looked up, and the import is sent again only if it is absent. A timeout is never re-sent (Label
+    Studio may still be importing): the error says to re-run, which looks the batch up first."""
+    attempts, base = client.retry_policy()
+    first, started, last = rows["item_id"].iloc[0], time.monotonic(), ""
+    path = f"/api/projects/{plan.project_id}/import"
+    for attempt in range(1, attempts + 1):
+        try:
+            return client.import_json(url, token, plan.project_id, tasks)
+        except httpx.TimeoutException:
+            raise client.LabelStudioUnavailable(
+                f"Label Studio did not answer POST {path} (batch {batch}) within SMO_LS_TIMEOUT="
+                f"{client.ls_timeout(1800):g} s; it may still be importing: re-run the launch (the batch is "
+                f"looked up by item_id before it is sent again)"
+            ) from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            last = exc.__class__.__name__
+        except client.LabelStudioError as exc:
+            if getattr(exc, "status", 0) < 500:
+                raise
+            last = f"HTTP {exc.status}"
+        if client.tasks_with_data(url, token, plan.project_id, "item_id", [first]):
+            return len(tasks)  # it went in before the failure
+        if attempt < attempts:
+            time.sleep(client.backoff(attempt, base))
+    raise client.unavailable("POST", path, attempts, time.monotonic() - started, last)
+
+
+def backfill_predictions(
+    plan: Plan, url: str, token: str, backend: tuple[str, tuple[str, str]] | None, chunk: int = 1000
+) -> dict:
+    """Pre-annotate the tasks an earlier run imported without predictions (`missing_predictions.csv`),
+    now that the backend answers: predictions are posted through Label Studio's predictions API, a task
+    that already has a prediction of the same model version is skipped (a re-run adds none twice), and
+    the list keeps only what is still missing (it is removed when empty)."""
+    missing_file = plan.folder / "missing_predictions.csv"
+    out = {"backfilled": 0, "still_missing": 0, "problem": None}
+    if not missing_file.exists():
+        return out
+    missing = pd.read_csv(missing_file, dtype=str)
+    items = plan.items.set_index("item_id")
+    missing = missing[missing["item_id"].isin(items.index)].drop_duplicates("item_id")
+    if missing.empty or backend is None:
+        out["still_missing"] = len(missing)
+        return out
+    tasks = existing = version = None  # tasks listed once the backend has answered: a big project lists slowly
+    done, problem = [], None
+    for start in range(0, len(missing), chunk):
+        part = missing.iloc[start : start + chunk]
+        rows = items.loc[part["item_id"]].reset_index()
+        if not rows["text"].notna().all():
+            problem = "the model predicts from text"
+            continue
+        predictions, why = predict(backend, plan.label_config, rows["text"].tolist())
+        if predictions is None:
+            problem = why
+            break
+        if tasks is None:
+            tasks = client.task_ids_by_item(url, token, plan.project_id)
+            existing = client.prediction_versions(url, token, plan.project_id)
+        body, posted = [], []
+        for item, pred in zip(rows["item_id"], predictions):
+            task = tasks.get(item)
+            if task is None:
+                continue
+            if pred.get("model_version") not in existing.get(task, set()):
+                body.append({**pred, "task": task})
+            posted.append(item)
+        client.import_predictions(url, token, plan.project_id, body)
+        kept = prediction_rows(rows, predictions)
+        kept = kept[kept["item_id"].isin(posted)].merge(part[["item_id", "batch"]], on="item_id")
+        for batch, frame in kept.groupby("batch"):  # beside the batch's own file, which exports read too
+            write_parquet(
+                plan.folder / "predictions" / f"batch-{int(batch):05d}-backfill-{time.time_ns()}.parquet",
+                frame.drop(columns="batch"),
+            )
+        done += posted
+        version = version or predictions[0].get("model_version")
+    with _batch_lock:
+        left = missing[~missing["item_id"].isin(done)]
+        if left.empty:
+            missing_file.unlink()
+        else:
+            left.to_csv(missing_file.with_suffix(".tmp"), index=False)
+            missing_file.with_suffix(".tmp").replace(missing_file)
+        current = _batch_state(plan)
+        current["backfilled"] = current.get("backfilled", 0) + len(done)
+        if version:
+            current["backfill_model_version"] = version
+        write_json(plan.folder / "batches.json", current)
+    out.update(backfilled=len(done), still_missing=len(left), problem=problem)
+    return out
+
+
+def import_all(
+    plan: Plan,
+    url: str,
+    token: str,
+    backend: tuple[str, tuple[str, str]] | None,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """Every pending batch, in plan order (what the flow does with Prefect tasks); more than one
+    worker helps only on a database that takes concurrent writes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = pending_batches(plan)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(import_batch, plan, b, url, token, backend) for b in pending]
+        results = []
+        for done, future in enumerate(futures, start=1):
+            results.append(future.result())
+            if progress:
+                progress(done, len(futures))
+    backfill_predictions(plan, url, token, backend)
+    return results
+
+
+def finish(plan: Plan, results: list[dict], url: str) -> dict:
+    """The run manifest: the counts add up (rows read = imported + duplicates + quarantined +
+    already present + sampled out), gold and prediction counts, versions. Saved in the workspace."""
+    state = _batch_state(plan)
+    all_results = list(state.get("results", {}).values())
+    imported_total = sum(r.get("imported", 0) for r in all_results)
+    gold_imported = sum(r.get("gold", 0) for r in results)  # in this run
+    c = plan.counts
+    waiting = plan.items[plan.items["batch"].isin(pending_batches(plan))]
+    pending = int((~waiting["is_gold"]).sum())
+    imported_now = sum(r.get("imported", 0) - r.get("gold", 0) for r in results)
+    missing = max(0, sum(r.get("missing_predictions", 0) for r in all_results) - state.get("backfilled", 0))
+    manifest = {
+        "project_id": plan.project_id,
+        "project_url": f"{url}/projects/{plan.project_id}/data",
+        "plan_id": plan.plan_id,
+        "complete": waiting.empty,
+        "rows_read": c["rows_read"],
+        "imported": imported_now,
+        "duplicates": c["duplicates"],
+        "quarantined": c["quarantined"],
+        "already_present": c["already_present"] + c["to_import"] - imported_now - pending,
+        "sampled_out": c["sampled_out"],
+        "pending": pending,
+        "gold": gold_imported,
+        "gold_rows_read": c["gold_rows_read"],
+        "gold_quarantined": c["gold_quarantined"],
+        "predictions": sum(r.get("predictions", 0) for r in all_results) + state.get("backfilled", 0),
+        "missing_predictions": missing,
+        "prediction_problems": sorted({r["note"] for r in all_results if r.get("note")}) if missing else [],
+        "missing_predictions_file": str(plan.folder / "missing_predictions.csv")
+        if (plan.folder / "missing_predictions.csv").exists()
+        else None,
+        "tasks_in_plan": len(plan.items),
+        "tasks_imported_total": imported_total,
+        "versions": {
+            **plan.versions,
+            "model": next(
+                (r["model_version"] for r in all_results if r.get("model_version")), state.get("backfill_model_version")
+            ),
+        },
+        "quarantine_file": str(plan.workspace.quarantine),
+        "workspace": str(plan.workspace.root),
+    }
+    manifest["counts_add_up"] = (
+        manifest["rows_read"]
+        == manifest["imported"]
+        + manifest["duplicates"]
+        + manifest["quarantined"]
+        + manifest["already_present"]
+        + manifest["sampled_out"]
+        + manifest["pending"]
+    )
+    write_json(plan.folder / "manifest.json", manifest)
+    return manifest

@@ -1,0 +1,461 @@
+"""Everything that talks to Label Studio, so retries, timeouts and credentials live in one place."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import random
+import ssl
+import time
+from collections.abc import Iterable, Iterator
+
+import httpx
+from label_studio_sdk import LabelStudio
+
+from smo_labelstudio.core.paths import state_home
+from smo_labelstudio.stack.control import load_state
+
+DEFAULT_TIMEOUT = 300.0  # the SDK's 60 s is too short for large imports and exports
+NO_RETRY = {"max_retries": 0}  # a retried POST can import twice: imports rely on external ids instead
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class ConnectionSettingsError(RuntimeError):
+    """No Label Studio URL or token could be found."""
+
+
+class LabelStudioError(RuntimeError):
+    """Label Studio refused a request; the message carries its status and reason."""
+
+
+class LabelStudioUnavailable(LabelStudioError):
+    """Label Studio kept failing (5xx, timeouts, refused connections) through every retry."""
+
+
+def _float_env(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def ls_timeout(default: float = DEFAULT_TIMEOUT) -> float:
+    """Seconds to wait for one Label Studio answer: `SMO_LS_TIMEOUT`, else the caller's default."""
+    return _float_env("SMO_LS_TIMEOUT", default)
+
+
+def retry_policy() -> tuple[int, float]:
+    """(attempts, base delay in seconds): `SMO_LS_RETRIES` (4) and `SMO_LS_BACKOFF` (0.5)."""
+    attempts = os.environ.get("SMO_LS_RETRIES") or "4"
+    if not attempts.isdigit() or int(attempts) < 1:
+        raise ValueError(f"SMO_LS_RETRIES must be a whole number of attempts >= 1, got {attempts!r}")
+    return int(attempts), _float_env("SMO_LS_BACKOFF", 0.5)
+
+
+def backoff(attempt: int, base: float) -> float:
+    """Exponential delay before attempt `attempt + 1` (base, 2 base, 4 base, ...) with full jitter on top."""
+    step = base * 2 ** (attempt - 1)
+    return step + random.uniform(0, step)
+
+
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client: httpx builds a new one per client (about 30 ms: the CA bundle)."""
+    return httpx.create_ssl_context()
+
+
+def _transient(resp: httpx.Response) -> bool:
+    return resp.status_code >= 500 or resp.status_code in (408, 429)
+
+
+class RetryTransport(httpx.HTTPTransport):
+    """Retries idempotent requests (GET, PUT, DELETE, ...) on 5xx, 408, 429, timeouts and connection
+    errors with exponential backoff; never a POST or PATCH (a retried import could import twice).
+    When every attempt fails it raises `LabelStudioUnavailable`: one line naming the method, the path
+    (never the token or query) and the attempts."""
+
+    def __init__(self, attempts: int | None = None, base: float | None = None, **kwargs):
+        super().__init__(**{"verify": _tls(), **kwargs})
+        default_attempts, default_base = retry_policy()
+        self.attempts, self.base = attempts or default_attempts, base or default_base
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method not in IDEMPOTENT:
+            return super().handle_request(request)
+        started, last = time.monotonic(), ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                resp = super().handle_request(request)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                last = f"{exc.__class__.__name__}"
+            else:
+                if not _transient(resp):
+                    return resp
+                resp.read()
+                resp.close()
+                last = f"HTTP {resp.status_code}"
+            if attempt < self.attempts:
+                time.sleep(backoff(attempt, self.base))
+        raise unavailable(request.method, request.url.path, self.attempts, time.monotonic() - started, last)
+
+
+def unavailable(method: str, path: str, attempts: int, seconds: float, last: str) -> LabelStudioUnavailable:
+    return LabelStudioUnavailable(
+        f"Label Studio did not answer {method} {path} after {attempts} attempts in {seconds:.1f} s "
+        f"(last: {last}); check it is up (`smo stack status`), or raise SMO_LS_TIMEOUT / SMO_LS_RETRIES"
+    )
+
+
+def http_client(url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, **kwargs) -> httpx.Client:
+    """An httpx client for Label Studio: token header, `SMO_LS_TIMEOUT`, retries for idempotent requests."""
+    headers = {"Authorization": f"Token {token}"} if token else {}
+    return httpx.Client(
+        base_url=url,
+        headers=headers | kwargs.pop("headers", {}),
+        timeout=ls_timeout(timeout),
+        transport=RetryTransport(),
+        **kwargs,
+    )
+
+
+def connection_settings(url: str | None = None, token: str | None = None) -> tuple[str, str]:
+    """URL and token from the arguments, else `SMO_LS_URL`/`SMO_LS_TOKEN`, else the Prefect Secret block
+    named by `SMO_LS_TOKEN_BLOCK` (read from the Prefect API), else the stack's state file."""
+    url = url or os.environ.get("SMO_LS_URL")
+    token = token or os.environ.get("SMO_LS_TOKEN") or _token_from_block(os.environ.get("SMO_LS_TOKEN_BLOCK"))
+    if not (url and token):
+        state = load_state(state_home())
+        port = state.get("services", {}).get("label-studio", {}).get("port", 8080)
+        url = url or f"http://127.0.0.1:{port}"
+        token = token or state.get("label_studio", {}).get("token")
+    if not token:
+        raise ConnectionSettingsError(
+            'no Label Studio token: set SMO_LS_URL and SMO_LS_TOKEN (eval "$(smo stack env)") or run `smo stack up`'
+        )
+    return url.rstrip("/"), token
+
+
+def _token_from_block(name: str | None) -> str | None:
+    """The token kept in a Prefect Secret block (`prefect.blocks.system.Secret`), when one is named."""
+    if not name:
+        return None
+    from prefect.blocks.system import Secret
+
+    try:
+        return Secret.load(name).get()
+    except ValueError as exc:  # Prefect's "Unable to find block document named ..."
+        raise ConnectionSettingsError(f"SMO_LS_TOKEN_BLOCK={name}: {str(exc).splitlines()[0]}") from None
+
+
+class _RedactQuery(logging.Filter):
+    """httpx logs every request's full URL at INFO; a query may carry a secret (the invite link's
+    `token=`), so logged URLs lose their query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.copy_with(query=None) if isinstance(arg, httpx.URL) and arg.query else arg for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactQuery())
+
+
+def reachable(url: str) -> bool:
+    """True when Label Studio answers its health check."""
+    try:
+        return httpx.get(f"{url}/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def connect(url: str | None = None, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> LabelStudio:
+    """An SDK client for the configured Label Studio."""
+    url, token = connection_settings(url, token)
+    timeout = ls_timeout(timeout)
+    return LabelStudio(
+        base_url=url,
+        api_key=token,
+        timeout=timeout,
+        httpx_client=httpx.Client(timeout=timeout, transport=RetryTransport()),
+    )
+
+
+def find_project(ls: LabelStudio, title: str) -> int | None:
+    """The id of the project with this exact title, if there is one."""
+    for project in ls.projects.list(title=title):
+        if project.title == title:
+            return project.id
+    return None
+
+
+def create_project(
+    ls: LabelStudio, title: str, label_config: str, description: str = "", instructions: str | None = None
+) -> int:
+    """Create a project; Label Studio validates the label config and refuses a bad one.
+
+    `instructions` (HTML) are shown to annotators before labeling and from the labeling screen.
+    """
+    extra = {"expert_instruction": instructions, "show_instruction": True} if instructions else {}
+    project = ls.projects.create(title=title, label_config=label_config, description=description, **extra)
+    return project.id
+
+
+def validate_config(url: str, token: str, label_config: str) -> str | None:
+    """Ask Label Studio whether it accepts a label config: None if it does, else its reason."""
+    resp = httpx.post(
+        f"{url}/api/projects/validate/",
+        json={"label_config": label_config},
+        headers={"Authorization": f"Token {token}"},
+        timeout=60,
+    )
+    if resp.status_code < 300:
+        return None
+    try:
+        detail = resp.json()
+        detail = detail.get("validation_errors") or detail.get("detail") or detail
+    except ValueError:
+        detail = resp.text[:300]
+    return f"HTTP {resp.status_code}: {detail}"
+
+
+def import_tasks(ls: LabelStudio, project_id: int, tasks: Iterable[dict]) -> int:
+    """Import tasks in one request, never retried (a retry could import them twice)."""
+    tasks = list(tasks)
+    if not tasks:
+        return 0
+    response = ls.projects.import_tasks(id=project_id, request=tasks, return_task_ids=True, request_options=NO_RETRY)
+    return int(response.task_count or 0)
+
+
+def list_tasks(ls: LabelStudio, project_id: int) -> list[dict]:
+    """Every task of a project with its data (fine for slices; bulk reads use exports)."""
+    return [
+        {"id": task.id, "data": task.data} for task in ls.tasks.list(project=project_id, fields="all", page_size=500)
+    ]
+
+
+def task_data(ls: LabelStudio, project_id: int, task_ids: Iterable[int]) -> dict[int, dict]:
+    """The data of the given tasks of a project, in one paged listing of just those tasks."""
+    ids = sorted({int(t) for t in task_ids})
+    if not ids:
+        return {}
+    query = json.dumps({"selectedItems": {"all": False, "included": ids}})
+    wanted = set(ids)
+    return {
+        task.id: dict(task.data)
+        for task in ls.tasks.list(project=project_id, query=query, fields="task_only", page_size=500)
+        if task.id in wanted
+    }
+
+
+WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
+
+
+def connect_backend(
+    url: str, token: str, project_id: int, backend_url: str, user: str, password: str, webhook_secret: str
+) -> dict:
+    """Register the ML backend with a project (idempotent): basic auth, predictions fetched when a
+    task without one is opened, and the training webhook Label Studio creates given our credentials."""
+    with http_client(url, token, timeout=60) as http:
+        existing = [
+            b
+            for b in _json(http.get("/api/ml", params={"project": project_id}))
+            if b.get("url", "").rstrip("/") == backend_url.rstrip("/")
+        ]
+        body = {
+            "url": backend_url,
+            "project": project_id,
+            "title": "smo pre-annotation",
+            "auth_method": "BASIC_AUTH",
+            "basic_auth_user": user,
+            "basic_auth_pass": password,
+            "is_interactive": False,
+            "auto_update": True,
+        }
+        if existing:
+            backend = _json(http.patch(f"/api/ml/{existing[0]['id']}", json=body))
+        else:
+            backend = _json(http.post("/api/ml", json=body))
+        _json(
+            http.patch(
+                f"/api/projects/{project_id}",
+                json={"evaluate_predictions_automatically": True, "show_collab_predictions": True},
+            )
+        )
+        hook_url = backend_url.rstrip("/") + "/webhook"
+        hooks = [
+            h for h in _json(http.get("/api/webhooks/", params={"project": project_id})) if h.get("url") == hook_url
+        ]
+        basic = httpx.BasicAuth(user, password)._auth_header
+        hook = {
+            "url": hook_url,
+            "project": project_id,
+            "send_payload": True,
+            "send_for_all_actions": False,
+            "actions": WEBHOOK_ACTIONS,
+            "is_active": True,
+            "headers": {"Authorization": basic, "X-SMO-Webhook-Secret": webhook_secret},
+        }
+        if hooks:
+            webhook = _json(http.patch(f"/api/webhooks/{hooks[0]['id']}/", json=hook))
+        else:
+            webhook = _json(http.post("/api/webhooks/", json=hook))
+    return {"ml_backend_id": backend["id"], "webhook_id": webhook["id"], "state": backend.get("state")}
+
+
+def _json(resp: httpx.Response):
+    if resp.status_code >= 400:
+        error = LabelStudioError(
+            f"Label Studio answered {resp.status_code} to {resp.request.method} "
+            f"{resp.request.url.path}: {' '.join(resp.text[:300].split())}"
+        )
+        error.status = resp.status_code
+        raise error
+    return resp.json()
+
+
+def backend_settings() -> tuple[str, tuple[str, str]] | None:
+    """The ML backend's URL and basic-auth pair from `SMO_BACKEND_*`, else the stack's state; None
+    when no backend is configured."""
+    url, user, password = (os.environ.get(f"SMO_BACKEND_{k}") for k in ("URL", "USER", "PASSWORD"))
+    if not url:
+        state = load_state(state_home())
+        record, creds = state.get("services", {}).get("ml-backend"), state.get("backend", {})
+        if not record:
+            return None
+        url, user, password = f"http://127.0.0.1:{record['port']}", creds.get("user"), creds.get("password")
+    return url.rstrip("/"), (user or "", password or "")
+
+
+def connect_stack_backend(url: str, token: str, project_id: int) -> dict | None:
+    """Register the configured ML backend with a project when its webhook secret is known
+    (`SMO_WEBHOOK_SECRET` or the stack's state); None when there is no backend to connect."""
+    backend = backend_settings()
+    secret = os.environ.get("SMO_WEBHOOK_SECRET") or load_state(state_home()).get("backend", {}).get("webhook_secret")
+    if backend is None or not secret:
+        return None
+    return connect_backend(url, token, project_id, backend[0], *backend[1], secret)
+
+
+def set_overlap(url: str, token: str, project_id: int, maximum_annotations: int, cohort_percentage: int) -> None:
+    """Label Studio's overlap: `cohort_percentage` % of tasks get `maximum_annotations` annotators, the rest
+    one. Changed only when different: a change makes Label Studio re-plan overlap across the project."""
+    wanted = {"maximum_annotations": maximum_annotations, "overlap_cohort_percentage": cohort_percentage}
+    with http_client(url, token, timeout=120) as http:
+        current = _json(http.get(f"/api/projects/{project_id}"))
+        if any(current.get(k) != v for k, v in wanted.items()):
+            _json(http.patch(f"/api/projects/{project_id}", json=wanted))
+
+
+def tasks_with_data(url: str, token: str, project_id: int, key: str, values: list[str]) -> dict[str, int]:
+    """Task ids whose `data[key]` equals one of `values` (a data-manager filter, one small query each)."""
+    found = {}
+    with http_client(url, token, timeout=120) as http:
+        for value in values:
+            query = {
+                "filters": {
+                    "conjunction": "and",
+                    "items": [
+                        {"filter": f"filter:tasks:data.{key}", "operator": "equal", "type": "String", "value": value}
+                    ],
+                }
+            }
+            page = _json(
+                http.get(
+                    "/api/tasks",
+                    params={"project": project_id, "fields": "task_only", "page_size": 10, "query": json.dumps(query)},
+                )
+            )
+            for task in page.get("tasks", []):
+                if (task.get("data") or {}).get(key) == value:
+                    found[value] = task["id"]
+    return found
+
+
+def import_json(url: str, token: str, project_id: int, tasks: list[dict], timeout: float = 1800) -> int:
+    """Import tasks in one request, never retried (a retry could import twice), without the SDK's
+    per-field encoding (a third of the client's time at 10k tasks)."""
+    if not tasks:
+        return 0
+    with http_client(url, token, timeout) as http:  # a POST: the transport never retries it
+        resp = http.post(
+            f"/api/projects/{project_id}/import",
+            params={"return_task_ids": "false"},
+            content=json.dumps(tasks, ensure_ascii=False).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+    return int(_json(resp).get("task_count", 0))
+
+
+def project_counts(http: httpx.Client, project_id: int, *counters: str) -> dict[str, int]:
+    """Some of a project's counters (`task_number`, `total_annotations_number`, ...) and only those:
+    the project detail computes every counter, some of them slow on big projects."""
+    body = _json(http.get("/api/projects/", params={"ids": project_id, "include": ",".join(counters)}))
+    found = body.get("results", []) if isinstance(body, dict) else body  # `include` also picks the fields
+    if len(found) != 1:
+        raise LabelStudioError(f"project {project_id} is not in Label Studio (or this token cannot see it)")
+    return {c: int(found[0].get(c) or 0) for c in counters}
+
+
+def iter_tasks(http: httpx.Client, project_id: int, page_size: int = 1000) -> Iterator[dict]:
+    """Every task of a project as the data manager lists it (`task_only`: id, data, counters), paged."""
+    page, seen, total = 1, 0, None
+    while total is None or seen < total:
+        body = _json(
+            http.get(
+                "/api/tasks",
+                params={"project": project_id, "fields": "task_only", "page_size": page_size, "page": page},
+            )
+        )
+        batch, total = body.get("tasks", []), body.get("total", 0)
+        if not batch:
+            break
+        yield from batch
+        seen, page = seen + len(batch), page + 1
+
+
+def task_ids_by_item(url: str, token: str, project_id: int) -> dict[str, int]:
+    """Task id by `data.item_id` for every task of a project (no listing at all for an empty one)."""
+    with http_client(url, token, timeout=300) as http:
+        if project_counts(http, project_id, "task_number")["task_number"] == 0:
+            return {}
+        return {
+            task["data"]["item_id"]: task["id"]
+            for task in iter_tasks(http, project_id)
+            if (task.get("data") or {}).get("item_id")
+        }
+
+
+def prediction_versions(url: str, token: str, project_id: int) -> dict[int, set[str]]:
+    """The model versions of the predictions each task of a project already has."""
+    with http_client(url, token, timeout=300) as http:
+        rows = _json(http.get("/api/predictions/", params={"project": project_id}))
+    found: dict[int, set[str]] = {}
+    for row in rows if isinstance(rows, list) else rows.get("results", []):
+        found.setdefault(row["task"], set()).add(row.get("model_version") or "")
+    return found
+
+
+def import_predictions(url: str, token: str, project_id: int, predictions: list[dict]) -> int:
+    """Add predictions (each with its `task` id) in one request; Label Studio drops invalid ones
+    silently, so fewer created than sent is an error."""
+    if not predictions:
+        return 0
+    with http_client(url, token, timeout=600) as http:
+        created = int(
+            _json(http.post(f"/api/projects/{project_id}/import/predictions", json=predictions)).get("created", 0)
+        )
+    if created != len(predictions):
+        raise LabelStudioError(
+            f"Label Studio created {created} of {len(predictions)} predictions for project "
+            f"{project_id}; the others were invalid for its label config"
+        )
+    return created

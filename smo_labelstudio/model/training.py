@@ -1,0 +1,274 @@
+"""Training the pre-annotation model: from a file, from generated starter data, or from consensus
+labels of completed work in Label Studio. A new version is promoted only when its held-out macro F1
+is not worse than the current model's on the same held-out rows. No Prefect, no SDK: the ML
+backend's environment runs this too."""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smo_labelstudio.model.modelstore import ModelStore, ModelStoreError
+from smo_labelstudio.model.textmodel import NO_VIOLATION, PolicyModel
+
+COLUMNS = ["text", "labels", "severity", "language"]
+
+
+class TrainingDataError(ValueError):
+    """The training data is unusable; the message names the file, row or column."""
+
+
+def read_training_file(path: Path, known_labels: list[str]) -> pd.DataFrame:
+    """CSV or JSONL with `text`, `labels` (policy ids, `|`-separated or a list), optional `severity`
+    (1..4) and `language`. Rows with unknown labels or no text are errors, not silently dropped."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".jsonl", ".ndjson"):
+            df = pd.read_json(path, lines=True, dtype=False)
+        elif path.suffix.lower() == ".csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            raise TrainingDataError(f"{path}: expected a .csv or .jsonl file")
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, TrainingDataError):
+            raise
+        raise TrainingDataError(f"{path}: cannot read ({exc})") from None
+    missing = {"text", "labels"} - set(df.columns)
+    if missing:
+        raise TrainingDataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    rows = []
+    for i, rec in enumerate(df.to_dict("records"), start=2 if path.suffix == ".csv" else 1):
+        text = str(rec.get("text") or "").strip()
+        labels = rec["labels"]
+        labels = [x.strip() for x in str(labels).split("|") if x.strip()] if not isinstance(labels, list) else labels
+        sev = rec.get("severity")
+        sev = int(sev) if sev not in (None, "", float("nan")) and not pd.isna(sev) else None
+        if not text:
+            raise TrainingDataError(f"{path}: row {i}: empty text")
+        unknown = set(labels) - set(known_labels)
+        if not labels or unknown:
+            raise TrainingDataError(f"{path}: row {i}: labels {labels} must be policy ids from {known_labels}")
+        rows.append({"text": text, "labels": labels, "severity": sev, "language": rec.get("language") or None})
+    if len(rows) < 10:
+        raise TrainingDataError(f"{path}: {len(rows)} rows; at least 10 are needed to train and hold some out")
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+# Our own short, harmless-to-ship phrases per policy and language, recombined into varied examples.
+_SEEDS = {
+    "hate": {
+        "en": [
+            "people of that religion are vermin",
+            "that ethnic group should be thrown out of the country",
+            "they are subhuman and do not belong here",
+        ],
+        "es": ["esa gente de otra religión son alimañas", "hay que echar a ese grupo étnico del país"],
+        "fr": ["ces gens sont des sous-hommes", "il faut expulser cette communauté du pays"],
+        "ar": ["هؤلاء الناس حشرات ويجب طردهم", "هذه الجماعة لا تستحق العيش بيننا"],
+    },
+    "harassment": {
+        "en": [
+            "you are worthless, everyone should message you until you quit",
+            "I know where you live and I will post your address",
+        ],
+        "es": ["eres un inútil, todos deberían acosarte hasta que te vayas"],
+        "fr": ["tu es nul, tout le monde devrait te harceler jusqu'à ce que tu partes"],
+        "ar": ["أنت عديم القيمة والجميع يجب أن يزعجك حتى تستقيل"],
+    },
+    "violent_extremism": {
+        "en": [
+            "join the fighters, the attack was only the beginning",
+            "glory to the group that carried out the bombing",
+        ],
+        "es": ["únete a los combatientes, el ataque fue solo el principio"],
+        "fr": ["rejoignez les combattants, l'attaque n'était qu'un début"],
+        "ar": ["انضموا إلى المقاتلين فالهجوم كان البداية فقط"],
+    },
+    "sexual_content": {
+        "en": ["explicit adult content, send me private pictures", "offering sexual services tonight"],
+        "es": ["contenido sexual explícito, envíame fotos privadas"],
+        "fr": ["contenu sexuel explicite, envoie-moi des photos privées"],
+        "ar": ["محتوى جنسي صريح أرسل لي صورا خاصة"],
+    },
+    "self_harm": {
+        "en": ["the easiest way to hurt yourself without anyone noticing", "stop eating, starving is the goal"],
+        "es": ["la forma más fácil de hacerte daño sin que nadie lo note"],
+        "fr": ["le moyen le plus simple de te faire du mal sans que personne ne le remarque"],
+        "ar": ["أسهل طريقة لإيذاء نفسك دون أن يلاحظ أحد"],
+    },
+    "dangerous_acts": {
+        "en": ["step by step how to make a weapon at home", "try the choking challenge, it is fun"],
+        "es": ["paso a paso cómo fabricar un arma en casa"],
+        "fr": ["étape par étape comment fabriquer une arme à la maison"],
+        "ar": ["خطوة بخطوة كيف تصنع سلاحا في المنزل"],
+    },
+    "misinformation": {
+        "en": [
+            "this vaccine contains tracking chips, share before they delete it",
+            "the election has been moved to next month, do not vote tomorrow",
+        ],
+        "es": ["esta vacuna contiene chips de rastreo, compártelo antes de que lo borren"],
+        "fr": ["ce vaccin contient des puces, partagez vite avant la suppression"],
+        "ar": ["هذا اللقاح يحتوي على شرائح تتبع انشروه قبل حذفه"],
+    },
+    "spam_scams": {
+        "en": ["click here to claim your free prize now", "your bank account is locked, send your password"],
+        "es": ["haz clic aquí para reclamar tu premio gratis ahora"],
+        "fr": ["cliquez ici pour réclamer votre prix gratuit maintenant"],
+        "ar": ["اضغط هنا لتحصل على جائزتك المجانية الآن"],
+    },
+    NO_VIOLATION: {
+        "en": ["have a great day everyone", "the match last night was exciting", "thanks for the recipe"],
+        "es": ["que tengan un buen día", "gracias por compartir esta receta"],
+        "fr": ["bonne journée à tous", "merci pour la recette"],
+        "ar": ["شكرا لكم على هذا المقال الرائع", "أتمنى لكم يوما سعيدا"],
+    },
+}
+_SEVERITY = {
+    "hate": 3,
+    "harassment": 2,
+    "violent_extremism": 4,
+    "sexual_content": 2,
+    "self_harm": 4,
+    "dangerous_acts": 3,
+    "misinformation": 2,
+    "spam_scams": 1,
+}
+_DECOR = ["", "!!!", " lol", " #news", " @friend", " ...", " 🙂", " (repost)", " — seriously"]
+
+
+def starter_data(n_per_label: int = 40, seed: int = 0) -> pd.DataFrame:
+    """A small generated multilingual training set for a starting model (nothing downloaded)."""
+    rng = random.Random(seed)
+    rows = []
+    for label, by_lang in _SEEDS.items():
+        phrases = [(lang, p) for lang, ps in by_lang.items() for p in ps]
+        for i in range(n_per_label):
+            lang, phrase = phrases[i % len(phrases)]
+            text = f"{rng.choice(_DECOR[:4])}{phrase}{rng.choice(_DECOR)}".strip()
+            if rng.random() < 0.3:
+                text = text.upper() if lang != "ar" else text + " " + rng.choice(phrases)[1]
+            rows.append({"text": text, "labels": [label], "severity": _SEVERITY.get(label), "language": lang})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _split(df: pd.DataFrame, seed: int, test_share: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    first = df["labels"].map(lambda labs: labs[0])
+    test_idx = []
+    for _, idx in df.groupby(first).groups.items():  # stratified by the first label
+        idx = list(idx)
+        rng.shuffle(idx)
+        test_idx += idx[: max(1, int(round(len(idx) * test_share)))] if len(idx) >= 3 else []
+    test = df.loc[sorted(test_idx)]
+    return df.drop(index=test.index), test
+
+
+def train_version(
+    store: ModelStore, data: pd.DataFrame, labels: list[str], seed: int = 0, source: str = "file", **extra
+) -> dict:
+    """Train a new version, keep it with its metrics and its training data, promote it if its
+    held-out macro F1 is not worse than the current model's on the same rows. Returns the metrics
+    (`extra` keys are recorded with them)."""
+    data = data.reset_index(drop=True)
+    train, test = _split(data, seed)
+    model = PolicyModel(labels=labels, random_state=seed).fit(
+        train["text"].tolist(), train["labels"].tolist(), train["severity"].tolist()
+    )
+    metrics = model.score(test["text"].tolist(), test["labels"].tolist())
+    current = store.current_version()
+    baseline = None
+    if current:
+        baseline = store.load(current).score(test["text"].tolist(), test["labels"].tolist())["macro_f1"]
+    promoted = baseline is None or metrics["macro_f1"] >= baseline
+    version = store.new_version_name()
+    metrics.update(
+        {
+            "version": version,
+            "n_train": len(train),
+            "n_test": len(test),
+            "source": source,
+            "labels": labels,
+            "previous_version": current,
+            "previous_macro_f1_same_rows": baseline,
+            "promoted": promoted,
+            "seed": seed,
+            **extra,
+        }
+    )
+    folder = store.save(version, model, metrics)
+    data.to_json(folder / "training_data.jsonl", orient="records", lines=True, force_ascii=False)
+    if promoted:
+        store.promote(version)
+    return metrics
+
+
+def ensure_starter_model(store: ModelStore, labels: list[str]) -> str:
+    """Train and promote a starting model from generated data unless a model is already promoted."""
+    if store.current_version():
+        return store.current_version()
+    train_version(store, starter_data(), labels, source="starter")
+    return store.current_version()
+
+
+def consensus_from_export(tasks: list[dict]) -> pd.DataFrame:
+    """Consensus training rows from a Label Studio JSON export: per task, the policies chosen by more
+    than half of its non-cancelled annotations, and the (lower) median severity of those who gave one."""
+    rows = []
+    for task in tasks:
+        text = (task.get("data") or {}).get("text")
+        votes, severities, n = Counter(), [], 0
+        for ann in task.get("annotations") or []:
+            if ann.get("was_cancelled"):
+                continue
+            n += 1
+            for item in ann.get("result") or []:
+                if item.get("from_name") == "policy":
+                    votes.update(set(item.get("value", {}).get("choices", [])))
+                elif item.get("from_name") == "severity":
+                    severities += [int(c) for c in item.get("value", {}).get("choices", []) if str(c).isdigit()]
+        if not text or n == 0:
+            continue
+        labels = sorted(lab for lab, v in votes.items() if v * 2 > n)
+        if not labels:
+            continue
+        if len(labels) > 1 and NO_VIOLATION in labels:
+            labels.remove(NO_VIOLATION)
+        sev = sorted(severities)[(len(severities) - 1) // 2] if severities and labels != [NO_VIOLATION] else None
+        rows.append(
+            {"text": text, "labels": labels, "severity": sev, "language": (task.get("data") or {}).get("language")}
+        )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def export_project(ls_url: str, token: str, project_id: int, timeout: float = 600) -> list[dict]:
+    """Annotated tasks of a project through Label Studio's export endpoint (one request)."""
+    req = urllib.request.Request(
+        f"{ls_url.rstrip('/')}/api/projects/{int(project_id)}/export?exportType=JSON",
+        headers={"Authorization": f"Token {token}"},
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our own configured server
+        return json.loads(resp.read())
+
+
+def retrain_from_label_studio(store_dir: str, ls_url: str, token: str, project_id: int) -> dict:
+    """The background retrain job: current training data plus consensus labels of completed work."""
+    store = ModelStore(Path(store_dir))
+    current = store.current_version()
+    if not current:
+        raise ModelStoreError(f"no promoted model in {store_dir} to retrain from")
+    labels = store.metrics(current)["labels"]
+    base = pd.read_json(store.versions_dir / current / "training_data.jsonl", lines=True, dtype=False)
+    fresh = consensus_from_export(export_project(ls_url, token, project_id))
+    fresh = fresh[fresh["labels"].map(lambda labs: set(labs) <= set(labels))]
+    data = pd.concat([base[~base["text"].isin(fresh["text"])], fresh], ignore_index=True)
+    data["severity"] = data["severity"].astype(object).where(data["severity"].notna(), None)
+    return train_version(
+        store, data, labels, source=f"label-studio project {project_id}", project=project_id, consensus_rows=len(fresh)
+    )

@@ -1,0 +1,285 @@
+"""Pulling completed work from Label Studio into the workspace's tidy tables, incrementally.
+
+The first pull is one export request (annotated tasks). Later pulls fetch only tasks Label Studio
+changed since the last one began (annotation writes and deletions bump a task's `updated_at`): a
+data-manager view filtered on `updated_at` feeds an export snapshot, and every fetched task's rows
+replace the rows held for it, so updated annotations are not duplicated and deleted ones disappear.
+A deleted task bumps nothing such a view sees, so an incremental pull also compares the rows it
+holds with the project's annotation count and, when it holds more, drops the rows of tasks no longer
+in the project's task list. The watermark is Label Studio's own clock (its `Date` header, read
+before the export, less one second for its resolution), so a change made while a pull runs is
+fetched by the next one.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import pandas as pd
+
+from smo_labelstudio.core.workspace import (
+    ANNOTATION_COLUMNS,
+    LABEL_COLUMNS,
+    Workspace,
+    read_json,
+    read_table,
+    write_json,
+    write_parquet,
+)
+from smo_labelstudio.labelstudio.client import _json, http_client, iter_tasks, project_counts
+
+VIEW_TITLE = "smo incremental pull"
+LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+MARGIN = timedelta(seconds=1)  # the Date header's resolution: re-reading a task twice is harmless
+
+
+class PullError(RuntimeError):
+    """The pull cannot run; the message says what to do."""
+
+
+def item_ledger(ws: Workspace) -> pd.DataFrame:
+    """item_id -> external_id, is_gold for every item our launches planned (gold ids prefixed `gold:`)."""
+    frames = [read_table(p, columns=["item_id", "external_id", "is_gold"]) for p in ws.runs.glob("*/plan.parquet")]
+    if not frames:
+        return pd.DataFrame(columns=["item_id", "external_id", "is_gold"])
+    ledger = pd.concat(frames).drop_duplicates("item_id")
+    ledger["external_id"] = ledger["external_id"].where(~ledger["is_gold"], "gold:" + ledger["external_id"])
+    return ledger
+
+
+def _values(item: dict) -> list[tuple[str, str, float | None, float | None]]:
+    """(control, label, start, end) for one result item; free text is not a label."""
+    value, control = item.get("value") or {}, item.get("from_name")
+    if "choices" in value:
+        return [(control, str(c), None, None) for c in value["choices"]]
+    for key in ("labels", "rectanglelabels", "polygonlabels", "taxonomy"):
+        if key in value:
+            return [
+                (
+                    control,
+                    str(lab if not isinstance(lab, list) else "/".join(lab)),
+                    value.get("start"),
+                    value.get("end"),
+                )
+                for lab in value[key]
+            ]
+    if "rating" in value:
+        return [(control, str(value["rating"]), None, None)]
+    return []
+
+
+def _choice_set(result: list[dict]) -> dict[str, frozenset]:
+    out: dict[str, set] = {}
+    for item in result or []:
+        for control, label, start, end in _values(item):
+            out.setdefault(control, set()).add((label, start, end))
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def tidy(
+    tasks: list[dict], project_id: int, ledger: pd.DataFrame, users: dict[int, str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two tables for a list of exported tasks."""
+    by_item = ledger.set_index("item_id").to_dict("index") if len(ledger) else {}
+    ann_rows, label_rows = [], []
+    for task in tasks:
+        data = task.get("data") or {}
+        known = by_item.get(data.get("item_id"), {})
+        external, gold, language = known.get("external_id"), bool(known.get("is_gold", False)), data.get("language")
+        for ann in task.get("annotations") or []:
+            prediction = ann.get("prediction") if isinstance(ann.get("prediction"), dict) else None
+            changed = None
+            if prediction and prediction.get("result") is not None:
+                changed = _choice_set(prediction["result"]) != _choice_set(ann.get("result"))
+            annotator = users.get(ann.get("completed_by"), str(ann.get("completed_by")))
+            ann_rows.append(
+                {
+                    "project": project_id,
+                    "task": task["id"],
+                    "external_id": external,
+                    "annotation_id": ann["id"],
+                    "annotator": annotator,
+                    "created_at": ann.get("created_at"),
+                    "updated_at": ann.get("updated_at"),
+                    "lead_time": ann.get("lead_time"),
+                    "was_cancelled": bool(ann.get("was_cancelled")),
+                    "is_gold": gold,
+                    "prediction_model_version": prediction.get("model_version") if prediction else None,
+                    "changed_prediction": changed,
+                    "language": language,
+                }
+            )
+            if ann.get("was_cancelled"):
+                continue
+            for item in ann.get("result") or []:
+                for control, label, start, end in _values(item):
+                    label_rows.append(
+                        {
+                            "project": project_id,
+                            "task": task["id"],
+                            "external_id": external,
+                            "annotation_id": ann["id"],
+                            "annotator": annotator,
+                            "control": control,
+                            "label": label,
+                            "start": start,
+                            "end": end,
+                            "is_gold": gold,
+                            "language": language,
+                        }
+                    )
+    annotations = pd.DataFrame(ann_rows, columns=ANNOTATION_COLUMNS)
+    for col in ("created_at", "updated_at"):
+        annotations[col] = pd.to_datetime(annotations[col], utc=True, format="ISO8601")
+    labels = pd.DataFrame(label_rows, columns=LABEL_COLUMNS)
+    labels[["start", "end"]] = labels[["start", "end"]].astype("float64")
+    return annotations, labels
+
+
+class _LabelStudio:
+    """The few export calls a pull makes."""
+
+    def __init__(self, url: str, token: str):
+        self.http = http_client(url, token, timeout=1800)  # retries reads; SMO_LS_TIMEOUT overrides
+
+    def export_annotated(self, project: int) -> list[dict]:
+        return _json(self.http.get(f"/api/projects/{project}/export", params={"exportType": "JSON"}))
+
+    def users(self) -> tuple[dict[int, str], datetime]:
+        """Annotator e-mails by user id, and Label Studio's clock when it answered."""
+        resp = self.http.get("/api/users/")
+        now = parsedate_to_datetime(resp.headers["Date"]) if "Date" in resp.headers else datetime.now(UTC)
+        return {u["id"]: u.get("email") or u.get("username") or str(u["id"]) for u in _json(resp)}, now
+
+    def changed_since(self, project: int, since: datetime) -> list[dict]:
+        """Every task (annotated or not) updated after `since`, through a view and an export snapshot."""
+        view = self._view(project, since)
+        snap = _json(
+            self.http.post(
+                f"/api/projects/{project}/exports/",
+                json={
+                    "title": f"smo pull {since:%Y%m%dT%H%M%S}",
+                    "task_filter_options": {"view": view},
+                    "serialization_options": {"predictions": {"only_id": False}},
+                },
+            )
+        )
+        try:
+            for _ in range(600):
+                if snap.get("status") in ("completed", "failed"):
+                    break
+                time.sleep(0.5)
+                snap = _json(self.http.get(f"/api/projects/{project}/exports/{snap['id']}"))
+            if snap.get("status") != "completed":
+                raise PullError(f"Label Studio export snapshot {snap['id']} ended {snap.get('status')}")
+            return _json(
+                self.http.get(f"/api/projects/{project}/exports/{snap['id']}/download", params={"exportType": "JSON"})
+            )
+        finally:
+            self.http.delete(f"/api/projects/{project}/exports/{snap['id']}")
+
+    def annotation_count(self, project: int) -> int:
+        """Annotations the project holds, cancelled ones included (what our annotations table counts)."""
+        return sum(
+            project_counts(self.http, project, "total_annotations_number", "skipped_annotations_number").values()
+        )
+
+    def task_ids(self, project: int) -> set[int]:
+        """The id of every task of the project."""
+        return {task["id"] for task in iter_tasks(self.http, project)}
+
+    def _view(self, project: int, since: datetime) -> int:
+        flt = {
+            "conjunction": "and",
+            "items": [
+                {
+                    "filter": "filter:tasks:updated_at",
+                    "operator": "greater",
+                    "type": "Datetime",
+                    "value": since.strftime(LS_TIME),
+                }
+            ],
+        }
+        body = {"project": project, "data": {"title": VIEW_TITLE, "filters": flt, "hiddenColumns": {}}}
+        views = [
+            v
+            for v in _json(self.http.get("/api/dm/views/", params={"project": project}))
+            if (v.get("data") or {}).get("title") == VIEW_TITLE
+        ]
+        if views:
+            return _json(self.http.patch(f"/api/dm/views/{views[0]['id']}/", json=body))["id"]
+        return _json(self.http.post("/api/dm/views/", json=body))["id"]
+
+
+def pull(ws: Workspace, url: str, token: str, full: bool = False) -> dict:
+    """Bring the workspace tables up to date with the project; returns the pull summary. A crash at
+    any point is safe: the watermark is saved last, so the next pull re-reads and replaces."""
+    ls = _LabelStudio(url, token)
+    try:
+        return _pull(ws, ls, full)
+    finally:
+        ls.http.close()
+
+
+def _pull(ws: Workspace, ls: _LabelStudio, full: bool) -> dict:
+    project = ws.project()
+    if not project:
+        raise PullError(f"no project recorded in {ws.root}; run `smo launch --spec SPEC --data FILE` first")
+    pid = project["project_id"]
+    state = None if full else read_json(ws.pull_state)
+    t0 = time.perf_counter()
+    users, server_now = ls.users()
+    ledger = item_ledger(ws)
+    have_tables = ws.annotations.exists() and ws.labels.exists()
+    if state and have_tables and state.get("project_id") == pid and state.get("watermark"):
+        since = datetime.strptime(state["watermark"], LS_TIME).replace(tzinfo=UTC)
+        tasks, mode = ls.changed_since(pid, since), "incremental"
+        old_ann, old_lab = read_table(ws.annotations), read_table(ws.labels)
+    else:
+        tasks, mode = ls.export_annotated(pid), "full"
+        old_ann = pd.DataFrame(columns=ANNOTATION_COLUMNS)
+        old_lab = pd.DataFrame(columns=LABEL_COLUMNS)
+    new_ann, new_lab = tidy(tasks, pid, ledger, users)
+    touched = {t["id"] for t in tasks}
+    kept_ann = old_ann[~old_ann["task"].isin(touched)]
+    before = dict(zip(old_ann["annotation_id"], old_ann["updated_at"]))
+    fetched_ids = set(new_ann["annotation_id"])
+    summary = {
+        "project_id": pid,
+        "mode": mode,
+        "tasks_fetched": len(tasks),
+        "new": int(sum(a not in before for a in new_ann["annotation_id"])),
+        "updated": int(
+            sum(a in before and before[a] != u for a, u in zip(new_ann["annotation_id"], new_ann["updated_at"]))
+        ),
+        "deleted": int(old_ann[old_ann["task"].isin(touched) & ~old_ann["annotation_id"].isin(fetched_ids)].shape[0]),
+    }
+    annotations = pd.concat([kept_ann, new_ann], ignore_index=True) if len(kept_ann) else new_ann
+    labels = (
+        pd.concat([old_lab[~old_lab["task"].isin(touched)], new_lab], ignore_index=True) if len(old_lab) else new_lab
+    )
+    if mode == "incremental" and len(annotations) > ls.annotation_count(pid):
+        # A deleted task bumps nothing a changed-since view can see: more rows here than annotations in
+        # Label Studio means some task is gone, so the task list (ids only) says which rows to drop.
+        gone = set(annotations["task"]) - ls.task_ids(pid)
+        summary["deleted"] += int(annotations["task"].isin(gone).sum())
+        summary["tasks_deleted"] = len(gone)
+        annotations = annotations[~annotations["task"].isin(gone)]
+        labels = labels[~labels["task"].isin(gone)]
+    annotations = annotations.sort_values(["task", "annotation_id"]).reset_index(drop=True)
+    labels = labels.sort_values(["task", "annotation_id", "control", "label"]).reset_index(drop=True)
+    write_parquet(ws.annotations, annotations)
+    write_parquet(ws.labels, labels)
+    watermark = (server_now.astimezone(UTC) - MARGIN).strftime(LS_TIME)
+    write_json(ws.pull_state, {"project_id": pid, "watermark": watermark, "pulled_at": time.time(), "mode": mode})
+    summary.update(
+        {
+            "annotations": len(annotations),
+            "labels": len(labels),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "tables": {"annotations": str(ws.annotations), "labels": str(ws.labels)},
+        }
+    )
+    return summary

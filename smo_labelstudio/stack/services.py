@@ -1,0 +1,455 @@
+"""How to prepare and launch each service of the local stack (Label Studio, Prefect).
+
+Each service knows its environment, its one-time preparation (migrations, admin account) and
+its command line; `stack.py` decides when to start and stop them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from smo_labelstudio.core import postgres
+from smo_labelstudio.core.paths import REPO_ROOT, cache_home
+from smo_labelstudio.core.postgres import PgUrl
+from smo_labelstudio.stack.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
+
+Say = Callable[[str], None]
+
+# Variables of our own environment that must not leak into a side environment's interpreter.
+_FOREIGN = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+
+
+class ServiceError(RuntimeError):
+    """A service could not be prepared or started; the message names the service and its log."""
+
+
+@dataclass
+class Settings:
+    """Where the stack lives and how it is reached."""
+
+    home: Path
+    host: str = "127.0.0.1"
+    ls_port: int = 8080
+    prefect_port: int = 4200
+    backend_port: int = 9090
+    postgres_url: str | None = None
+    ls_workers: int = 4
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    @classmethod
+    def from_env(cls, home: Path, postgres_url: str | None = None) -> Settings:
+        return cls(
+            home=home,
+            ls_port=_int_env("SMO_LS_PORT", 8080),
+            prefect_port=_int_env("SMO_PREFECT_PORT", 4200),
+            backend_port=_int_env("SMO_BACKEND_PORT", 9090),
+            postgres_url=postgres_url or os.environ.get("SMO_POSTGRES_URL") or None,
+            ls_workers=_int_env("SMO_LS_WORKERS", 4),
+            redis_url=os.environ.get("SMO_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        )
+
+    @property
+    def pg(self) -> PgUrl | None:
+        return PgUrl.parse(self.postgres_url) if self.postgres_url else None
+
+    @property
+    def database(self) -> str:
+        """What the stack stores its data in, without secrets (recorded in the state file)."""
+        return self.pg.display() if self.pg else "sqlite"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def _clean_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _FOREIGN}
+
+
+def _run_logged(name: str, argv: list[str], env: dict, cwd: Path | None, log: Path, timeout: float) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(f"$ {' '.join(argv)}\n".encode())
+        out.flush()
+        try:
+            code = subprocess.run(
+                argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:
+            raise ServiceError(f"{name}: {argv[1]} did not finish in {timeout:.0f} s (log: {log})") from None
+    if code != 0:
+        raise ServiceError(f"{name}: {argv[1]} failed with exit code {code} (log: {log})")
+
+
+class _Service:
+    """What every service shares: its settings, URL and log file."""
+
+    name = ""
+    port_setting = ""
+
+    def __init__(self, settings: Settings):
+        self.s = settings
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.s.host}:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.s.logs / f"{self.name}.log"
+
+    def health_auth(self, state: dict) -> tuple[str, str] | None:
+        """Credentials the health check needs (none by default)."""
+        return None
+
+
+class LabelStudio(_Service):
+    """Label Studio 1.23.2 from its own environment, served by gunicorn."""
+
+    name = "label-studio"
+    port_setting = "SMO_LS_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.s.ls_port
+
+    @property
+    def health_url(self) -> str:
+        return self.url + "/health"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.s.home / "label-studio"
+
+    def environ(
+        self, state: dict | None = None, pg: PgUrl | None = None, data_dir: Path | None = None
+    ) -> dict[str, str]:
+        """Settings for a local deployment: legacy token on, localhost ML backends and webhooks
+        allowed, error reporting, analytics and version checks off so no content leaves the machine."""
+        env = _clean_environ()
+        env.update(
+            {
+                "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir or self.data_dir),
+                "LABEL_STUDIO_HOST": self.url,
+                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+                "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
+                "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+                "SENTRY_DSN": "",
+                "LABEL_STUDIO_SENTRY_DSN": "",
+                "FRONTEND_SENTRY_DSN": "",
+                "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
+                "COLLECT_ANALYTICS": "false",
+                "LATEST_VERSION_CHECK": "false",
+                "LOG_LEVEL": "WARNING",
+                "DJANGO_SETTINGS_MODULE": "core.settings.label_studio",
+            }
+        )
+        pg = pg or self.s.pg
+        if pg:
+            env.update(
+                {
+                    "DJANGO_DB": "postgresql",
+                    "POSTGRE_NAME": pg.dbname,
+                    "POSTGRE_USER": pg.user,
+                    "POSTGRE_PASSWORD": pg.password,
+                    "POSTGRE_HOST": pg.host,
+                    "POSTGRE_PORT": str(pg.port),
+                }
+            )
+        else:
+            env["DJANGO_DB"] = "sqlite"
+        return env
+
+    # -- one-time preparation ---------------------------------------------------------------
+    def prepare(self, state: dict, say: Say) -> None:
+        """Build the environment, seed a migrated database, create the admin account and token."""
+        creds = state["label_studio"]
+        LABEL_STUDIO_ENV.ensure(say)
+        if creds.get("initialized_for") == self.s.database and self._database_present():
+            return
+        self._seed_database(say)
+        # Credentials go through the environment, not argv, so `ps` never shows them.
+        env = self.environ() | {
+            "LABEL_STUDIO_USERNAME": creds["email"],
+            "LABEL_STUDIO_PASSWORD": creds["password"],
+            "LABEL_STUDIO_USER_TOKEN": creds["token"],
+        }
+        argv = [str(LABEL_STUDIO_ENV.bin("label-studio")), "init", "--quiet", "--enable-legacy-api-token"]
+        _run_logged(self.name, argv, env, None, self.log, timeout=900)
+        creds["initialized_for"] = self.s.database
+
+    def _database_present(self) -> bool:
+        pg = self.s.pg
+        if pg:
+            return postgres.database_exists(pg)
+        return (self.data_dir / "label_studio.sqlite3").exists()
+
+    def _seed_database(self, say: Say) -> None:
+        """Start from a cached, already-migrated database: migrations take minutes, a copy seconds."""
+        pg = self.s.pg
+        if pg:
+            if not postgres.database_exists(pg):
+                postgres.create_database(pg, template=self._pg_template(pg, say))
+        elif not (self.data_dir / "label_studio.sqlite3").exists():
+            shutil.copytree(self._sqlite_template(say), self.data_dir, dirs_exist_ok=True)
+
+    def _migrate(self, env: dict, say: Say, what: str) -> None:
+        say(f"{self.name}: migrating a new {what} database (about a minute, once)")
+        # `label-studio version` runs Label Studio's own migrations and nothing else.
+        _run_logged(
+            self.name, [str(LABEL_STUDIO_ENV.bin("label-studio")), "version"], env, None, self.log, timeout=1200
+        )
+
+    def _sqlite_template(self, say: Say) -> Path:
+        root = cache_home() / "templates"
+        target = root / f"label-studio-{LABEL_STUDIO_ENV.key}-sqlite"
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / ".label-studio-sqlite.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not target.exists():
+                build = root / f".build-{os.getpid()}"
+                shutil.rmtree(build, ignore_errors=True)
+                build.mkdir()
+                self._migrate(self.environ(data_dir=build), say, "SQLite")
+                build.rename(target)
+        return target
+
+    def _pg_template(self, pg: PgUrl, say: Say) -> str:
+        name = f"smo_ls_template_{LABEL_STUDIO_ENV.key}"
+        root = cache_home() / "templates"
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / ".label-studio-pg.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not postgres.database_exists(pg, name):
+                build = f"{name}_build"
+                postgres.drop_database(pg, build)
+                postgres.create_database(pg, build)
+                self._migrate(self.environ(pg=pg.with_db(build), data_dir=self.data_dir), say, "PostgreSQL")
+                postgres.rename_database(pg, build, name)
+        return name
+
+    def argv(self) -> tuple[list[str], Path]:
+        """gunicorn, not the development server `label-studio start` runs; cwd is the package."""
+        package = LABEL_STUDIO_ENV.site_packages() / "label_studio"
+        return (
+            [
+                str(LABEL_STUDIO_ENV.bin("gunicorn")),
+                "core.wsgi:application",
+                "--bind",
+                f"{self.s.host}:{self.port}",
+                "--workers",
+                str(self.s.ls_workers),
+                "--threads",
+                "2",
+                "--timeout",
+                "600",
+                "--graceful-timeout",
+                "10",
+                "--no-control-socket",
+            ],
+            package,
+        )
+
+
+class PrefectServer(_Service):
+    """The Prefect API and UI from our own environment."""
+
+    name = "prefect"
+    port_setting = "SMO_PREFECT_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.s.prefect_port
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api"
+
+    @property
+    def health_url(self) -> str:
+        return self.api_url + "/health"
+
+    def pg(self) -> PgUrl | None:
+        return self.s.pg.with_db(self.s.pg.dbname + "_prefect") if self.s.pg else None
+
+    def environ(self, state: dict | None = None) -> dict[str, str]:
+        env = _clean_environ()
+        env.pop("PREFECT_API_URL", None)
+        env.update(
+            {
+                "PREFECT_HOME": str(self.s.home / "prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_API_URL": self.api_url,
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+            }
+        )
+        pg = self.pg()
+        if pg:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = pg.sqlalchemy_async()
+        return env
+
+    def prepare(self, state: dict, say: Say) -> None:
+        pg = self.pg()
+        if pg:
+            if not postgres.database_exists(pg):
+                postgres.create_database(pg)
+            postgres.ensure_extension(pg, "pg_trgm")
+
+    def argv(self) -> tuple[list[str], Path | None]:
+        prefect = Path(sys.executable).parent / "prefect"
+        return ([str(prefect), "server", "start", "--host", self.s.host, "--port", str(self.port)], None)
+
+
+class MLBackend(_Service):
+    """The label-studio-ml backend (gunicorn, its own environment) serving ml_backend/_wsgi.py."""
+
+    name = "ml-backend"
+    port_setting = "SMO_BACKEND_PORT"
+    workers = 2
+
+    @property
+    def port(self) -> int:
+        return self.s.backend_port
+
+    @property
+    def health_url(self) -> str:
+        return self.url + "/health"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.s.home / "models"
+
+    def health_auth(self, state: dict) -> tuple[str, str] | None:
+        backend = state.get("backend", {})
+        return (backend.get("user", ""), backend.get("password", ""))
+
+    def environ(self, state: dict | None = None) -> dict[str, str]:
+        """Credentials for basic auth and webhooks, the model store, how to reach Label Studio and Redis."""
+        state = state or {}
+        backend, ls = state.get("backend", {}), state.get("label_studio", {})
+        env = _clean_environ()
+        for var in [k for k in env if k.startswith("PREFECT_")]:
+            env.pop(var)
+        env.update(
+            {
+                "PYTHONPATH": str(REPO_ROOT),
+                "SMO_MODEL_DIR": str(self.model_dir),
+                "SMO_BACKEND_USER": backend.get("user", ""),
+                "SMO_BACKEND_PASSWORD": backend.get("password", ""),
+                "SMO_WEBHOOK_SECRET": backend.get("webhook_secret", ""),
+                "SMO_LS_URL": f"http://{self.s.host}:{self.s.ls_port}",
+                "SMO_LS_TOKEN": ls.get("token", ""),
+                # Only with a worker to serve the queue (started when Redis answers); else in-process.
+                "SMO_REDIS_URL": self.s.redis_url if redis_answers(self.s.redis_url) else "",
+                "SMO_TRAINING_QUEUE": self.training_queue,
+            }
+        )
+        return env
+
+    @property
+    def training_queue(self) -> str:
+        """The RQ queue of this stack's retrains: one per backend port, so two stacks sharing a Redis
+        never train each other's models."""
+        return f"smo-training-{self.s.backend_port}"
+
+    def prepare(self, state: dict, say: Say) -> None:
+        """Build the environment; train a starting model from generated data if none is promoted."""
+        ML_BACKEND_ENV.ensure(say)
+        from smo_labelstudio.core.taxonomy import load_taxonomy
+        from smo_labelstudio.model.modelstore import ModelStore
+        from smo_labelstudio.model.training import ensure_starter_model
+
+        store = ModelStore(self.model_dir)
+        if not store.current_version():
+            say(f"{self.name}: training a starting model from generated data")
+            ensure_starter_model(store, load_taxonomy().ids)
+
+    def argv(self) -> tuple[list[str], Path | None]:
+        return (
+            [
+                str(ML_BACKEND_ENV.bin("gunicorn")),
+                "--chdir",
+                str(REPO_ROOT / "ml_backend"),
+                "_wsgi:app",
+                "--bind",
+                f"{self.s.host}:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--threads",
+                "4",
+                "--timeout",
+                "120",
+                "--no-control-socket",
+            ],
+            REPO_ROOT / "ml_backend",
+        )
+
+
+class MLWorker(MLBackend):
+    """The RQ worker that runs retraining jobs queued by the backend (started when Redis answers)."""
+
+    name = "ml-worker"
+    port_setting = ""
+    health_url = None  # no HTTP: healthy while the process runs
+
+    @property
+    def port(self) -> int | None:
+        return None
+
+    def prepare(self, state: dict, say: Say) -> None:
+        ML_BACKEND_ENV.ensure(say)
+
+    def argv(self) -> tuple[list[str], Path | None]:
+        return (
+            [
+                str(ML_BACKEND_ENV.bin("rq")),
+                "worker",
+                self.training_queue,
+                "--url",
+                self.s.redis_url,
+                "--path",
+                str(REPO_ROOT / "ml_backend"),
+                "--path",
+                str(REPO_ROOT),
+            ],
+            REPO_ROOT / "ml_backend",
+        )
+
+
+def redis_answers(url: str) -> bool:
+    """True when a Redis server answers PING at `url` (redis://host:port/db)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def services(settings: Settings) -> list[_Service]:
+    """The stack's services in start order (the worker only when Redis answers)."""
+    found: list[_Service] = [LabelStudio(settings), PrefectServer(settings), MLBackend(settings)]
+    if redis_answers(settings.redis_url):
+        found.append(MLWorker(settings))
+    return found
