@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PIP_LOG := $(VENV)/pip-install.log
 
-.PHONY: setup test demo bench system down clean
+.PHONY: setup check test docs demo bench system down clean
 
 # Our environment in .venv/, installed from the committed constraints file.
 setup: $(VENV)/.installed
@@ -19,9 +19,21 @@ $(VENV)/.installed: pyproject.toml constraints/app.txt
 system:
 	@bash scripts/ensure-system.sh
 
+# Lint, format, layer contracts, types and the docs site: seconds, so they run before the suite.
+check: setup
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir $(VENV)/site
+
 # Two workers, whole files each: every worker starts its own Label Studio, Prefect and backend.
-test: setup system
+test: setup system check
 	$(VENV)/bin/pytest -n 2 --dist loadfile
+
+# The docs site on http://127.0.0.1:8000 (mkdocs-material), rebuilt on every save.
+docs: setup
+	$(VENV)/bin/mkdocs serve
 
 demo: setup
 	$(VENV)/bin/smo stack up
