@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from smo_labelstudio.core.errors import ConfigError
 from smo_labelstudio.core.paths import REPO_ROOT
 from smo_labelstudio.core.yamlfile import load_model
 
@@ -14,7 +15,7 @@ TAXONOMY_FILE = REPO_ROOT / "taxonomy.yaml"
 NO_VIOLATION = "no_violation"
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(ConfigError):
     """The taxonomy file is missing or invalid; the message says where."""
 
 

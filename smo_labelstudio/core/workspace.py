@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.paths import state_home
 
 # Columns of the pulled tables: a contract for the quality engine, exports and notebooks.
@@ -111,7 +112,7 @@ class Workspace:
         return read_json(self.project_file)
 
 
-class WorkspaceFileError(OSError, ValueError):
+class WorkspaceFileError(InputError, OSError):
     """A workspace file exists but cannot be read (truncated, garbled, half-written by hand): the
     message names the file, what is wrong and what to do. An OSError and a ValueError, so every
     command's one-line error handling catches it."""

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.workspace import Workspace, read_json, read_table
 from smo_labelstudio.export.neardup import group_keys
 from smo_labelstudio.quality import inputs as qi
@@ -82,7 +83,7 @@ COLUMNS = [
 ]
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """The workspace lacks what an export needs; the message says what to run."""
 
 

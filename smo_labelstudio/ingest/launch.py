@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.workspace import Workspace, read_json, read_table, write_json, write_parquet
 from smo_labelstudio.ingest.items import QUARANTINE_COLUMNS, Prepared, prepare, stratified_sample
@@ -34,7 +35,7 @@ Progress = Callable[[int, int], None]
 GOLD_CONTROLS = ("policy", "severity")
 
 
-class LaunchError(ValueError):
+class LaunchError(InputError):
     """The launch cannot go ahead as asked; the message says why and what to change."""
 
 

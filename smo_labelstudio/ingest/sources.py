@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
+
 FORMATS = {
     ".csv": "csv",
     ".jsonl": "jsonl",
@@ -22,7 +24,7 @@ FORMATS = {
 }
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """The file as a whole cannot be read (missing, unknown format, not a table)."""
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 import httpx
 from label_studio_sdk import LabelStudio
 
+from smo_labelstudio.core.errors import ConfigError, ServiceError
 from smo_labelstudio.core.paths import state_home
 from smo_labelstudio.stack.control import load_state
 
@@ -22,11 +23,11 @@ NO_RETRY = {"max_retries": 0}  # a retried POST can import twice: imports rely o
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
-class ConnectionSettingsError(RuntimeError):
+class ConnectionSettingsError(ConfigError, RuntimeError):
     """No Label Studio URL or token could be found."""
 
 
-class LabelStudioError(RuntimeError):
+class LabelStudioError(ServiceError):
     """Label Studio refused a request; the message carries its status and reason."""
 
 

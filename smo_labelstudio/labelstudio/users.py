@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from smo_labelstudio.core.errors import ServiceError
 from smo_labelstudio.labelstudio.client import connection_settings, http_client
 
 EMAIL_DOMAIN = "smo.local"
 EMAIL_PREFIX = "sim-annotator"
 
 
-class AnnotatorError(RuntimeError):
+class AnnotatorError(ServiceError):
     """An annotator account could not be created, logged into, or read its token."""
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import joblib
 
+from smo_labelstudio.core.errors import ServiceError
 from smo_labelstudio.model.textmodel import PolicyModel
 
 
-class ModelStoreError(RuntimeError):
+class ModelStoreError(ServiceError):
     """No usable model in the store; the message says which folder and what to do."""
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.model.modelstore import ModelStore, ModelStoreError
 from smo_labelstudio.model.textmodel import NO_VIOLATION, PolicyModel
 
 COLUMNS = ["text", "labels", "severity", "language"]
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(InputError):
     """The training data is unusable; the message names the file, row or column."""
 
 

@@ -19,6 +19,7 @@ from email.utils import parsedate_to_datetime
 
 import pandas as pd
 
+from smo_labelstudio.core.errors import ServiceError
 from smo_labelstudio.core.workspace import (
     ANNOTATION_COLUMNS,
     LABEL_COLUMNS,
@@ -35,7 +36,7 @@ LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 MARGIN = timedelta(seconds=1)  # the Date header's resolution: re-reading a task twice is harmless
 
 
-class PullError(RuntimeError):
+class PullError(ServiceError):
     """The pull cannot run; the message says what to do."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.spec import Quality
 from smo_labelstudio.core.workspace import Workspace, read_json, read_table
 from smo_labelstudio.quality import (
@@ -33,7 +34,7 @@ from smo_labelstudio.quality.consensus import consensus_frame, fit_consensus
 FIGURES = ["percent_agreement", "fleiss_kappa", "gwet_ac1", "krippendorff_alpha"]
 
 
-class MissingInputError(ValueError):
+class MissingInputError(InputError):
     """A table the check needs is not in the workspace yet (a user mistake, not a bug)."""
 
 

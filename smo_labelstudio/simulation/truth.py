@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.workspace import Workspace, read_table, write_parquet
 from smo_labelstudio.simulation.answers import NO_VIOLATION, Truth
 
 TRUTH_COLUMNS = ["task", "external_id", "control", "label"]
 
 
-class SimulationInputError(ValueError):
+class SimulationInputError(InputError):
     """A truth or confusion file is unreadable or names labels the project does not have."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 
+from smo_labelstudio.core import errors
 from smo_labelstudio.core.postgres import redact
 from smo_labelstudio.stack import procs
 from smo_labelstudio.stack.envs import EnvError
@@ -26,7 +27,7 @@ ADMIN_EMAIL = "admin@smo.local"
 BACKEND_USER = "smo-backend"
 
 
-class StackError(RuntimeError):
+class StackError(errors.ServiceError):
     """A one-line, user-facing reason the stack could not do what was asked."""
 
 

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from smo_labelstudio.core.errors import ServiceError
 from smo_labelstudio.core.paths import CONSTRAINTS_DIR, cache_home
 
 
-class EnvError(RuntimeError):
+class EnvError(ServiceError):
     """A side environment could not be built; the message names its log."""
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from smo_labelstudio.core import postgres
+from smo_labelstudio.core import errors, postgres
 from smo_labelstudio.core.paths import REPO_ROOT, cache_home
 from smo_labelstudio.core.postgres import PgUrl
 from smo_labelstudio.stack.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
@@ -28,7 +28,7 @@ Say = Callable[[str], None]
 _FOREIGN = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
 
 
-class ServiceError(RuntimeError):
+class ServiceError(errors.ServiceError):
     """A service could not be prepared or started; the message names the service and its log."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from smo_labelstudio.core.errors import ServiceError
 from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.warehouse.schema import SCHEMA
 
@@ -53,7 +54,7 @@ SQL_TYPES = {
 }
 
 
-class WarehouseError(ValueError):
+class WarehouseError(ServiceError, ValueError):
     """The store cannot be reached or used as asked; the message says why (never with a password)."""
 
 
