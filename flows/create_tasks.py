@@ -2,40 +2,24 @@
 
 One Prefect task plans, one task per import batch (never per item) on a pool of one, one task
 writes the manifest. One at a time on purpose: Label Studio re-plans overlap across the whole project
-on every import, and on SQLite concurrent imports measured slower than sequential ones. Import batches are not retried by Prefect: a retry could import twice; a flow
-re-run resumes from the saved plan instead.
+on every import, and on SQLite concurrent imports measured slower than sequential ones. Import batches
+are not retried by Prefect: a retry could import twice; a flow re-run resumes from the saved plan instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field
 
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.ingest import launch
 from smo_labelstudio.labelstudio import client
-
-PROGRESS_HOOKS: list = []  # callables (done, total) the CLI adds for its progress bar
-
-
-class LaunchParams(BaseModel):
-    """What the Prefect UI asks for when a project manager starts a batch."""
-
-    spec: str = Field(description="path to the project spec (YAML)")
-    data: str = Field(description="CSV, JSONL or Parquet file of items")
-    gold: Optional[str] = Field(None, description="gold items with their answers (policy, severity)")
-    sample: Optional[float] = Field(
-        None, description="a fraction (<= 1) or a number of items, stratified by language and source"
-    )
-    batch_size: int = Field(10_000, ge=1, le=100_000, description="tasks per import request")
-    seed: int = 0
 
 
 @task(cache_policy=NO_CACHE)

@@ -4,29 +4,16 @@ splits, five files and a datasheet, with the datasheet posted as a markdown arti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.params import ExportDatasetParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
 from smo_labelstudio.export.dataset import Export, export_workspace
-
-
-class ExportDatasetParams(BaseModel):
-    """The form the Prefect UI shows for a run."""
-
-    spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
-    out: str = Field(description="Folder to write the dataset files and datasheet into")
-    method: Literal["smoothed-ds", "ds", "mv"] = Field(
-        "smoothed-ds",
-        description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)",
-    )
-    seed: int = Field(0, description="Seed for the splits and bootstrap intervals")
 
 
 @task(cache_policy=NO_CACHE, name="build, gate, split and write the dataset")

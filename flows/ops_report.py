@@ -12,27 +12,20 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
-from pydantic import BaseModel, Field
 
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.errors import InputError
+from smo_labelstudio.core.params import OpsReportParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
 from smo_labelstudio.reports import operations as ops
-
-
-class OpsReportParams(BaseModel):
-    """The form the Prefect UI shows for a run."""
-
-    spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
-    stale_hours: float = Field(24.0, gt=0, description="A task in progress with no answer for this long is stale")
-    n_boot: int = Field(300, ge=10, le=10_000, description="Bootstrap resamples for the model's F1 intervals")
 
 
 @task(cache_policy=NO_CACHE, name="read the workspace")
 def read(ws: Workspace) -> dict:
     inputs = ops.load_ops_inputs(ws)
     if inputs["plan"].empty:
-        raise ValueError(f"no launch plan in {ws.runs}: run `smo launch --spec SPEC --data FILE` first")
+        raise InputError(f"no launch plan in {ws.runs}: run `smo launch --spec SPEC --data FILE` first")
     return inputs
 
 

@@ -7,27 +7,18 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.params import PullParams
 from smo_labelstudio.core.spec import load_spec
-from smo_labelstudio.core.workspace import Workspace
+from smo_labelstudio.core.workspace import Workspace, WorkspaceFileError
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.pull import completions as pull
-
-
-class PullParams(BaseModel):
-    """What the Prefect UI asks for."""
-
-    spec: str = Field(description="path to the project spec (YAML)")
-    full: bool = Field(False, description="re-read everything instead of what changed since the last pull")
 
 
 def _worth_retrying(task, task_run, state) -> bool:
     """A retry helps a failed export snapshot; not a Label Studio that outlasted the client's own retries
     (`SMO_LS_RETRIES`), nor a damaged workspace file."""
-    from smo_labelstudio.core.workspace import WorkspaceFileError
-
     try:
         state.result(raise_on_failure=True)
     except (client.LabelStudioUnavailable, WorkspaceFileError, pull.PullError):
@@ -52,7 +43,8 @@ def pull_completions(params: PullParams) -> dict:
     summary = pull_tables(ws, url, token, params.full)
     create_markdown_artifact(
         f"# Pull: project {summary['project_id']} ({summary['mode']})\n\n"
-        f"| annotations in table | new | updated | deleted | tasks fetched | seconds |\n|---:|---:|---:|---:|---:|---:|\n"
+        "| annotations in table | new | updated | deleted | tasks fetched | seconds |\n"
+        "|---:|---:|---:|---:|---:|---:|\n"
         f"| {summary['annotations']:,} | {summary['new']:,} | {summary['updated']:,} | {summary['deleted']:,} | "
         f"{summary['tasks_fetched']:,} | {summary['seconds']} |\n\nTables: `{summary['tables']['labels']}`",
         key=f"pull-{summary['project_id']}",

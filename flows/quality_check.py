@@ -6,31 +6,18 @@ low-confidence tasks for adjudication, write the report, post artifacts, and emi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
-from pydantic import BaseModel, Field
 
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.params import QualityCheckParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
 from smo_labelstudio.reports import quality_pass as qp
 from smo_labelstudio.reports.quality import render_markdown
-
-
-class QualityCheckParams(BaseModel):
-    """The form the Prefect UI shows for a run."""
-
-    spec: str = Field(description="Path to the project spec YAML (e.g. specs/example.yaml)")
-    adjudicate: bool = Field(True, description="Read back and queue adjudications in Label Studio")
-    method: Literal["smoothed-ds", "ds", "mv"] = Field(
-        "smoothed-ds",
-        description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)",
-    )
-    n_boot: int = Field(1000, ge=10, le=10_000, description="Bootstrap resamples for confidence intervals")
 
 
 @task(cache_policy=NO_CACHE, name="read back adjudications")

@@ -8,38 +8,23 @@ table of every project's gates and emits `smo.quality.gate-failed` for each proj
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
-from pydantic import BaseModel, Field
 
 from flows.warehouse_step import publish
+from smo_labelstudio.core.params import QualityScanParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.reports import quality_pass as qp
 from smo_labelstudio.stack.taskrunners import task_runner
 
 
-class QualityScanParams(BaseModel):
-    """The form the Prefect UI shows for a run."""
-
-    specs: list[str] = Field(
-        min_length=1, description="Project spec YAML files (e.g. specs/example.yaml); each project is one partition"
-    )
-    adjudicate: bool = Field(True, description="Read back and queue adjudications in Label Studio")
-    method: Literal["smoothed-ds", "ds", "mv"] = Field(
-        "smoothed-ds",
-        description="Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) or majority vote (mv)",
-    )
-    n_boot: int = Field(1000, ge=10, le=10_000, description="Bootstrap resamples for confidence intervals")
-
-
 def _where() -> str:
     """Where a task runs: a Dask worker's address, or the flow run's own process."""
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # noqa: PLC0415 - optional: present only with Dask installed
 
         return f"Dask worker {get_worker().address}"
     except (ImportError, ValueError):

@@ -12,6 +12,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
+from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.warehouse import publish as warehouse
 from smo_labelstudio.warehouse.tables import record_flow_run
@@ -40,8 +41,6 @@ def publish(ws: Workspace, spec, summary: dict | None = None) -> list[dict]:
 def record_failure(flow, flow_run, state) -> None:
     """Prefect `on_failure` hook: the failed run goes into the flow-runs table and the embedded store.
     Never raises (a hook's error would hide the flow's own)."""
-    from smo_labelstudio.core.spec import load_spec
-
     try:
         params = flow_run.parameters.get("params") or {}
         spec = load_spec(Path(params["spec"] if isinstance(params, dict) else params.spec))

@@ -1,0 +1,95 @@
+"""What each flow takes (the form the Prefect UI shows for a run) and the launch's progress hooks.
+
+They live in the library, not in flows/, so the CLI builds a flow's parameters without importing the flow;
+`parse` turns a bad value into a ConfigError, one line naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, Optional, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from smo_labelstudio.core.errors import ConfigError
+
+Method = Literal["smoothed-ds", "ds", "mv"]
+METHOD_HELP = (
+    "Consensus: Dawid-Skene smoothed toward one skill per annotator (smoothed-ds), plain Dawid-Skene (ds) "
+    "or majority vote (mv)"
+)
+SPEC_HELP = "Path to the project spec YAML (e.g. specs/example.yaml)"
+ADJUDICATE_HELP = "Read back and queue adjudications in Label Studio"
+N_BOOT_HELP = "Bootstrap resamples for confidence intervals"
+
+# Callables (done, total) called after each import batch of a launch: the CLI adds one for its progress bar.
+PROGRESS_HOOKS: list[Callable[[int, int], None]] = []
+
+
+class LaunchParams(BaseModel):
+    """What the Prefect UI asks for when a project manager starts a batch."""
+
+    spec: str = Field(description="path to the project spec (YAML)")
+    data: str = Field(description="CSV, JSONL or Parquet file of items")
+    gold: Optional[str] = Field(None, description="gold items with their answers (policy, severity)")
+    sample: Optional[float] = Field(
+        None, description="a fraction (<= 1) or a number of items, stratified by language and source"
+    )
+    batch_size: int = Field(10_000, ge=1, le=100_000, description="tasks per import request")
+    seed: int = 0
+
+
+class PullParams(BaseModel):
+    """What the Prefect UI asks for."""
+
+    spec: str = Field(description="path to the project spec (YAML)")
+    full: bool = Field(False, description="re-read everything instead of what changed since the last pull")
+
+
+class QualityCheckParams(BaseModel):
+    """The form the Prefect UI shows for a run."""
+
+    spec: str = Field(description=SPEC_HELP)
+    adjudicate: bool = Field(True, description=ADJUDICATE_HELP)
+    method: Method = Field("smoothed-ds", description=METHOD_HELP)
+    n_boot: int = Field(1000, ge=10, le=10_000, description=N_BOOT_HELP)
+
+
+class QualityScanParams(BaseModel):
+    """The form the Prefect UI shows for a run."""
+
+    specs: list[str] = Field(
+        min_length=1, description="Project spec YAML files (e.g. specs/example.yaml); each project is one partition"
+    )
+    adjudicate: bool = Field(True, description=ADJUDICATE_HELP)
+    method: Method = Field("smoothed-ds", description=METHOD_HELP)
+    n_boot: int = Field(1000, ge=10, le=10_000, description=N_BOOT_HELP)
+
+
+class OpsReportParams(BaseModel):
+    """The form the Prefect UI shows for a run."""
+
+    spec: str = Field(description=SPEC_HELP)
+    stale_hours: float = Field(24.0, gt=0, description="A task in progress with no answer for this long is stale")
+    n_boot: int = Field(300, ge=10, le=10_000, description="Bootstrap resamples for the model's F1 intervals")
+
+
+class ExportDatasetParams(BaseModel):
+    """The form the Prefect UI shows for a run."""
+
+    spec: str = Field(description=SPEC_HELP)
+    out: str = Field(description="Folder to write the dataset files and datasheet into")
+    method: Method = Field("smoothed-ds", description=METHOD_HELP)
+    seed: int = Field(0, description="Seed for the splits and bootstrap intervals")
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def parse(model: type[P], **values: object) -> P:
+    """`model(**values)`, or a ConfigError naming the first bad field (`batch_size: Input should be ...`)."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or model.__name__
+        raise ConfigError(f"{where}: {first['msg']}") from None
