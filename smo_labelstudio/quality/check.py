@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from smo_labelstudio.core.errors import InputError
+from smo_labelstudio.core.jsonenc import jsonable
 from smo_labelstudio.core.spec import Quality
 from smo_labelstudio.core.workspace import Workspace, read_json, read_table
 from smo_labelstudio.quality import (
@@ -28,7 +29,6 @@ from smo_labelstudio.quality import (
 )
 from smo_labelstudio.quality import inputs as qi
 from smo_labelstudio.quality.calibration import Calibration, fit_calibration, held_out_gold
-from smo_labelstudio.quality.compute import jsonable
 from smo_labelstudio.quality.consensus import consensus_frame, fit_consensus
 
 FIGURES = ["percent_agreement", "fleiss_kappa", "gwet_ac1", "krippendorff_alpha"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from smo_labelstudio.core.jsonenc import jsonable
 
 from ._frame import check_choice, check_level, encode, per_group
 from ._table import CountTable, count_table
@@ -33,19 +34,6 @@ class QualityResult:
     def to_json(self, **kwargs: Any) -> str:
         """The summary as one JSON object (NaN written as null)."""
         return json.dumps(self.summary, allow_nan=False, **kwargs)
-
-
-def jsonable(value: Any) -> Any:
-    """Plain Python values for json.dumps: numpy scalars unwrapped, NaN and infinities as None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _agreement(

@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from smo_labelstudio.core.errors import ServiceError
 from smo_labelstudio.core.workspace import Workspace
@@ -450,26 +450,3 @@ def query(where: Target, sql_text: str) -> tuple[list[str], list[tuple]]:
         return [d[0] for d in cur.description], cur.fetchall()
     finally:
         conn.close()
-
-
-def jsonable(value: Any) -> Any:
-    """A query value as JSON: decimals and floats as numbers (NaN as null), dates and times as ISO text."""
-    import datetime as dt
-    import decimal
-    import math
-
-    if isinstance(value, decimal.Decimal):
-        return (
-            None
-            if value.is_nan()
-            else (int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value))
-        )
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dt.datetime):
-        return (value.astimezone(dt.UTC) if value.tzinfo else value).isoformat()
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        return value.hex()
-    return value
