@@ -7,10 +7,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from smo_labelstudio.core.errors import ConfigError
-from smo_labelstudio.core.paths import REPO_ROOT
+from smo_labelstudio.core.paths import REPO_ROOT, list_configs
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.core.yamlfile import load_model
-from smo_labelstudio.labelstudio.configs import list_configs
 
 
 class SpecError(ConfigError):

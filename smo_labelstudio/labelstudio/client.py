@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import random
 import ssl
 import time
@@ -13,14 +12,17 @@ from collections.abc import Iterable, Iterator
 
 import httpx
 from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
 
 from smo_labelstudio.core.errors import ConfigError, ServiceError
-from smo_labelstudio.core.paths import state_home
-from smo_labelstudio.stack.control import load_state
+from smo_labelstudio.core.settings import get_settings, secret
+from smo_labelstudio.core.state import load_state
 
 DEFAULT_TIMEOUT = 300.0  # the SDK's 60 s is too short for large imports and exports
 NO_RETRY = {"max_retries": 0}  # a retried POST can import twice: imports rely on external ids instead
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Label Studio not answering, or answering with an error: the environment's doing, shown as one line by the CLI.
+ENVIRONMENT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx.HTTPStatusError, ApiError)
 
 
 class ConnectionSettingsError(ConfigError, RuntimeError):
@@ -35,28 +37,15 @@ class LabelStudioUnavailable(LabelStudioError):
     """Label Studio kept failing (5xx, timeouts, refused connections) through every retry."""
 
 
-def _float_env(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    try:
-        number = float(value) if value else default
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return number
-
-
 def ls_timeout(default: float = DEFAULT_TIMEOUT) -> float:
     """Seconds to wait for one Label Studio answer: `SMO_LS_TIMEOUT`, else the caller's default."""
-    return _float_env("SMO_LS_TIMEOUT", default)
+    return get_settings().ls_timeout or default
 
 
 def retry_policy() -> tuple[int, float]:
     """(attempts, base delay in seconds): `SMO_LS_RETRIES` (4) and `SMO_LS_BACKOFF` (0.5)."""
-    attempts = os.environ.get("SMO_LS_RETRIES") or "4"
-    if not attempts.isdigit() or int(attempts) < 1:
-        raise ValueError(f"SMO_LS_RETRIES must be a whole number of attempts >= 1, got {attempts!r}")
-    return int(attempts), _float_env("SMO_LS_BACKOFF", 0.5)
+    settings = get_settings()
+    return settings.ls_retries, settings.ls_backoff
 
 
 def backoff(attempt: int, base: float) -> float:
@@ -128,10 +117,11 @@ def http_client(url: str, token: str | None = None, timeout: float = DEFAULT_TIM
 def connection_settings(url: str | None = None, token: str | None = None) -> tuple[str, str]:
     """URL and token from the arguments, else `SMO_LS_URL`/`SMO_LS_TOKEN`, else the Prefect Secret block
     named by `SMO_LS_TOKEN_BLOCK` (read from the Prefect API), else the stack's state file."""
-    url = url or os.environ.get("SMO_LS_URL")
-    token = token or os.environ.get("SMO_LS_TOKEN") or _token_from_block(os.environ.get("SMO_LS_TOKEN_BLOCK"))
+    settings = get_settings()
+    url = url or settings.ls_url
+    token = token or secret(settings.ls_token) or _token_from_block(settings.ls_token_block)
     if not (url and token):
-        state = load_state(state_home())
+        state = load_state()
         port = state.get("services", {}).get("label-studio", {}).get("port", 8080)
         url = url or f"http://127.0.0.1:{port}"
         token = token or state.get("label_studio", {}).get("token")
@@ -146,7 +136,7 @@ def _token_from_block(name: str | None) -> str | None:
     """The token kept in a Prefect Secret block (`prefect.blocks.system.Secret`), when one is named."""
     if not name:
         return None
-    from prefect.blocks.system import Secret
+    from prefect.blocks.system import Secret  # noqa: PLC0415 - start-up time: Prefect only for a named block
 
     try:
         return Secret.load(name).get()
@@ -326,9 +316,10 @@ def _json(resp: httpx.Response):
 def backend_settings() -> tuple[str, tuple[str, str]] | None:
     """The ML backend's URL and basic-auth pair from `SMO_BACKEND_*`, else the stack's state; None
     when no backend is configured."""
-    url, user, password = (os.environ.get(f"SMO_BACKEND_{k}") for k in ("URL", "USER", "PASSWORD"))
+    settings = get_settings()
+    url, user, password = settings.backend_url, settings.backend_user, secret(settings.backend_password)
     if not url:
-        state = load_state(state_home())
+        state = load_state()
         record, creds = state.get("services", {}).get("ml-backend"), state.get("backend", {})
         if not record:
             return None
@@ -340,10 +331,10 @@ def connect_stack_backend(url: str, token: str, project_id: int) -> dict | None:
     """Register the configured ML backend with a project when its webhook secret is known
     (`SMO_WEBHOOK_SECRET` or the stack's state); None when there is no backend to connect."""
     backend = backend_settings()
-    secret = os.environ.get("SMO_WEBHOOK_SECRET") or load_state(state_home()).get("backend", {}).get("webhook_secret")
-    if backend is None or not secret:
+    webhook_secret = secret(get_settings().webhook_secret) or load_state().get("backend", {}).get("webhook_secret")
+    if backend is None or not webhook_secret:
         return None
-    return connect_backend(url, token, project_id, backend[0], *backend[1], secret)
+    return connect_backend(url, token, project_id, backend[0], *backend[1], webhook_secret)
 
 
 def set_overlap(url: str, token: str, project_id: int, maximum_annotations: int, cohort_percentage: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smo_labelstudio.core.paths import REPO_ROOT
+from smo_labelstudio.core.paths import REPO_ROOT, list_configs
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.labelstudio.guidelines import (
     GENERATED_NOTE,
@@ -16,14 +16,12 @@ from smo_labelstudio.labelstudio.guidelines import (
 )
 from smo_labelstudio.labelstudio.label_config import KINDS, config_labels, render_config
 
+# list_configs lives in core.paths (the spec needs it too); callers keep using it from here.
+__all__ = ["build", "check", "labeling_interface", "list_configs"]
+
 
 def _folders(root: Path) -> tuple[Path, Path, Path]:
     return root / "taxonomy.yaml", root / "label_configs", root / "guidelines"
-
-
-def list_configs(root: Path = REPO_ROOT) -> list[str]:
-    """Config names (file stems) in label_configs/."""
-    return sorted(p.stem for p in (root / "label_configs").glob("*.xml"))
 
 
 def build(root: Path = REPO_ROOT) -> list[Path]:

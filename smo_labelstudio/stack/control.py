@@ -17,7 +17,9 @@ from pathlib import Path
 import psycopg
 
 from smo_labelstudio.core import errors
+from smo_labelstudio.core import state as state_file
 from smo_labelstudio.core.postgres import redact
+from smo_labelstudio.core.state import state_path
 from smo_labelstudio.stack import procs
 from smo_labelstudio.stack.envs import EnvError
 from smo_labelstudio.stack.services import ServiceError, Settings, services
@@ -32,18 +34,12 @@ class StackError(errors.ServiceError):
 
 
 # -- state file ------------------------------------------------------------------------------
-def state_path(home: Path) -> Path:
-    return home / "stack.json"
-
-
 def load_state(home: Path) -> dict:
-    path = state_path(home)
-    if not path.exists():
-        return {}
+    """The state of the stack at `home` (core.state reads it), `{}` when there is none yet."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StackError(f"state file {path} is unreadable ({exc}); move it away and run `smo stack up`") from None
+        return state_file.load_state(home)
+    except state_file.StateError as exc:
+        raise StackError(str(exc)) from None
 
 
 def save_state(home: Path, state: dict) -> None:

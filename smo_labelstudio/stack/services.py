@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from smo_labelstudio.core import errors, postgres
 from smo_labelstudio.core.paths import REPO_ROOT, cache_home
 from smo_labelstudio.core.postgres import PgUrl
+from smo_labelstudio.core.settings import get_settings, secret
+from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.stack.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
 
 Say = Callable[[str], None]
@@ -47,14 +49,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, home: Path, postgres_url: str | None = None) -> Settings:
+        """The stack's settings from the `SMO_*` variables (core.settings); `postgres_url` overrides theirs."""
+        env = get_settings()
         return cls(
             home=home,
-            ls_port=_int_env("SMO_LS_PORT", 8080),
-            prefect_port=_int_env("SMO_PREFECT_PORT", 4200),
-            backend_port=_int_env("SMO_BACKEND_PORT", 9090),
-            postgres_url=postgres_url or os.environ.get("SMO_POSTGRES_URL") or None,
-            ls_workers=_int_env("SMO_LS_WORKERS", 4),
-            redis_url=os.environ.get("SMO_REDIS_URL") or "redis://127.0.0.1:6379/0",
+            ls_port=env.ls_port,
+            prefect_port=env.prefect_port,
+            backend_port=env.backend_port,
+            postgres_url=postgres_url or secret(env.postgres_url),
+            ls_workers=env.ls_workers,
+            redis_url=env.redis_url,
         )
 
     @property
@@ -69,13 +73,6 @@ class Settings:
     @property
     def logs(self) -> Path:
         return self.home / "logs"
-
-
-def _int_env(name: str, default: int) -> int:
-    value = os.environ.get(name) or str(default)
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
-    return int(value)
 
 
 def _clean_environ() -> dict[str, str]:
@@ -375,9 +372,9 @@ class MLBackend(_Service):
     def prepare(self, state: dict, say: Say) -> None:
         """Build the environment; train a starting model from generated data if none is promoted."""
         ML_BACKEND_ENV.ensure(say)
-        from smo_labelstudio.core.taxonomy import load_taxonomy
-        from smo_labelstudio.model.modelstore import ModelStore
-        from smo_labelstudio.model.training import ensure_starter_model
+        # start-up time: scikit-learn and pandas load only when a stack starts its ML backend
+        from smo_labelstudio.model.modelstore import ModelStore  # noqa: PLC0415 - start-up time (above)
+        from smo_labelstudio.model.training import ensure_starter_model  # noqa: PLC0415 - start-up time (above)
 
         store = ModelStore(self.model_dir)
         if not store.current_version():

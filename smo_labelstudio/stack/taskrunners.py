@@ -16,63 +16,45 @@ variables (`env`) or the worker's environment choose the runner per run.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from typing import Any
 
-RUNNERS = ("thread", "dask")
+from prefect.task_runners import ThreadPoolTaskRunner
 
-
-def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
-    value = environ.get(name) or str(default)
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
-    return int(value)
-
-
-def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    value = (environ.get(name) or "").strip().lower()
-    if not value:
-        return default
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
+from smo_labelstudio.core.errors import ConfigError
+from smo_labelstudio.core.settings import get_settings
 
 
 def runner_settings(environ: Mapping[str, str] | None = None) -> dict:
     """What the settings ask for: {"kind": "thread", "max_workers": n} or {"kind": "dask", "address"
-    or "cluster_kwargs": ...}; a misspelt value is a ValueError naming the variable."""
-    env = os.environ if environ is None else environ
-    address = (env.get("SMO_DASK_ADDRESS") or "").strip()
-    kind = (env.get("SMO_TASK_RUNNER") or ("dask" if address else "thread")).strip().lower()
-    if kind not in RUNNERS:
-        raise ValueError(f"SMO_TASK_RUNNER must be one of {', '.join(RUNNERS)}, got {kind!r}")
+    or "cluster_kwargs": ...}; a misspelt value is a ConfigError (a ValueError) naming the variable.
+    `environ` replaces the process environment (tests, a deployment's job variables)."""
+    env = get_settings(environ)
+    address = env.dask_address or ""
+    kind = env.task_runner or ("dask" if address else "thread")
     if kind == "thread":
         if address:
-            raise ValueError("SMO_DASK_ADDRESS is set but SMO_TASK_RUNNER is 'thread': unset one of them")
-        return {"kind": "thread", "max_workers": _positive(env, "SMO_TASK_WORKERS", 4)}
+            raise ConfigError("SMO_DASK_ADDRESS is set but SMO_TASK_RUNNER is 'thread': unset one of them")
+        return {"kind": "thread", "max_workers": env.task_workers}
     if address:
         return {"kind": "dask", "address": address}
     return {
         "kind": "dask",
         "cluster_kwargs": {
-            "n_workers": _positive(env, "SMO_DASK_WORKERS", 2),
-            "processes": _flag(env, "SMO_DASK_PROCESSES", True),
+            "n_workers": env.dask_workers,
+            "processes": env.dask_processes,
             "threads_per_worker": 1,
             "dashboard_address": None,
         },
     }
 
 
-def task_runner(environ: Mapping[str, str] | None = None):
+def task_runner(environ: Mapping[str, str] | None = None) -> Any:
     """A Prefect task runner from the settings: ThreadPoolTaskRunner or prefect-dask's DaskTaskRunner."""
     settings = runner_settings(environ)
     if settings["kind"] == "thread":
-        from prefect.task_runners import ThreadPoolTaskRunner
-
         return ThreadPoolTaskRunner(max_workers=settings["max_workers"])
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask import DaskTaskRunner  # noqa: PLC0415 - start-up time: Dask loads only when a run asks for it
 
     if "address" in settings:
         return DaskTaskRunner(address=settings["address"])

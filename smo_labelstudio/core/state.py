@@ -1,0 +1,37 @@
+"""The local stack's state file (`<SMO_HOME>/stack.json`): where it is and how to read it.
+
+`stack/` writes it; Label Studio connection settings fall back to it after the environment, so
+reading it lives down here rather than in the stack layer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from smo_labelstudio.core.errors import ConfigError
+from smo_labelstudio.core.paths import state_home
+
+
+class StateError(ConfigError):
+    """The state file exists but cannot be read; the message names it and what to do."""
+
+
+def state_path(home: Path) -> Path:
+    """The state file of the stack whose home is `home`."""
+    return home / "stack.json"
+
+
+def load_state(home: Path | None = None) -> dict[str, Any]:
+    """The stack's state (credentials, started services), `{}` when there is none yet.
+
+    `home` defaults to `state_home()`.
+    """
+    path = state_path(state_home() if home is None else home)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StateError(f"state file {path} is unreadable ({exc}); move it away and run `smo stack up`") from None
