@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow
 
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.paths import state_home
@@ -104,6 +105,12 @@ class Workspace:
         return self.root / "tables" / "pull_state.json"
 
     @property
+    def simulated_truth(self) -> Path:
+        """The simulator's saved truth (`simulation/truth.parquet`): written by simulation/, scored
+        against by the export's consensus-accuracy figure; absent for real projects."""
+        return self.root / "simulation" / "truth.parquet"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 
@@ -161,8 +168,6 @@ def read_json(path: Path) -> dict | None:
 
 def read_table(path: Path, **kwargs) -> pd.DataFrame:
     """A workspace Parquet table; `WorkspaceFileError` when it is truncated or not Parquet."""
-    import pyarrow
-
     try:
         return pd.read_parquet(path, **kwargs)
     except FileNotFoundError:

@@ -39,14 +39,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.model_selection import StratifiedGroupKFold
 
 from smo_labelstudio.core.errors import InputError
+from smo_labelstudio.core.jsonenc import jsonable
+from smo_labelstudio.core.runlogs import record_export
 from smo_labelstudio.core.workspace import Workspace, read_json, read_table
 from smo_labelstudio.export.neardup import group_keys
 from smo_labelstudio.quality import inputs as qi
 from smo_labelstudio.quality import wilson_interval
 from smo_labelstudio.quality.calibration import describe
-from smo_labelstudio.quality.compute import jsonable
+from smo_labelstudio.quality.check import MissingInputError, compute_check, load_inputs
 from smo_labelstudio.quality.consensus import METHODS
 
 SPLITS = ("train", "validation", "test")
@@ -269,8 +274,6 @@ def gate(rows: pd.DataFrame, min_confidence: float) -> pd.Series:
 def assign_splits(rows: pd.DataFrame, min_confidence: float, seed: int = 0) -> pd.DataFrame:
     """Rows with `gate` and `split`: gold -> `gold`, gated out -> `excluded`, the rest 80/10/10 by
     StratifiedGroupKFold (strata: policy set and language; groups: the near-duplicate key)."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
     out = rows.copy()
     out["gate"] = gate(out, min_confidence)
     out["split"] = np.where(
@@ -423,9 +426,6 @@ def labelstudio_tasks(rows: pd.DataFrame, to_name: str = "text") -> list[dict]:
 
 
 def _write_parquet(path: Path, rows: pd.DataFrame) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pandas(rows, preserve_index=False).replace_schema_metadata(None)
     pq.write_table(table, path, compression="zstd", write_statistics=True)
 
@@ -657,9 +657,6 @@ def export_workspace(
     ws: Workspace, spec, out: Path, method: str = "smoothed-ds", seed: int = 0, n_boot: int = 500, compare: bool = True
 ) -> Export:
     """Read the workspace's pulled tables, build, gate, split and write the dataset to `out`."""
-    from smo_labelstudio.quality.check import MissingInputError, compute_check, load_inputs
-    from smo_labelstudio.simulation.truth import truth_path
-
     if method not in METHODS:
         raise ExportError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     try:
@@ -708,7 +705,7 @@ def export_workspace(
         "gold": gold_summary(rows, result.annotators, key),
         "columns": COLUMNS,
     }
-    truth_file = truth_path(ws)
+    truth_file = ws.simulated_truth
     if compare and truth_file.exists():
         truth = read_table(truth_file)
         scores = {method: consensus_accuracy(result.consensus, truth)}
@@ -717,7 +714,5 @@ def export_workspace(
             scores[other] = consensus_accuracy(again.consensus, truth)
         sheet["consensus_accuracy"] = dict(sorted(scores.items()))
     sheet = write_dataset(rows, out, sheet, _to_name(spec.config))
-    from smo_labelstudio.warehouse.tables import record_export
-
     record_export(ws, Export(out, rows, sheet).summary(), sheet)  # the exports table of the warehouse
     return Export(out, rows, sheet)

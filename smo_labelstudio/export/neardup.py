@@ -18,6 +18,8 @@ import hashlib
 import unicodedata
 from collections.abc import Sequence
 
+from datasketch import MinHash, MinHashLSH
+
 THRESHOLD = 0.6  # Jaccard of character 4-gram sets: "you are worthless" / "you are so worthless" is 0.63
 NGRAM = 4
 NUM_PERM = 128
@@ -61,8 +63,6 @@ def group_keys(
     threshold: float = THRESHOLD,
 ) -> list[str]:
     """One group key per row: rows whose texts are exact or fuzzy near-duplicates share it."""
-    from datasketch import MinHash, MinHashLSH
-
     n = len(texts)
     images = images if images is not None else [None] * n
     fallbacks = fallbacks if fallbacks is not None else [str(i) for i in range(n)]

@@ -24,7 +24,8 @@ class SimulationInputError(InputError):
 
 
 def truth_path(workspace: Workspace) -> Path:
-    return workspace.root / "simulation" / "truth.parquet"
+    """Where a simulation saves its truth in the workspace (core.workspace names it)."""
+    return workspace.simulated_truth
 
 
 @dataclass
