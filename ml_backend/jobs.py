@@ -10,7 +10,8 @@ import os
 import queue
 import threading
 
-from smo_labelstudio.model.training import retrain_from_label_studio
+from smo_labelstudio.labelstudio.rest import export_project
+from smo_labelstudio.model.training import retrain_from_export
 
 log = logging.getLogger("smo.ml_backend.jobs")
 QUEUE = os.environ.get("SMO_TRAINING_QUEUE") or "smo-training"  # one per stack sharing a Redis
@@ -25,7 +26,7 @@ def _redis():
     if not url:
         return None
     try:
-        from redis import Redis
+        from redis import Redis  # noqa: PLC0415 - optional dependency, needed only when SMO_REDIS_URL is set
 
         conn = Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=2)
         conn.ping()
@@ -45,9 +46,8 @@ def run_retrain(project_id: int) -> dict:
         conn.delete(_pending_key(project_id))
     with _pending_lock:
         _pending.discard(project_id)
-    metrics = retrain_from_label_studio(
-        os.environ["SMO_MODEL_DIR"], os.environ["SMO_LS_URL"], os.environ["SMO_LS_TOKEN"], project_id
-    )
+    tasks = export_project(os.environ["SMO_LS_URL"], os.environ["SMO_LS_TOKEN"], project_id)
+    metrics = retrain_from_export(os.environ["SMO_MODEL_DIR"], tasks, project_id)
     log.warning(
         "retrained for project %s: version %s macro F1 %.3f promoted=%s",
         project_id,
@@ -62,7 +62,7 @@ def enqueue_retrain(project_id: int) -> dict:
     """Queue a retrain unless one is already pending for the project; returns at once."""
     conn = _redis()
     if conn is not None:
-        from rq import Queue
+        from rq import Queue  # noqa: PLC0415 - optional: the app's venv (tests import this) has no rq
 
         if not conn.set(_pending_key(project_id), "1", nx=True, ex=3600):
             return {"queued": False, "backend": "redis", "reason": "a retrain is already pending"}

@@ -1,13 +1,11 @@
 """Training the pre-annotation model: from a file, from generated starter data, or from consensus
-labels of completed work in Label Studio. A new version is promoted only when its held-out macro F1
-is not worse than the current model's on the same held-out rows. No Prefect, no SDK: the ML
-backend's environment runs this too."""
+labels of completed work in Label Studio (its export, read by labelstudio.rest). A new version is
+promoted only when its held-out macro F1 is not worse than the current model's on the same held-out
+rows. No Prefect, no SDK, no HTTP: the ML backend's environment runs this too."""
 
 from __future__ import annotations
 
-import json
 import random
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -248,25 +246,16 @@ def consensus_from_export(tasks: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def export_project(ls_url: str, token: str, project_id: int, timeout: float = 600) -> list[dict]:
-    """Annotated tasks of a project through Label Studio's export endpoint (one request)."""
-    req = urllib.request.Request(
-        f"{ls_url.rstrip('/')}/api/projects/{int(project_id)}/export?exportType=JSON",
-        headers={"Authorization": f"Token {token}"},
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our own configured server
-        return json.loads(resp.read())
-
-
-def retrain_from_label_studio(store_dir: str, ls_url: str, token: str, project_id: int) -> dict:
-    """The background retrain job: current training data plus consensus labels of completed work."""
+def retrain_from_export(store_dir: str, tasks: list[dict], project_id: int) -> dict:
+    """The background retrain job: current training data plus consensus labels of completed work,
+    `tasks` being the project's Label Studio JSON export (labelstudio.rest reads it)."""
     store = ModelStore(Path(store_dir))
     current = store.current_version()
     if not current:
         raise ModelStoreError(f"no promoted model in {store_dir} to retrain from")
     labels = store.metrics(current)["labels"]
     base = pd.read_json(store.versions_dir / current / "training_data.jsonl", lines=True, dtype=False)
-    fresh = consensus_from_export(export_project(ls_url, token, project_id))
+    fresh = consensus_from_export(tasks)
     fresh = fresh[fresh["labels"].map(lambda labs: set(labs) <= set(labels))]
     data = pd.concat([base[~base["text"].isin(fresh["text"])], fresh], ignore_index=True)
     data["severity"] = data["severity"].astype(object).where(data["severity"].notna(), None)
