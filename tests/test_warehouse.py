@@ -30,8 +30,9 @@ ARTIFACTS = Path(os.environ.get("SMO_TEST_ARTIFACTS") or REPO / "test-artifacts"
 
 
 def readme_queries() -> list[tuple[str, str]]:
-    """(title, SQL) of every query in the README's "Analyst queries" section."""
-    section = (REPO / "README.md").read_text().split("\n## Analyst queries\n", 1)[1].split("\n## ", 1)[0]
+    """(title, SQL) of every query in the analyst guide's "Analyst queries" section (once the README's)."""
+    text = (REPO / "docs" / "guides" / "analyst.md").read_text()
+    section = text.split("\n## Analyst queries\n", 1)[1].split("\n## ", 1)[0]
     return [(t.strip(), q.strip()) for t, q in re.findall(r"\*\*(.+?)\*\*\s*```sql\n(.*?)```", section, re.S)]
 
 
