@@ -127,7 +127,8 @@ def prepare(
                 {"file": file, "row": row.number, "external_id": None, "reason": row.problem, "raw": row.raw[:500]}
             )
             continue
-        get = lambda col: _text(row.fields.get(col)) if col else None  # noqa: E731
+        values = row.fields
+        get = lambda col, values=values: _text(values.get(col)) if col else None
         fields = {
             "row": row.number,
             "external_id": get(columns.id),

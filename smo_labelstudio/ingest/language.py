@@ -14,14 +14,13 @@ from __future__ import annotations
 import functools
 
 import pandas as pd
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 MIN_CHARS = 1  # a text with no letters at all gets no language (it has nothing to identify)
 
 
 @functools.lru_cache(maxsize=1)
 def _identifier():
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 

@@ -16,6 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pandas as pd
 
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.spec import Spec
+from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.core.workspace import Workspace, read_json, read_table, write_json, write_parquet
 from smo_labelstudio.ingest.items import QUARANTINE_COLUMNS, Prepared, prepare, stratified_sample
 from smo_labelstudio.ingest.sources import read_rows
@@ -111,7 +113,8 @@ def read_gold(
                     "file": str(path),
                     "row": row.number,
                     "external_id": fields.get(spec.columns.id or "id"),
-                    "reason": f"gold answer `policy` {'has unknown ids ' + ', '.join(unknown) if unknown else 'is empty'}",
+                    "reason": "gold answer `policy` "
+                    + ("has unknown ids " + ", ".join(unknown) if unknown else "is empty"),
                     "raw": row.raw[:500],
                 }
             )
@@ -247,8 +250,6 @@ def plan_launch(
         sampled_out = 0
     gold_items, answers, gold_quarantine, gold_rows = items.head(0), None, None, 0
     if gold is not None and spec.gold_rate > 0:
-        from smo_labelstudio.core.taxonomy import load_taxonomy
-
         gold_prepared, answers = read_gold(gold, spec, load_taxonomy().ids, known, ui["label_config"])
         gold_rows, gold_quarantine = gold_prepared.rows_read, gold_prepared.quarantine
         wanted = math.ceil(len(items) * spec.gold_rate / (1 - spec.gold_rate)) if len(items) else 0
@@ -452,7 +453,7 @@ def _send(plan: Plan, batch: int, rows: pd.DataFrame, tasks: list[dict], url: st
     Studio may still be importing): the error says to re-run, which looks the batch up first."""
     attempts, base = client.retry_policy()
     first, started, last = rows["item_id"].iloc[0], time.monotonic(), ""
-    path = f"/api/projects/{plan.project_id}/import"
+    path = client.import_path(plan.project_id)
     for attempt in range(1, attempts + 1):
         try:
             return client.import_json(url, token, plan.project_id, tasks)
@@ -551,8 +552,6 @@ def import_all(
 ) -> list[dict]:
     """Every pending batch, in plan order (what the flow does with Prefect tasks); more than one
     worker helps only on a database that takes concurrent writes."""
-    from concurrent.futures import ThreadPoolExecutor
-
     pending = pending_batches(plan)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(import_batch, plan, b, url, token, backend) for b in pending]

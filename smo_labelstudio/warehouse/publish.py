@@ -18,18 +18,22 @@ on both. Passwords in URLs never reach a message (`postgres.redact`).
 
 from __future__ import annotations
 
-import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import duckdb
+import pandas as pd
+import psycopg
+from psycopg import sql
 
 from smo_labelstudio.core.errors import ServiceError
+from smo_labelstudio.core.postgres import PgUrl, redact
+from smo_labelstudio.core.settings import get_settings, secret
 from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.warehouse.schema import SCHEMA
-
-if TYPE_CHECKING:
-    import pandas as pd
+from smo_labelstudio.warehouse.tables import build_tables
 
 URL_ENV = "SMO_WAREHOUSE_URL"
 SCHEMA_ENV = "SMO_WAREHOUSE_SCHEMA"
@@ -197,8 +201,6 @@ class Target:
 
     def display(self) -> str:
         if self.pg_url:
-            from smo_labelstudio.core.postgres import redact
-
             return f"{redact(self.pg_url)} (schema {self.schema})"
         return str(self.duckdb_path)
 
@@ -209,12 +211,10 @@ def embedded_path(ws: Workspace) -> Path:
 
 def target(ws: Workspace | None, url: str | None = None, schema: str | None = None) -> Target:
     """The embedded store of `ws`, or the PostgreSQL schema of `url`."""
-    schema = schema or os.environ.get(SCHEMA_ENV) or DEFAULT_SCHEMA
+    schema = schema or get_settings().warehouse_schema
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
         raise WarehouseError(f"schema {schema!r}: expected lower-case letters, digits and underscores")
     if url:
-        from smo_labelstudio.core.postgres import PgUrl
-
         try:
             PgUrl.parse(url)
         except ValueError as exc:
@@ -239,8 +239,6 @@ def _create_views(conn) -> None:
 
 
 def _python_rows(frame: pd.DataFrame, table: str) -> list[tuple]:
-    import pandas as pd
-
     cols = []
     for column, kind in SCHEMA[table]:
         s = frame[column]
@@ -262,10 +260,6 @@ def _python_rows(frame: pd.DataFrame, table: str) -> list[tuple]:
 def _publish_duckdb(path: Path, project: str, tables: dict[str, pd.DataFrame], wait: float = 60.0) -> None:
     """One writer at a time: another process holding the file (or a conflicting transaction) is waited
     for, up to `wait` seconds, before giving up with a WarehouseError."""
-    import time
-
-    import duckdb
-
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline, delay = time.monotonic() + wait, 0.2
     while True:
@@ -279,8 +273,6 @@ def _publish_duckdb(path: Path, project: str, tables: dict[str, pd.DataFrame], w
 
 
 def _publish_duckdb_once(path: Path, project: str, tables: dict[str, pd.DataFrame]) -> None:
-    import duckdb
-
     conn = duckdb.connect(str(path))
     try:
         conn.execute("begin transaction")
@@ -317,10 +309,6 @@ def _publish_duckdb_once(path: Path, project: str, tables: dict[str, pd.DataFram
 
 
 def _pg_connect(url: str, read_only: bool = False):
-    import psycopg
-
-    from smo_labelstudio.core.postgres import PgUrl, redact
-
     pg = PgUrl.parse(url)
     try:
         conn = psycopg.connect(pg.conninfo(), connect_timeout=10)
@@ -332,8 +320,6 @@ def _pg_connect(url: str, read_only: bool = False):
 
 
 def _publish_postgres(url: str, schema: str, project: str, tables: dict[str, pd.DataFrame]) -> None:
-    from psycopg import sql
-
     with _pg_connect(url) as conn:  # one transaction: committed at the end of the block, rolled back on error
         conn.execute("select pg_advisory_xact_lock(hashtext('smo-warehouse:' || %s))", (schema,))
         conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
@@ -370,8 +356,6 @@ def _publish_postgres(url: str, schema: str, project: str, tables: dict[str, pd.
 
 def publish(ws: Workspace, spec, where: Target | None = None, tables: dict[str, pd.DataFrame] | None = None) -> dict:
     """Publish the workspace's tables and the views; returns {table: rows published} and where."""
-    from smo_labelstudio.warehouse.tables import build_tables
-
     where = where or target(ws)
     tables = tables if tables is not None else build_tables(ws, spec)
     project = ws.root.name
@@ -391,11 +375,9 @@ def publish(ws: Workspace, spec, where: Target | None = None, tables: dict[str, 
 def publish_after_flow(ws: Workspace, spec) -> list[dict]:
     """What every flow does last: publish to the embedded store, and to PostgreSQL when
     `SMO_WAREHOUSE_URL` is set. The tables are built once for both."""
-    from smo_labelstudio.warehouse.tables import build_tables
-
     tables = build_tables(ws, spec)
     done = [publish(ws, spec, target(ws), tables)]
-    url = os.environ.get(URL_ENV)
+    url = secret(get_settings().warehouse_url)
     if url:
         done.append(publish(ws, spec, target(ws, url), tables))
     return done
@@ -408,9 +390,6 @@ def query(where: Target, sql_text: str) -> tuple[list[str], list[tuple]]:
     """Run one read-only query; (column names, rows). A bad query is a WarehouseError with the
     engine's one-line message."""
     if where.engine == "postgres":
-        import psycopg
-        from psycopg import sql
-
         with _pg_connect(where.pg_url, read_only=True) as conn:
             conn.execute(sql.SQL("set search_path to {}, public").format(sql.Identifier(where.schema)))
             conn.execute("set time zone 'UTC'")
@@ -421,14 +400,10 @@ def query(where: Target, sql_text: str) -> tuple[list[str], list[tuple]]:
             if cur.description is None:
                 return [], []
             return [d.name for d in cur.description], cur.fetchall()
-    import duckdb
-
     if not where.duckdb_path.exists():
         raise WarehouseError(
             f"no warehouse at {where.duckdb_path}: run a flow (`smo pull`) or `smo warehouse sync --spec SPEC` first"
         )
-    import time
-
     for attempt in range(20):  # a flow publishing holds the file for a moment
         try:
             conn = duckdb.connect(str(where.duckdb_path), read_only=True)
