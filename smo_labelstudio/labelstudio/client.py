@@ -379,7 +379,7 @@ def import_json(url: str, token: str, project_id: int, tasks: list[dict], timeou
         return 0
     with http_client(url, token, timeout) as http:  # a POST: the transport never retries it
         resp = http.post(
-            f"/api/projects/{project_id}/import",
+            import_path(project_id),
             params={"return_task_ids": "false"},
             content=json.dumps(tasks, ensure_ascii=False).encode(),
             headers={"Content-Type": "application/json"},
@@ -451,3 +451,23 @@ def import_predictions(url: str, token: str, project_id: int, predictions: list[
             f"{project_id}; the others were invalid for its label config"
         )
     return created
+
+
+def project_detail(http: httpx.Client, project_id: int) -> httpx.Response:
+    """GET a project's detail (label config, overlap); the caller reads the answer."""
+    return http.get(f"/api/projects/{project_id}")
+
+
+def tasks_page(http: httpx.Client, project_id: int, page: int, page_size: int, **params: object) -> httpx.Response:
+    """GET one page of a project's tasks (data-manager listing); 404 past the last page."""
+    return http.get("/api/tasks", params={"project": project_id, **params, "page": page, "page_size": page_size})
+
+
+def post_annotation(http: httpx.Client, task_id: int, body: dict, headers: dict[str, str]) -> httpx.Response:
+    """POST one annotation to a task as the user whose token is in `headers` (never retried)."""
+    return http.post(f"/api/tasks/{task_id}/annotations/", json=body, headers=headers)
+
+
+def import_path(project_id: int) -> str:
+    """The path of a project's task import, as named in messages."""
+    return f"/api/projects/{project_id}/import"

@@ -18,7 +18,14 @@ from typing import Protocol
 import httpx
 
 from smo_labelstudio.core.workspace import Workspace
-from smo_labelstudio.labelstudio.client import LabelStudioError, connection_settings, http_client
+from smo_labelstudio.labelstudio.client import (
+    LabelStudioError,
+    connection_settings,
+    http_client,
+    post_annotation,
+    project_detail,
+    tasks_page,
+)
 from smo_labelstudio.labelstudio.label_config import config_labels, control_target
 from smo_labelstudio.labelstudio.users import Annotator, ensure_annotators
 from smo_labelstudio.pull.completions import item_ledger
@@ -93,7 +100,7 @@ class ProjectTask:
 
 def project_targets(http: httpx.Client, project_id: int) -> tuple[Targets, int]:
     """The controls and values of the project's label config, and its maximum annotations per task."""
-    project = _json(http.get(f"/api/projects/{project_id}"))
+    project = _json(project_detail(http, project_id))
     xml = project["label_config"]
     labels = config_labels(xml)
     if "policy" not in labels:
@@ -117,16 +124,7 @@ def list_project_tasks(
     tasks: list[ProjectTask] = []
     page = 1
     while True:
-        resp = http.get(
-            "/api/tasks",
-            params={
-                "project": project_id,
-                "fields": "all",
-                "include": TASK_FIELDS,
-                "page": page,
-                "page_size": PAGE_SIZE,
-            },
-        )
+        resp = tasks_page(http, project_id, page, PAGE_SIZE, fields="all", include=TASK_FIELDS)
         if resp.status_code == 404:  # past the last page
             break
         body = _json(resp)
@@ -341,7 +339,7 @@ def _write_one(
         "lead_time": lead_time(rng, settings.lead_time),
     }
     try:
-        resp = http.post(f"/api/tasks/{task.id}/annotations/", json=body, headers=annotator.headers)
+        resp = post_annotation(http, task.id, body, annotator.headers)
     except httpx.HTTPError as exc:
         return f"task {task.id} by {annotator.email}: {type(exc).__name__}"
     if resp.status_code >= 300:
