@@ -331,15 +331,19 @@ def test_dockerfiles_exist_and_copy_what_exists(compose):
     pins = (REPO_ROOT / "constraints" / "ml-backend.txt").read_text().lower()
     assert "label-studio-ml==" in pins and "\nprefect" not in pins
     # the backend image holds every module of ours the backend imports, and those import nothing else of ours
-    copied = {Path(s).name for s in _dockerfile_copies(REPO_ROOT / "ml_backend" / "Dockerfile")}
+    copied = set(_dockerfile_copies(REPO_ROOT / "ml_backend" / "Dockerfile"))
     needed, todo = set(), ["ml_backend/model.py", "ml_backend/_wsgi.py", "ml_backend/jobs.py"]
     while todo:
         source = re.sub(r"if TYPE_CHECKING:[^\n]*\n(?:[ \t]+.*\n)+", "", (REPO_ROOT / todo.pop()).read_text())
-        for module in re.findall(r"^\s*from (?:smo_labelstudio)?\.?(\w+) import", source, re.M):
-            path = REPO_ROOT / "smo_labelstudio" / f"{module}.py"
-            if path.exists() and path.name not in needed:
-                needed.add(path.name)
-                todo.append(path.relative_to(REPO_ROOT).as_posix())
+        for module in re.findall(r"^\s*(?:from|import) (smo_labelstudio(?:\.\w+)*)", source, re.M):
+            parts = module.split(".")
+            # the module itself and the __init__.py of every package on its way
+            for path in [Path(*parts[:i], "__init__.py") for i in range(1, len(parts))] + [
+                Path(*parts).with_suffix(".py")
+            ]:
+                if (REPO_ROOT / path).exists() and path.as_posix() not in needed:
+                    needed.add(path.as_posix())
+                    todo.append(path.as_posix())
     assert needed and needed <= copied, f"the backend image lacks {sorted(needed - copied)}"
     app = (REPO_ROOT / "deploy" / "Dockerfile.app").read_text()
     assert "constraints/app.txt" in app and "prefect.yaml" in app
