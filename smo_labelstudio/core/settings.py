@@ -173,7 +173,7 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         if environ is None:
             return Settings()
-        values = {
+        values: dict[str, Any] = {
             field: environ[env_name(field)] for field in Settings.model_fields if environ.get(env_name(field), "") != ""
         }
         return _MappingSettings(**values)
