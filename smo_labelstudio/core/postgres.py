@@ -8,6 +8,8 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg import sql
 
+from smo_labelstudio.core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class PgUrl:
@@ -23,7 +25,7 @@ class PgUrl:
     def parse(cls, url: str) -> PgUrl:
         parts = urlsplit(url)
         if parts.scheme not in ("postgres", "postgresql") or not parts.path.strip("/"):
-            raise ValueError(f"expected postgresql://user@host:port/dbname, got {redact(url)!r}")
+            raise ConfigError(f"expected postgresql://user@host:port/dbname, got {redact(url)!r}")
         return cls(
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password or ""),

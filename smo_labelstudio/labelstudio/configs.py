@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from smo_labelstudio.core.errors import ConfigError
 from smo_labelstudio.core.paths import REPO_ROOT, list_configs
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.labelstudio.guidelines import (
@@ -103,7 +104,7 @@ def labeling_interface(name: str, root: Path = REPO_ROOT) -> dict:
     tax_file, configs_dir, guides_dir = _folders(root)
     path = configs_dir / f"{name}.xml"
     if not path.exists():
-        raise ValueError(f"no label config named {name!r}; `smo configs list` shows: {', '.join(list_configs(root))}")
+        raise ConfigError(f"no label config named {name!r}; `smo configs list` shows: {', '.join(list_configs(root))}")
     tax = load_taxonomy(tax_file)
     pages = read_pages(guides_dir)
     return {

@@ -10,6 +10,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
+from smo_labelstudio.core.errors import ConfigError
+
 if TYPE_CHECKING:  # the ML backend's environment reads configs without pydantic
     from smo_labelstudio.core.taxonomy import Taxonomy
 
@@ -70,7 +72,7 @@ def _controls(root: ET.Element, tax: Taxonomy, to_name: str, spans: bool) -> Non
 def render_config(tax: Taxonomy, kind: str) -> str:
     """The label config XML for one kind of item."""
     if kind not in KINDS:
-        raise ValueError(f"unknown config kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ConfigError(f"unknown config kind {kind!r}; expected one of {', '.join(KINDS)}")
     root = ET.Element("View")
     _el(root, "Style").text = STYLE
     _el(root, "Header", value="Language: $language", size="6")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from smo_labelstudio.core.errors import ServiceError
+from smo_labelstudio.core.errors import ConfigError, ServiceError
 from smo_labelstudio.labelstudio.client import connection_settings, http_client
 
 EMAIL_DOMAIN = "smo.local"
@@ -59,7 +59,7 @@ def ensure_annotators(
 ) -> list[Annotator]:
     """N annotator accounts (created on first use, reused after) with a working token each."""
     if n < 1:
-        raise ValueError(f"--annotators must be at least 1, got {n}")
+        raise ConfigError(f"--annotators must be at least 1, got {n}")
     url, admin_token = connection_settings(url, admin_token)
     invite = _invite_token(url, admin_token)
     emails = [annotator_email(i, prefix) for i in range(1, n + 1)]

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import ConfigError, InputError
+
 LEVELS: tuple[str, ...] = ("nominal", "ordinal", "interval", "ratio")
 ANSWER_COLUMNS = ("task", "annotator", "label")
 MAX_TABLE_CELLS = 100_000_000  # tasks x label values in a dense count table (800 MB of int64)
@@ -25,7 +27,7 @@ def require_frame(data: Any, columns: tuple[str, ...] = ANSWER_COLUMNS, what: st
     if missing:
         crowdkit = "annotator" in missing and "worker" in data.columns
         hint = " (crowd-kit's 'worker' is called 'annotator' here)" if crowdkit else ""
-        raise ValueError(
+        raise InputError(
             f"{what}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}, "
             f"got {', '.join(map(str, data.columns)) or 'no columns'}{hint}"
         )
@@ -35,14 +37,14 @@ def require_frame(data: Any, columns: tuple[str, ...] = ANSWER_COLUMNS, what: st
 def check_level(level: str) -> str:
     """Return `level` if it is a measurement level we know, else raise a ValueError listing them."""
     if level not in LEVELS:
-        raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
+        raise ConfigError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
     return level
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
     """Return `value` if it is one of `choices`, else raise a ValueError naming the setting."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
 
 
@@ -62,15 +64,15 @@ def numeric_labels(labels: pd.Series, level: str) -> pd.Series:
     numbers = pd.to_numeric(labels, errors="coerce")
     bad = numbers.isna() & labels.notna()
     if bad.any():
-        raise ValueError(
+        raise InputError(
             f"label: level {level!r} needs numeric labels; got {int(bad.sum())} non-numeric "
             f"value(s) such as {_examples(labels[bad])} (use level 'nominal' for categories)"
         )
     numbers = numbers.astype(float)
     if np.isinf(numbers).any():
-        raise ValueError(f"label: level {level!r} needs finite numbers; got {_examples(labels[np.isinf(numbers)])}")
+        raise InputError(f"label: level {level!r} needs finite numbers; got {_examples(labels[np.isinf(numbers)])}")
     if level == "ratio" and (numbers < 0).any():
-        raise ValueError(f"label: level 'ratio' needs values >= 0; got {_examples(labels[numbers < 0])}")
+        raise InputError(f"label: level 'ratio' needs values >= 0; got {_examples(labels[numbers < 0])}")
     return numbers
 
 
@@ -92,7 +94,7 @@ def _reject_collections(labels: pd.Series) -> None:
     if labels.dtype == object and len(labels):
         kind = pd.api.types.infer_dtype(labels, skipna=True)
         if kind == "mixed" and labels.map(lambda v: isinstance(v, (list, tuple, set, frozenset, dict))).any():
-            raise ValueError(
+            raise InputError(
                 "label: cells hold lists or sets (multi-label or spans); use "
                 "quality.multilabel or quality.spans for those"
             )
@@ -125,7 +127,7 @@ class Ratings:
         """The tasks x labels matrix of how many answers gave each label (dense; checked for size)."""
         cells = self.n_tasks * self.n_labels
         if cells > MAX_TABLE_CELLS:
-            raise ValueError(
+            raise InputError(
                 f"label: {self.n_labels:,} distinct values over {self.n_tasks:,} tasks is too many "
                 f"for a count table ({cells:,} cells, limit {MAX_TABLE_CELLS:,}); bin or round the labels"
             )
@@ -167,7 +169,7 @@ def encode(data: pd.DataFrame | Ratings, level: str = "nominal", *, what: str = 
         frame = frame.loc[present]
         labels = frame["label"]
     if frame["task"].isna().any() or frame["annotator"].isna().any():
-        raise ValueError(
+        raise InputError(
             f"{what}: task and annotator must not be empty "
             f"({int(frame['task'].isna().sum())} empty task(s), "
             f"{int(frame['annotator'].isna().sum())} empty annotator(s))"
@@ -184,7 +186,7 @@ def encode(data: pd.DataFrame | Ratings, level: str = "nominal", *, what: str = 
 def per_group(func: Callable[..., Any], data: pd.DataFrame, by: str, **kwargs: Any) -> pd.Series | pd.DataFrame:
     """Apply `func` to each group of rows sharing a value of column `by` (e.g. language, policy)."""
     if by not in data.columns:
-        raise ValueError(f"by: no column {by!r} in the data; columns are {', '.join(map(str, data.columns))}")
+        raise ConfigError(f"by: no column {by!r} in the data; columns are {', '.join(map(str, data.columns))}")
     results = {key: func(part, **kwargs) for key, part in data.groupby(by, sort=True, dropna=False)}
     if results and all(isinstance(r, pd.DataFrame) for r in results.values()):
         return pd.concat(results, names=[by]).reset_index(level=0).reset_index(drop=True)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import ConfigError
+
 from ._frame import check_choice, encode, factorize_sorted, group_pairs, per_group, require_frame
 from ._table import CountTable, binary_table, count_table
 from .krippendorff import alpha_from_table, krippendorff_alpha
@@ -215,9 +217,9 @@ def _interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
 
 def _check_boot(n_boot: int, confidence: float) -> None:
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}")
+        raise ConfigError(f"n_boot must be a positive integer; got {n_boot!r}")
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1; got {confidence!r}")
+        raise ConfigError(f"confidence must be between 0 and 1; got {confidence!r}")
 
 
 def agreement_table_summary(

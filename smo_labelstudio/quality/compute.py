@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.jsonenc import jsonable
 
 from ._frame import check_choice, check_level, encode, per_group
@@ -85,7 +86,7 @@ def run_quality(
     check_choice("method", method, tuple(METHODS))
     nominal = encode(annotations, "nominal")
     if len(nominal) == 0:
-        raise ValueError("annotations: no labels (every label is empty)")
+        raise InputError("annotations: no labels (every label is empty)")
     ratings = nominal if level == "nominal" else encode(annotations, level)
     table = count_table(ratings.deduplicated())
 

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from smo_labelstudio.core.errors import ConfigError, InputError
+
 from ._frame import Ratings, check_choice, encode, factorize_sorted, require_frame, show
 
 __all__ = ["METHODS", "DawidSkene", "MajorityVote", "consensus_frame", "fit_consensus"]
@@ -29,7 +31,7 @@ _EPS = 1e-10
 def _answers(data: pd.DataFrame | Ratings) -> Ratings:
     r = encode(data)
     if len(r) == 0:
-        raise ValueError("annotations: no labels to aggregate (the frame is empty or every label is empty)")
+        raise InputError("annotations: no labels to aggregate (the frame is empty or every label is empty)")
     return r
 
 
@@ -128,11 +130,11 @@ class DawidSkene:
     def fit(self, data: pd.DataFrame, gold: pd.DataFrame | pd.Series | None = None) -> DawidSkene:
         """Run EM on the answers; `gold` (frame task, label or Series by task) anchors those tasks."""
         if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 1:
-            raise ValueError(f"n_iter must be a positive integer; got {self.n_iter!r}")
+            raise ConfigError(f"n_iter must be a positive integer; got {self.n_iter!r}")
         if not self.tol >= 0:
-            raise ValueError(f"tol must be >= 0; got {self.tol!r}")
+            raise ConfigError(f"tol must be >= 0; got {self.tol!r}")
         if not self.smoothing >= 0:
-            raise ValueError(f"smoothing must be >= 0; got {self.smoothing!r}")
+            raise ConfigError(f"smoothing must be >= 0; got {self.smoothing!r}")
         r, gold_rows, gold_cols = _with_gold(_answers(data), gold)
         t, k, a = r.n_tasks, r.n_labels, len(r.annotators)
         answers = sparse.csr_matrix((np.ones(len(r)), (r.task, r.annotator * k + r.label)), shape=(t, a * k))
@@ -217,7 +219,7 @@ def _with_gold(r: Ratings, gold: pd.DataFrame | pd.Series | None) -> tuple[Ratin
     gold = gold.loc[gold["task"].isin(r.tasks), ["task", "label"]].drop_duplicates()
     if gold["task"].duplicated().any():
         task = gold.loc[gold["task"].duplicated(), "task"].iloc[0]
-        raise ValueError(f"gold: task {show(task)} has more than one gold label")
+        raise InputError(f"gold: task {show(task)} has more than one gold label")
     new = pd.Index(gold["label"].unique()).difference(r.labels)
     if len(new):
         codes, labels = factorize_sorted(pd.Index(list(r.labels) + list(new)).to_series())

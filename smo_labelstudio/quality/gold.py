@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from smo_labelstudio.core.errors import ConfigError, InputError
+
 from ._frame import check_choice, factorize_sorted, require_frame, show
 
 __all__ = ["Flag", "flags", "gold_accuracy", "gold_answers", "gold_confusion", "sequential_check", "wilson_interval"]
@@ -48,7 +50,7 @@ def _gold_series(gold: pd.DataFrame) -> pd.Series:
     gold = gold.loc[gold["label"].notna(), ["task", "label"]].drop_duplicates()
     clash = gold["task"].duplicated(keep=False)
     if clash.any():
-        raise ValueError(f"gold: task {show(gold.loc[clash, 'task'].iloc[0])} has more than one gold label")
+        raise InputError(f"gold: task {show(gold.loc[clash, 'task'].iloc[0])} has more than one gold label")
     return gold.set_index("task")["label"]
 
 
@@ -60,7 +62,7 @@ def gold_answers(annotations: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
     answers["gold_label"] = truth.reindex(answers["task"]).to_numpy()
     kinds = pd.api.types.infer_dtype(truth, skipna=True), pd.api.types.infer_dtype(answers["label"], skipna=True)
     if len(answers) and kinds[0] != kinds[1] and not answers["label"].isin(truth.unique()).any():
-        raise ValueError(
+        raise InputError(
             f"gold: no gold label equals any answer on the gold tasks (gold labels such as "
             f"{show(truth.iloc[0])}, answers such as {show(answers['label'].iloc[0])}); check their types"
         )
@@ -98,16 +100,16 @@ def gold_accuracy(
     Annotators without gold answers get a row with gold_n 0.
     """
     if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be between 0 and 1; got {threshold!r}")
+        raise ConfigError(f"threshold must be between 0 and 1; got {threshold!r}")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be between 0 and 1; got {alpha!r}")
+        raise ConfigError(f"alpha must be between 0 and 1; got {alpha!r}")
     if min_answers < 1:
-        raise ValueError(f"min_answers must be at least 1; got {min_answers!r}")
+        raise ConfigError(f"min_answers must be at least 1; got {min_answers!r}")
     check_choice("correction", correction, CORRECTIONS)
     answers = gold_answers(annotations, gold)
     keys = ["annotator"] + (["gold_label"] if by_label else []) + ([by] if by else [])
     if by and by not in annotations.columns:
-        raise ValueError(f"by: no column {by!r} in the annotations")
+        raise ConfigError(f"by: no column {by!r} in the annotations")
     counts = answers.groupby(keys, sort=True, dropna=False)["correct"].agg(["size", "sum"])
     if len(keys) == 1:  # everyone gets a row, with gold_n 0 if they answered no gold task
         everyone = factorize_sorted(annotations["annotator"].dropna())[1].rename("annotator")
@@ -213,13 +215,13 @@ def sequential_check(
     To keep monitoring after a pass, run it again on the answers given since.
     """
     if not 0 < bad < good < 1:
-        raise ValueError(f"need 0 < bad < good < 1; got bad={bad!r}, good={good!r}")
+        raise ConfigError(f"need 0 < bad < good < 1; got bad={bad!r}, good={good!r}")
     if not (0 < alpha < 1 and 0 < beta < 1):
-        raise ValueError(f"alpha and beta must be between 0 and 1; got alpha={alpha!r}, beta={beta!r}")
+        raise InputError(f"alpha and beta must be between 0 and 1; got alpha={alpha!r}, beta={beta!r}")
     answers = gold_answers(annotations, gold)
     if order is not None:
         if order not in annotations.columns:
-            raise ValueError(f"order: no column {order!r} in the annotations")
+            raise ConfigError(f"order: no column {order!r} in the annotations")
         answers = answers.sort_values(order, kind="stable")
     answers = answers.sort_values("annotator", kind="stable")
     step_right, step_wrong = np.log(bad / good), np.log((1 - bad) / (1 - good))

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.workspace import LABEL_COLUMNS
 
 POLICY = "policy"
@@ -29,7 +30,7 @@ def check_labels(labels: pd.DataFrame) -> pd.DataFrame:
     """The labels table if it has the contract's columns; else a ValueError naming the missing ones."""
     missing = [c for c in ("external_id", "annotation_id", "annotator", "control", "label") if c not in labels.columns]
     if missing:
-        raise ValueError(f"labels table: missing column(s) {', '.join(missing)}; expected {', '.join(LABEL_COLUMNS)}")
+        raise InputError(f"labels table: missing column(s) {', '.join(missing)}; expected {', '.join(LABEL_COLUMNS)}")
     return labels
 
 
@@ -123,7 +124,7 @@ def _gold(gold: pd.DataFrame | None, control: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["external_id", "label"])
     missing = [c for c in ("external_id", "control", "label") if c not in gold.columns]
     if missing:
-        raise ValueError(f"gold answers: missing column(s) {', '.join(missing)}; expected external_id, control, label")
+        raise InputError(f"gold answers: missing column(s) {', '.join(missing)}; expected external_id, control, label")
     return gold.loc[(gold["control"] == control) & gold["label"].notna(), ["external_id", "label"]]
 
 

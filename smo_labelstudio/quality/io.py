@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
+
 from ._frame import require_frame
 
 
@@ -15,24 +17,24 @@ def read_csv_frame(path: Path, columns: tuple[str, ...], what: str) -> pd.DataFr
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
+        raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise ValueError(f"{path}: is a folder, expected a CSV file") from None
+        raise InputError(f"{path}: is a folder, expected a CSV file") from None
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: empty file, expected a header {','.join(columns)}") from None
+        raise InputError(f"{path}: empty file, expected a header {','.join(columns)}") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     try:
         require_frame(frame, columns, what=str(path))
     except ValueError as exc:
-        raise ValueError(str(exc)) from None
+        raise InputError(str(exc)) from None
     for column in ("task", "annotator"):
         if column in columns and frame[column].isna().any():
             row = int(frame[column].isna().to_numpy().argmax()) + 2
-            raise ValueError(f"{path}: line {row}: empty {column}")
+            raise InputError(f"{path}: line {row}: empty {column}")
     return frame
 
 

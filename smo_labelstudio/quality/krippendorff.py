@@ -18,6 +18,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import ConfigError, InputError
+
 from ._frame import encode, per_group
 from ._table import CountTable, count_table
 
@@ -114,12 +116,12 @@ def alpha_from_table(
         return _alpha_coordinate(counts, m, w, _midranks)
     if metric == "ratio":
         if k > MAX_DELTA_VALUES:
-            raise ValueError(
+            raise InputError(
                 f"label: {k:,} distinct values is too many for the ratio metric "
                 f"(limit {MAX_DELTA_VALUES:,}); bin or round the labels"
             )
         return _alpha_delta(counts, m, w, ratio_delta(np.asarray(table.values, dtype=float)))
-    raise ValueError(f"level must be one of {', '.join(ALPHA_LEVELS)} or a distance matrix; got {metric!r}")
+    raise ConfigError(f"level must be one of {', '.join(ALPHA_LEVELS)} or a distance matrix; got {metric!r}")
 
 
 def krippendorff_alpha(data: pd.DataFrame, level: str = "nominal", *, by: str | None = None) -> float | pd.Series:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
+
 from ._frame import factorize_sorted, per_group, require_frame
 from ._table import table_from_counts
 from .agreement import binary_figures
@@ -37,7 +39,7 @@ def masi_distance(a: Iterable[Any], b: Iterable[Any]) -> float:
 def _as_set(value: Any, row: int) -> frozenset:
     if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
         return frozenset(value)
-    raise ValueError(f"label: multi-label cells must be lists or sets of label ids; row {row} holds {value!r}")
+    raise InputError(f"label: multi-label cells must be lists or sets of label ids; row {row} holds {value!r}")
 
 
 def _cells(data: pd.DataFrame) -> pd.DataFrame:
@@ -95,7 +97,7 @@ def masi_alpha(data: pd.DataFrame, *, by: str | None = None) -> float | pd.Serie
     task, _ = factorize_sorted(cells["task"])
     value, sets = pd.factorize(cells["label"])
     if len(sets) > MAX_DELTA_VALUES:
-        raise ValueError(
+        raise InputError(
             f"label: {len(sets):,} distinct label sets is too many for MASI alpha (limit {MAX_DELTA_VALUES:,})"
         )
     n_tasks = task.max() + 1 if len(task) else 0

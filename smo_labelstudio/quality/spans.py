@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.errors import InputError
+
 from ._frame import check_choice, factorize_sorted, group_pairs, per_group, require_frame
 
 __all__ = ["span_agreement", "span_f1"]
@@ -29,11 +31,11 @@ def _span(value: Any, row: Any) -> tuple[int, int, Any]:
     elif isinstance(value, (list, tuple)) and len(value) == 3:
         start, end, label = value
     else:
-        raise ValueError(
+        raise InputError(
             f"label: a span must be (start, end, label) or a dict with those keys; row {row} holds {value!r}"
         )
     if not (isinstance(start, (int, np.integer)) and isinstance(end, (int, np.integer)) and 0 <= start < end):
-        raise ValueError(f"label: span offsets must be integers with 0 <= start < end; row {row} holds {value!r}")
+        raise InputError(f"label: span offsets must be integers with 0 <= start < end; row {row} holds {value!r}")
     return int(start), int(end), label
 
 
@@ -43,7 +45,7 @@ def _spans(data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     present = data["label"].map(lambda v: isinstance(v, (list, tuple, np.ndarray)))
     bad = ~present & data["label"].notna()
     if bad.any():
-        raise ValueError(
+        raise InputError(
             f"label: span cells must be lists of spans; row {bad.idxmax()} holds {data['label'][bad].iloc[0]!r}"
         )
     frame = data.loc[present.to_numpy()].drop_duplicates(["task", "annotator"], keep="last")

@@ -13,6 +13,8 @@ import re
 import string
 from dataclasses import dataclass
 
+from smo_labelstudio.core.errors import ConfigError
+
 NO_VIOLATION = "no_violation"
 SEVERITY_WEIGHTS = (0.35, 0.35, 0.2, 0.1)  # drawn truth: most violations are low or medium
 _WORDS = re.compile(r"\S+")
@@ -59,7 +61,7 @@ def draw_truth(rng: random.Random, policies: tuple[str, ...], violation_rate: fl
 def accuracy_matrix(policies: tuple[str, ...], accuracy: float) -> dict[str, dict[str, float]]:
     """A confusion matrix with `accuracy` on the diagonal and the rest spread evenly."""
     if not 0 <= accuracy <= 1:
-        raise ValueError(f"--accuracy must be between 0 and 1, got {accuracy}")
+        raise ConfigError(f"--accuracy must be between 0 and 1, got {accuracy}")
     off = (1 - accuracy) / (len(policies) - 1) if len(policies) > 1 else 0.0
     return {t: {a: (accuracy if a == t else off) for a in policies} for t in policies}
 
@@ -101,7 +103,7 @@ def answer(
 def lead_time(rng: random.Random, mean: float) -> float:
     """Seconds spent on a task: log-normal around `mean` (sigma 0.5), as real lead times skew long."""
     if mean <= 0:
-        raise ValueError(f"--lead-time must be positive, got {mean}")
+        raise ConfigError(f"--lead-time must be positive, got {mean}")
     sigma = 0.5
     return round(rng.lognormvariate(math.log(mean) - sigma**2 / 2, sigma), 1)
 
