@@ -1,5 +1,5 @@
-"""`smo launch`, `smo pull` and `smo spec new`: the project manager's commands. Each prints a
-summary (`--json`: one JSON object); user mistakes end in one line on stderr, exit 1."""
+"""`smo launch`, `smo pull`, `smo spec new` and `smo serve`: the project manager's commands. Each prints a
+summary (`--json`: one JSON object); mistakes end in one line on stderr, exit 1 (smo_labelstudio.cli._errors)."""
 
 from __future__ import annotations
 
@@ -9,99 +9,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import yaml
+
+from smo_labelstudio.cli._errors import reported
+from smo_labelstudio.cli._flows import load_flow, prefect_ready
+from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams, PullParams, parse
+from smo_labelstudio.core.spec import Spec, load_spec
+from smo_labelstudio.labelstudio.configs import labeling_interface
 
 spec_app = typer.Typer(no_args_is_help=True, help="Project spec files.")
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def _user_errors() -> tuple:
-    from smo_labelstudio.core.spec import SpecError
-    from smo_labelstudio.ingest.launch import LaunchError
-    from smo_labelstudio.ingest.sources import SourceError
-    from smo_labelstudio.labelstudio.client import ConnectionSettingsError, LabelStudioError
-    from smo_labelstudio.pull.completions import PullError
-
-    return (
-        SpecError,
-        SourceError,
-        LaunchError,
-        PullError,
-        ConnectionSettingsError,
-        LabelStudioError,
-        OSError,
-        ValueError,
-    )
-
-
-def _prefect_ready() -> None:
-    """Flows run on a real Prefect API: the stack's, or PREFECT_API_URL; one line when it does not answer."""
-    import httpx
-
-    if not os.environ.get("PREFECT_API_URL"):
-        from smo_labelstudio.core.paths import state_home
-        from smo_labelstudio.stack.control import load_state
-
-        record = load_state(state_home()).get("services", {}).get("prefect")
-        if not record:
-            _fail('no Prefect API: run `smo stack up` (or eval "$(smo stack env)" / set PREFECT_API_URL)')
-        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{record['port']}/api"
-    url = os.environ["PREFECT_API_URL"].rstrip("/")
-    try:
-        httpx.get(f"{url}/health", timeout=10)  # any answer will do (Prefect Cloud wants a key for it)
-    except httpx.TransportError as exc:
-        _fail(f"the Prefect API at {url} does not answer ({type(exc).__name__}); is the stack up? (`smo stack status`)")
-
-
-class _NoTraceback:
-    """Wraps a console formatter so a failed run's traceback is not printed: the command ends in one
-    line, and the traceback stays in the run's logs on the Prefect server."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def format(self, record):
-        saved = record.exc_info, record.exc_text, record.stack_info
-        record.exc_info = record.exc_text = record.stack_info = None
-        try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text, record.stack_info = saved
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
-def console_without_tracebacks() -> None:
-    """Strip tracebacks from Prefect's console output (call once Prefect is imported)."""
-    import logging
-
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    loggers = [logging.getLogger()] + [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-    ]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _NoTraceback):
-                handler.setFormatter(_NoTraceback(handler.formatter))
-
-
-def run_command(call):
-    """Run a command's work; a user mistake or an unreachable server ends in one line on stderr."""
-    import httpx
-
-    try:
-        return call()
-    except _user_errors() as exc:
-        _fail(str(exc).strip().splitlines()[0])
-    except httpx.ConnectError as exc:
-        _fail(f"cannot reach {exc.request.url.host}:{exc.request.url.port}; is the stack up? (`smo stack status`)")
-
-
+@reported
 def launch(
     spec: Path = typer.Option(..., "--spec", help="Project spec (YAML); `smo spec new` writes one."),
     data: Path = typer.Option(..., "--data", metavar="FILE", help="CSV, JSONL or Parquet file of items."),
@@ -124,40 +43,32 @@ def launch(
 ) -> None:
     """Create (or top up) the spec's labeling project from a file: validate, de-duplicate, sample,
     mix in gold, pre-annotate, import. Re-running imports only what is missing."""
-    from smo_labelstudio.core.spec import load_spec
+    from tqdm import tqdm  # noqa: PLC0415 - start-up time
 
-    def work() -> dict:
-        load_spec(spec)  # a bad spec fails here, before Prefect starts
-        _prefect_ready()
-        from tqdm import tqdm
+    load_spec(spec)  # a bad spec fails here, before Prefect starts
+    params = parse(
+        LaunchParams,
+        spec=str(spec),
+        data=str(data),
+        gold=str(gold) if gold else None,
+        sample=sample,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    prefect_ready()
+    create_tasks = load_flow("create_tasks")
+    bar = tqdm(total=None, unit="batch", desc="import", disable=as_json, leave=False)
 
-        from flows.create_tasks import PROGRESS_HOOKS, LaunchParams, create_tasks
+    def hook(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
 
-        console_without_tracebacks()
-
-        bar = tqdm(total=None, unit="batch", desc="import", disable=as_json, leave=False)
-
-        def hook(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        PROGRESS_HOOKS.append(hook)
-        try:
-            return create_tasks(
-                LaunchParams(
-                    spec=str(spec),
-                    data=str(data),
-                    gold=str(gold) if gold else None,
-                    sample=sample,
-                    batch_size=batch_size,
-                    seed=seed,
-                )
-            )
-        finally:
-            PROGRESS_HOOKS.remove(hook)
-            bar.close()
-
-    manifest = run_command(work)
+    PROGRESS_HOOKS.append(hook)
+    try:
+        manifest = create_tasks(params)
+    finally:
+        PROGRESS_HOOKS.remove(hook)
+        bar.close()
     if as_json:
         typer.echo(json.dumps(manifest))
         return
@@ -168,32 +79,25 @@ def launch(
         f"{manifest['already_present']:,} + sampled out {manifest['sampled_out']:,}"
         + (f" + pending {manifest['pending']:,}" if manifest["pending"] else "")
     )
+    problems = "; ".join(manifest["prediction_problems"])
     typer.echo(
         f"gold {manifest['gold']:,}; predictions {manifest['predictions']:,} "
-        f"(missing {manifest['missing_predictions']:,}{': ' + '; '.join(manifest['prediction_problems']) if manifest['prediction_problems'] else ''})"
+        f"(missing {manifest['missing_predictions']:,}{': ' + problems if problems else ''})"
     )
     if manifest["quarantined"] or manifest["gold_quarantined"]:
         typer.echo(f"quarantined rows and reasons: {manifest['quarantine_file']}")
 
 
+@reported
 def pull_cmd(
     spec: Path = typer.Option(..., "--spec", help="Project spec (YAML)."),
     full: bool = typer.Option(False, "--full", help="Re-read everything, not only what changed."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Pull completed work into the workspace tables (annotations, labels), incrementally."""
-    from smo_labelstudio.core.spec import load_spec
-
-    def work() -> dict:
-        load_spec(spec)
-        _prefect_ready()
-        from flows.pull_completions import PullParams, pull_completions
-
-        console_without_tracebacks()
-
-        return pull_completions(PullParams(spec=str(spec), full=full))
-
-    summary = run_command(work)
+    load_spec(spec)
+    prefect_ready()
+    summary = load_flow("pull_completions")(parse(PullParams, spec=str(spec), full=full))
     if as_json:
         typer.echo(json.dumps(summary))
         return
@@ -206,33 +110,27 @@ def pull_cmd(
 
 
 @spec_app.command("new")
+@reported
 def spec_new(
     config: str = typer.Option(..., "--config", help="A label config name (`smo configs list`)."),
     title: str = typer.Option(..., "--title", help="The Label Studio project title."),
 ) -> None:
     """Write a complete project spec with defaults to stdout."""
-    import yaml
-
-    from smo_labelstudio.core.spec import Spec
-    from smo_labelstudio.labelstudio.configs import labeling_interface
-
-    try:
-        ui = labeling_interface(config)
-        shows = ui["label_config"]
-        columns = {
-            "id": "id",
-            "text": "text" if "$text" in shows else None,
-            "image": "image" if "$image" in shows else None,
-            "language": "language",
-            "source": None,
-        }
-        spec = Spec(title=title, config=config, guidelines_version=ui["taxonomy_version"], columns=columns)
-    except ValueError as exc:
-        _fail(str(exc).strip().splitlines()[0])
+    ui = labeling_interface(config)
+    shows = ui["label_config"]
+    columns = {
+        "id": "id",
+        "text": "text" if "$text" in shows else None,
+        "image": "image" if "$image" in shows else None,
+        "language": "language",
+        "source": None,
+    }
+    spec = parse(Spec, title=title, config=config, guidelines_version=ui["taxonomy_version"], columns=columns)
     typer.echo(f"# Project spec for {title!r}; every key is documented in specs/example.yaml.")
     typer.echo(yaml.safe_dump(spec.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
 
 
+@reported
 def serve(
     spec: Optional[Path] = typer.Option(
         None,
@@ -245,27 +143,23 @@ def serve(
     """Serve the flows (create-tasks, pull-completions, quality-check, quality-scan, ops-report, export-dataset) as
     deployments on this machine, so project managers start them from the Prefect UI; runs until Ctrl-C. For many
     machines, register the same deployments for a work pool with `prefect deploy --all` (prefect.yaml)."""
-    from smo_labelstudio.core.spec import SpecError, load_spec
-
     if spec is not None:
-        try:
-            load_spec(spec)  # a scheduled run must not be the first to find the spec broken
-        except (SpecError, OSError) as exc:
-            _fail(str(exc))
+        load_spec(spec)  # a scheduled run must not be the first to find the spec broken
         spec = spec.resolve()
-    _prefect_ready()
-    from prefect import serve as prefect_serve
+    prefect_ready()
+    from prefect import serve as prefect_serve  # noqa: PLC0415 - start-up time: Prefect takes seconds to import
 
-    from flows.create_tasks import create_tasks
-    from flows.export_dataset import export_dataset
-    from flows.ops_report import ops_report
-    from flows.pull_completions import pull_completions
-    from flows.quality_check import quality_check
-
-    try:
-        from flows.quality_scan import quality_scan  # reads SMO_TASK_RUNNER and friends
-    except ValueError as exc:
-        _fail(str(exc))
+    create_tasks, pull_completions, quality_check, quality_scan, ops_report, export_dataset = (
+        load_flow(name)
+        for name in (
+            "create_tasks",
+            "pull_completions",
+            "quality_check",
+            "quality_scan",  # reads SMO_TASK_RUNNER and friends
+            "ops_report",
+            "export_dataset",
+        )
+    )
 
     def daily(flow, cron: str):
         if spec is None:

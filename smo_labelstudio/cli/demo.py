@@ -3,20 +3,30 @@
 launch (validate, de-duplicate, gold, pre-annotate, import, connect the backend) -> simulated annotators (real Label
 Studio users) -> pull -> quality check, each a Prefect flow run or a library call you can open
 afterwards. Sized for Label Studio's few annotation writes per second: under a minute in all.
-Re-running is harmless: nothing is imported or annotated twice.
+Re-running is harmless: nothing is imported or annotated twice. `smo demo` is the command.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
+import typer
 import yaml
 
+from smo_labelstudio.cli._errors import reported
+from smo_labelstudio.cli._flows import load_flow, prefect_ready
+from smo_labelstudio.core.params import (
+    ExportDatasetParams,
+    LaunchParams,
+    OpsReportParams,
+    PullParams,
+    QualityCheckParams,
+)
 from smo_labelstudio.core.paths import state_home
 from smo_labelstudio.labelstudio.configs import labeling_interface
-from smo_labelstudio.model.training import starter_data
 
 DEMO_TITLE = "SMO demo - text moderation"
 N_ITEMS = 48
@@ -25,6 +35,10 @@ N_GOLD = 12
 
 def demo_files(folder: Path) -> dict[str, Path]:
     """Write the demo's spec, items (with a few bad rows), gold items and the simulation's truth."""
+    import pandas as pd  # noqa: PLC0415 - start-up time: every `smo` command imports this module
+
+    from smo_labelstudio.model.training import starter_data  # noqa: PLC0415 - start-up time: scikit-learn
+
     folder.mkdir(parents=True, exist_ok=True)
     rows = starter_data(n_per_label=8, seed=11).sample(frac=1, random_state=1).reset_index(drop=True)
     rows = rows.drop_duplicates("text").reset_index(drop=True)
@@ -63,19 +77,21 @@ def demo_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def run(say=print) -> dict:
+def run(say: Callable[[str], None] = print) -> dict:
     """Run the whole line once on the stack and return what happened and where to look."""
-    from flows.create_tasks import LaunchParams, create_tasks
-    from flows.pull_completions import PullParams, pull_completions
-    from flows.quality_check import QualityCheckParams, quality_check
-    from smo_labelstudio.core.workspace import Workspace
-    from smo_labelstudio.labelstudio import client
-    from smo_labelstudio.simulation.simulate import SimulationSettings, simulate
+    from smo_labelstudio.core.workspace import Workspace  # noqa: PLC0415 - start-up time: pandas
+    from smo_labelstudio.labelstudio import client  # noqa: PLC0415 - start-up time: the SDK is slow to import
+    from smo_labelstudio.simulation.simulate import (  # noqa: PLC0415 - start-up time
+        SimulationSettings,
+        simulate,
+    )
 
     files = demo_files(state_home() / "demo")
     url, token = client.connection_settings()
     say("1/4 launch: validate, de-duplicate, mix in gold, pre-annotate, import")
-    manifest = create_tasks(LaunchParams(spec=str(files["spec"]), data=str(files["items"]), gold=str(files["gold"])))
+    manifest = load_flow("create_tasks")(
+        LaunchParams(spec=str(files["spec"]), data=str(files["items"]), gold=str(files["gold"]))
+    )
     say("2/4 simulated annotators answer as their own Label Studio users")
     sim = simulate(
         manifest["project_id"],
@@ -85,15 +101,12 @@ def run(say=print) -> dict:
         token,
     )
     say("3/4 pull completions into the workspace tables")
-    pulled = pull_completions(PullParams(spec=str(files["spec"])))
+    pulled = load_flow("pull_completions")(PullParams(spec=str(files["spec"])))
     say("4/4 quality check: gold, agreement, consensus, report")
-    quality = quality_check(QualityCheckParams(spec=str(files["spec"]), n_boot=200))
-    from flows.export_dataset import ExportDatasetParams, export_dataset
-    from flows.ops_report import OpsReportParams, ops_report
-
+    quality = load_flow("quality_check")(QualityCheckParams(spec=str(files["spec"]), n_boot=200))
     say("then the operations report (progress, throughput, wellness, model evaluation) and the dataset export")
-    ops = ops_report(OpsReportParams(spec=str(files["spec"]), n_boot=200))
-    exported = export_dataset(
+    ops = load_flow("ops_report")(OpsReportParams(spec=str(files["spec"]), n_boot=200))
+    exported = load_flow("export_dataset")(
         ExportDatasetParams(spec=str(files["spec"]), out=str(Workspace.for_title(DEMO_TITLE).root / "export"))
     )
     tasks = manifest["tasks_imported_total"]
@@ -114,3 +127,27 @@ def run(say=print) -> dict:
         "prefect_url": os.environ.get("PREFECT_API_URL", "").removesuffix("/api") + "/runs",
         "workspace": manifest["workspace"],
     }
+
+
+@reported
+def demo(
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """The whole line on generated items: launch, simulated annotators, pull, quality check."""
+    prefect_ready()
+    summary = run(say=(lambda _m: None) if as_json else typer.echo)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo("")
+    typer.echo(
+        f"project {summary['project_id']}: {summary['imported']} imported now, {summary['already_present']} "
+        f"already there, {summary['duplicates']} duplicates and {summary['quarantined']} quarantined rows "
+        f"skipped; {summary['annotations_written']} annotations written now, {summary['annotations']} pulled"
+    )
+    typer.echo(f"Label Studio  {summary['project_url']}")
+    typer.echo(f"Prefect runs  {summary['prefect_url']}")
+    typer.echo(f"Quality       {'passed' if summary['quality_passed'] else 'a gate failed'}: {summary['report']}")
+    typer.echo(f"Operations    {summary['ops_report']}")
+    typer.echo(f"Dataset       {summary['export']} (datasheet.md)")
+    typer.echo(f"Workspace     {summary['workspace']}")

@@ -1,4 +1,4 @@
-"""`smo export`: an evaluated dataset from a project's pulled labels. Mistakes end in one line on stderr, exit 1."""
+"""`smo export`: an evaluated dataset from a project's pulled labels (errors: smo_labelstudio.cli._errors)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from pathlib import Path
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+from smo_labelstudio.cli._errors import reported
+from smo_labelstudio.core.spec import load_spec
 
 
+@reported
 def export(
     spec: Path = typer.Option(..., "--spec", metavar="SPEC", help="The project spec (its title names the workspace)."),
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Where to write the dataset files and datasheet."),
@@ -27,15 +26,11 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Consensus labels, gates, seeded splits: JSONL, Parquet, CSV, Label Studio JSON and a datasheet."""
-    from smo_labelstudio.core.spec import SpecError, load_spec
-    from smo_labelstudio.core.workspace import Workspace
-    from smo_labelstudio.export.dataset import ExportError, export_workspace
+    from smo_labelstudio.core.workspace import Workspace  # noqa: PLC0415 - start-up time: pandas
+    from smo_labelstudio.export.dataset import export_workspace  # noqa: PLC0415 - start-up time: scikit-learn
 
-    try:
-        loaded = load_spec(spec)
-        result = export_workspace(Workspace.for_title(loaded.title), loaded, out, method=method, seed=seed)
-    except (SpecError, ExportError, OSError) as exc:
-        _fail(" ".join(str(exc).split()))
+    loaded = load_spec(spec)
+    result = export_workspace(Workspace.for_title(loaded.title), loaded, out, method=method, seed=seed)
     s = result.summary()
     if as_json:
         typer.echo(json.dumps(s, allow_nan=False))

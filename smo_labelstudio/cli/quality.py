@@ -1,4 +1,4 @@
-"""`smo quality`: the quality pass on CSV files. User mistakes end in one line on stderr, exit 1."""
+"""`smo quality`: a project's quality pass, and the engine on CSV files (errors: smo_labelstudio.cli._errors)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Any, Optional
 
 import typer
 
+from smo_labelstudio.cli._errors import fail, reported
+from smo_labelstudio.core.spec import load_spec
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
@@ -16,6 +19,7 @@ app = typer.Typer(
 
 
 @app.callback(invoke_without_command=True)
+@reported
 def _group(
     ctx: typer.Context,
     spec: Optional[Path] = typer.Option(
@@ -34,17 +38,13 @@ def _group(
     if ctx.invoked_subcommand is not None:
         return
     if spec is None:
-        _fail("pass --spec SPEC (a project spec), or use `smo quality compute` on a file")
-    from smo_labelstudio.core.spec import load_spec
-    from smo_labelstudio.reports.quality_pass import run_pass, user_errors
-    from smo_labelstudio.warehouse.publish import WarehouseError, publish_after_flow
+        fail("pass --spec SPEC (a project spec), or use `smo quality compute` on a file")
+    from smo_labelstudio.reports.quality_pass import run_pass  # noqa: PLC0415 - start-up time: matplotlib
+    from smo_labelstudio.warehouse.publish import publish_after_flow  # noqa: PLC0415 - start-up time: duckdb
 
-    try:
-        outcome = run_pass(load_spec(spec), adjudicate=adjudicate)
-        # what the quality-check flow does last: the pass's tables reach SQL now, not at the next flow
-        stores = [d["store"] for d in publish_after_flow(outcome.workspace, outcome.spec)]
-    except (*user_errors(), WarehouseError) as exc:
-        _fail(" ".join(str(exc).split()))
+    outcome = run_pass(load_spec(spec), adjudicate=adjudicate)
+    # what the quality-check flow does last: the pass's tables reach SQL now, not at the next flow
+    stores = [d["store"] for d in publish_after_flow(outcome.workspace, outcome.spec)]
     summary = {**outcome.summary(), "warehouse": stores}
     if as_json:
         typer.echo(json.dumps(summary, allow_nan=False))
@@ -56,7 +56,7 @@ def _group(
 
 def _print_pass(s: dict[str, Any]) -> None:
     """The readable form of a project's quality pass: verdict, failed gates, where the report is."""
-    from smo_labelstudio.quality.calibration import describe
+    from smo_labelstudio.quality.calibration import describe  # noqa: PLC0415 - start-up time: pandas
 
     echo = typer.echo
     verdict = "PASSED" if s["passed"] else "FAILED"
@@ -79,11 +79,6 @@ def _print_pass(s: dict[str, Any]) -> None:
         a = s["adjudication"]
         echo(f"adjudication: {a['queued']} queued now, {a['in_review']} in review at {a['url']}")
     echo(f"report: {s['report']['html']}")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -132,6 +127,7 @@ def _print_summary(s: dict[str, Any], written: Optional[Path]) -> None:
 
 
 @app.command("compute")
+@reported
 def compute(
     annotations: Path = typer.Option(
         ..., "--annotations", metavar="A.csv", help="CSV with columns task,annotator,label (an empty label is missing)."
@@ -155,15 +151,12 @@ def compute(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Agreement with bootstrap intervals, gold checks and consensus for one annotations file."""
-    from smo_labelstudio.quality import io
-    from smo_labelstudio.quality.compute import run_quality
+    from smo_labelstudio.quality import io  # noqa: PLC0415 - start-up time: pandas
+    from smo_labelstudio.quality.compute import run_quality  # noqa: PLC0415 - start-up time: scipy
 
-    try:
-        frame = io.read_annotations(annotations)
-        gold_frame = io.read_gold(gold) if gold is not None else None
-        result = run_quality(frame, gold_frame, level=level, method=method)
-    except (ValueError, OSError) as exc:
-        _fail(str(exc))
+    frame = io.read_annotations(annotations)
+    gold_frame = io.read_gold(gold) if gold is not None else None
+    result = run_quality(frame, gold_frame, level=level, method=method)
     written = None
     if out is not None:
         try:
@@ -171,7 +164,7 @@ def compute(
             written = out / "consensus.csv"
             result.consensus.to_csv(written, index=False)
         except OSError as exc:
-            _fail(f"{out}: cannot write consensus.csv ({exc.strerror})")
+            fail(f"{out}: cannot write consensus.csv ({exc.strerror})")
     if as_json:
         typer.echo(result.to_json())
     else:

@@ -1,6 +1,6 @@
 """`smo report`: the operations report (progress, throughput, ETA, bottlenecks, quality trend, wellness,
-retrospective, model evaluation) from the workspace. User mistakes end in one line on stderr, exit 1;
-exit 4 when an annotator is over the spec's wellness cap."""
+retrospective, model evaluation) from the workspace; exit 4 when an annotator is over the spec's wellness cap
+(errors: smo_labelstudio.cli._errors)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from typing import Optional
 
 import typer
 
+from smo_labelstudio.cli._errors import reported
+from smo_labelstudio.core.spec import load_spec
 
+
+@reported
 def report(
     spec: Path = typer.Option(..., "--spec", metavar="SPEC", help="The project spec YAML."),
     out: Optional[Path] = typer.Option(
@@ -19,14 +23,9 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Operations report and model evaluation: HTML (plots inline) + Markdown + summary.json."""
-    from smo_labelstudio.core.spec import load_spec
-    from smo_labelstudio.reports.operations import run_report
+    from smo_labelstudio.reports.operations import run_report  # noqa: PLC0415 - start-up time: matplotlib
 
-    try:
-        result, files = run_report(load_spec(spec), out=out)
-    except (ValueError, OSError) as exc:
-        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
-        raise typer.Exit(1)
+    result, files = run_report(load_spec(spec), out=out)
     summary = {
         **result.summary(),
         "report": {"html": str(files.html), "markdown": str(files.markdown), "summary": str(files.summary)},

@@ -1,4 +1,4 @@
-"""`smo simulate`: simulated annotators label a launched project. Mistakes end in one line on stderr, exit 1."""
+"""`smo simulate`: simulated annotators label a launched project (errors: smo_labelstudio.cli._errors)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from typing import Optional
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+from smo_labelstudio.cli._errors import fail, reported
+from smo_labelstudio.core.spec import load_spec
 
 
 def _accuracies(text: str) -> tuple[float, ...]:
@@ -19,12 +17,13 @@ def _accuracies(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
-        _fail(f"--accuracy {text!r}: expected numbers between 0 and 1, comma-separated")
+        fail(f"--accuracy {text!r}: expected numbers between 0 and 1, comma-separated")
     if not all(0 <= v <= 1 for v in values):
-        _fail(f"--accuracy {text!r}: every accuracy must be between 0 and 1")
+        fail(f"--accuracy {text!r}: every accuracy must be between 0 and 1")
     return values
 
 
+@reported
 def simulate(
     spec: Path = typer.Option(..., "--spec", metavar="SPEC", help="The project spec (its title names the workspace)."),
     annotators: int = typer.Option(
@@ -68,23 +67,17 @@ def simulate(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Simulated annotators answer every task that still needs answers, each as its own Label Studio user."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # noqa: PLC0415 - start-up time
 
-    from smo_labelstudio.core.spec import SpecError, load_spec
-    from smo_labelstudio.core.workspace import Workspace
-    from smo_labelstudio.labelstudio import client
-    from smo_labelstudio.labelstudio.users import AnnotatorError
-    from smo_labelstudio.simulation.simulate import SimulationSettings
-    from smo_labelstudio.simulation.simulate import simulate as run
-    from smo_labelstudio.simulation.truth import SimulationInputError
+    from smo_labelstudio.core.workspace import Workspace  # noqa: PLC0415 - start-up time: pandas
+    from smo_labelstudio.labelstudio import client  # noqa: PLC0415 - start-up time: the SDK is slow to import
+    from smo_labelstudio.simulation.simulate import SimulationSettings  # noqa: PLC0415 - start-up time
+    from smo_labelstudio.simulation.simulate import simulate as run  # noqa: PLC0415 - start-up time
 
-    try:
-        loaded = load_spec(spec)
-    except (SpecError, OSError) as exc:
-        _fail(str(exc))
+    loaded = load_spec(spec)
     project = Workspace.for_title(loaded.title).project()
     if not project or not project.get("project_id"):
-        _fail(f"no project for {loaded.title!r} yet; run `smo launch --spec {spec}` first")
+        fail(f"no project for {loaded.title!r} yet; run `smo launch --spec {spec}` first")
     accuracies = _accuracies(accuracy)
     settings = SimulationSettings(
         annotators=annotators,
@@ -97,20 +90,10 @@ def simulate(
         workers=workers,
     )
     bar = None if as_json else (lambda total: tqdm(total=total, unit="annotation", desc="simulated annotations"))
-    try:
-        url, _ = client.connection_settings()
-        if not client.reachable(url):
-            _fail(f"Label Studio is not answering at {url}; run `smo stack up`")
-        summary = run(int(project["project_id"]), settings, Workspace.for_title(loaded.title), progress=bar)
-    except (
-        SimulationInputError,
-        AnnotatorError,
-        client.LabelStudioError,
-        client.ConnectionSettingsError,
-        ValueError,
-        OSError,
-    ) as exc:
-        _fail(str(exc))
+    url, _ = client.connection_settings()
+    if not client.reachable(url):
+        fail(f"Label Studio is not answering at {url}; run `smo stack up`")
+    summary = run(int(project["project_id"]), settings, Workspace.for_title(loaded.title), progress=bar)
     if as_json:
         typer.echo(json.dumps(summary))
     else:
@@ -128,7 +111,7 @@ def simulate(
             )
         typer.echo(f"truth: {summary['truth_saved']}")
     if summary["failed"]:
-        _fail(
+        fail(
             f"{summary['failed']} annotation(s) not written (first: {summary['first_error']}); "
             f"run the same command again to fill them in"
         )

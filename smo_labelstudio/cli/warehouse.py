@@ -1,6 +1,6 @@
 """`smo sql` and `smo warehouse sync`: analysts' SQL over a project's tables (embedded DuckDB by
 default, PostgreSQL with --url). Mistakes end in one line on stderr: exit 1 (a store or query
-problem) or 2 (a bad option), never a traceback."""
+problem) or 2 (a bad option); see smo_labelstudio.cli._errors."""
 
 from __future__ import annotations
 
@@ -8,33 +8,28 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+
+from smo_labelstudio.cli._errors import fail, reported
+from smo_labelstudio.core.spec import Spec, load_spec
 
 warehouse_app = typer.Typer(no_args_is_help=True, help="Publish the project's tables to SQL (DuckDB, PostgreSQL).")
 FORMATS = ("table", "csv", "json")
 
 
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code)
+def _workspace(spec: Path) -> tuple[Spec, Any]:
+    """The spec and its project's workspace."""
+    from smo_labelstudio.core.workspace import Workspace  # noqa: PLC0415 - start-up time: pandas
 
-
-def _workspace(spec: Path):
-    from smo_labelstudio.core.spec import SpecError, load_spec
-    from smo_labelstudio.core.workspace import Workspace
-
-    try:
-        loaded = load_spec(spec)
-    except (SpecError, OSError, ValueError) as exc:
-        _fail(str(exc).strip().splitlines()[0])
+    loaded = load_spec(spec)
     return loaded, Workspace.for_title(loaded.title)
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     """Rows as an aligned text table, CSV, or a JSON list of row objects."""
-    from smo_labelstudio.warehouse.publish import jsonable
+    from smo_labelstudio.core.jsonenc import jsonable  # noqa: PLC0415 - start-up time: numpy
 
     values = [[jsonable(v) for v in row] for row in rows]
     if fmt == "json":
@@ -61,6 +56,7 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     return "\n".join(lines)
 
 
+@reported
 def sql(
     query: str = typer.Argument(..., metavar="QUERY", help="One SQL statement (read-only)."),
     spec: Optional[Path] = typer.Option(
@@ -75,22 +71,20 @@ def sql(
     ),
 ) -> None:
     """Run a query against the project's tables and views."""
-    from smo_labelstudio.warehouse.publish import WarehouseError, target
-    from smo_labelstudio.warehouse.publish import query as run_query
+    from smo_labelstudio.warehouse.publish import query as run_query  # noqa: PLC0415 - start-up time: duckdb
+    from smo_labelstudio.warehouse.publish import target  # noqa: PLC0415 - start-up time: duckdb
 
     if fmt not in FORMATS:
-        _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}", 2)
+        fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}", 2)
     if spec is None and not url:
-        _fail("give --spec SPEC (the project's embedded store) or --url URL (PostgreSQL)", 2)
+        fail("give --spec SPEC (the project's embedded store) or --url URL (PostgreSQL)", 2)
     ws = _workspace(spec)[1] if spec is not None else None
-    try:
-        columns, rows = run_query(target(ws, url, schema), query)
-    except WarehouseError as exc:
-        _fail(str(exc))
+    columns, rows = run_query(target(ws, url, schema), query)
     typer.echo(render(columns, rows, fmt))
 
 
 @warehouse_app.command("sync")
+@reported
 def sync(
     spec: Path = typer.Option(..., "--spec", metavar="SPEC", help="The project spec (its title names the workspace)."),
     url: Optional[str] = typer.Option(
@@ -106,15 +100,12 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Publish the project's tables and views (its rows replaced in one transaction: nothing duplicated)."""
-    from smo_labelstudio.warehouse.publish import WarehouseError, publish, target
+    from smo_labelstudio.warehouse.publish import publish, target  # noqa: PLC0415 - start-up time: duckdb
 
     loaded, ws = _workspace(spec)
     if not ws.runs.exists():
-        _fail(f"no launch in {ws.root}: run `smo launch --spec SPEC --data FILE` first")
-    try:
-        summary = publish(ws, loaded, target(ws, url, schema))
-    except (WarehouseError, OSError) as exc:
-        _fail(str(exc))
+        fail(f"no launch in {ws.root}: run `smo launch --spec SPEC --data FILE` first")
+    summary = publish(ws, loaded, target(ws, url, schema))
     if as_json:
         typer.echo(json.dumps(summary))
         return

@@ -1,0 +1,114 @@
+"""`smo backend`: the pre-annotation ML backend: train a model version, list versions, connect a project."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from smo_labelstudio.cli._errors import fail, reported
+from smo_labelstudio.cli.stack import settings
+from smo_labelstudio.stack import control as stack
+
+app = typer.Typer(no_args_is_help=True, help="The pre-annotation ML backend: train, list versions, connect.")
+
+
+def _model_store():
+    """The stack's model store (the ML backend's model folder)."""
+    from smo_labelstudio.model.modelstore import ModelStore  # noqa: PLC0415 - start-up time: scikit-learn
+    from smo_labelstudio.stack.services import MLBackend  # noqa: PLC0415 - start-up time
+
+    return ModelStore(MLBackend(settings()).model_dir)
+
+
+@app.command("train")
+@reported
+def backend_train(
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        metavar="FILE",
+        help="CSV or JSONL with text, labels (policy ids, |-separated), "
+        "optional severity and language. Default: generated starter data.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for the held-out split and the model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the version's metrics as one JSON object."),
+) -> None:
+    """Train a model version; it is promoted only if its held-out macro F1 is not worse than the current one."""
+    from smo_labelstudio.core.taxonomy import load_taxonomy  # noqa: PLC0415 - start-up time
+    from smo_labelstudio.model.training import (  # noqa: PLC0415 - start-up time: scikit-learn
+        read_training_file,
+        starter_data,
+        train_version,
+    )
+
+    labels = load_taxonomy().ids
+    rows = read_training_file(Path(data), labels) if data else starter_data(seed=seed)
+    metrics = train_version(_model_store(), rows, labels, seed=seed, source=data or "generated starter data")
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    verdict = (
+        "promoted"
+        if metrics["promoted"]
+        else (
+            f"kept, not promoted (current {metrics['previous_version']} scores "
+            f"{metrics['previous_macro_f1_same_rows']:.3f} on the same rows)"
+        )
+    )
+    typer.echo(
+        f"{metrics['version']}: macro F1 {metrics['macro_f1']:.3f}, micro F1 {metrics['micro_f1']:.3f} "
+        f"on {metrics['n_test']} held-out rows ({metrics['n_train']} trained); {verdict}"
+    )
+
+
+@app.command("versions")
+@reported
+def backend_versions(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Every model version kept on disk with its held-out metrics; the current one marked."""
+    store = _model_store()
+    rows = [store.metrics(v) for v in store.versions()]
+    current = store.current_version()
+    if as_json:
+        typer.echo(json.dumps({"current": current, "versions": rows}))
+        return
+    if not rows:
+        typer.echo(f"no model versions in {store.root}; `smo stack up` or `smo backend train` makes one")
+    for m in rows:
+        mark = "*" if m["version"] == current else " "
+        typer.echo(
+            f"{mark} {m['version']}  macro F1 {m['macro_f1']:.3f}  n={m['n_train']}+{m['n_test']}  "
+            f"promoted={m['promoted']}  source: {m['source']}"
+        )
+
+
+@app.command("connect")
+@reported
+def backend_connect(
+    project: int = typer.Option(..., "--project", help="Label Studio project id."),
+) -> None:
+    """Register the stack's ML backend with a project: predictions for tasks opened without one,
+    and retraining on completed work through Label Studio's webhook."""
+    from smo_labelstudio.labelstudio import client  # noqa: PLC0415 - start-up time: the SDK is slow to import
+
+    current = settings()
+    state = stack.load_state(current.home)
+    backend = state.get("backend")
+    if not backend:
+        fail("no stack state; run `smo stack up` first")
+    url, token = client.connection_settings()
+    result = client.connect_backend(
+        url,
+        token,
+        project,
+        stack.backend_url(stack._as_recorded(current, state)),
+        backend["user"],
+        backend["password"],
+        backend["webhook_secret"],
+    )
+    typer.echo(
+        f"project {project}: ML backend {result['ml_backend_id']} connected (state {result['state']}), "
+        f"training webhook {result['webhook_id']}"
+    )
