@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
+from scipy import special, stats
 
 from smo_labelstudio.core.errors import ConfigError, InputError
 
@@ -31,17 +31,13 @@ CORRECTIONS = ("none", "holm")
 
 
 def wilson_interval(correct: Any, n: Any, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a proportion: sensible at small n and at 0 % or 100 %; NaN where n = 0."""
-    k = np.asarray(correct, dtype=float)
-    n = np.asarray(n, dtype=float)
-    z = special.ndtri(0.5 + confidence / 2.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denom = 1.0 + z * z / n
-        centre = (p + z * z / (2.0 * n)) / denom
-        half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
-    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    """Wilson score interval for a proportion (scipy's `binomtest(k, n).proportion_ci(method="wilson")`),
+    element-wise over arrays of counts: sensible at small n and at 0 % or 100 %; NaN where n = 0."""
+    k, n = np.broadcast_arrays(np.rint(np.asarray(correct, dtype=float)), np.asarray(n, dtype=float))
+    low, high = np.full(k.shape, np.nan), np.full(k.shape, np.nan)
+    for i in (i for i in np.ndindex(k.shape) if n[i] > 0):
+        ci = stats.binomtest(int(k[i]), int(n[i])).proportion_ci(method="wilson", confidence_level=confidence)
+        low[i], high[i] = ci.low, ci.high
     return low, high
 
 
