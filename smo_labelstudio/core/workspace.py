@@ -20,9 +20,7 @@ tables the quality engine reads, and reports. Writers replace files atomically.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import pandas as pd
 import pyarrow
 
 from smo_labelstudio.core.errors import InputError
+from smo_labelstudio.core.files import atomic_write
 from smo_labelstudio.core.paths import state_home
 
 # Columns of the pulled tables: a contract for the quality engine, exports and notebooks.
@@ -178,34 +177,9 @@ def read_table(path: Path, **kwargs) -> pd.DataFrame:
 
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically (a crash leaves the old file or the new one, never half of one)."""
-    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True, default=str)))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True, default=str)))
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
     """Write a table atomically."""
-    _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 kept reports from colleagues
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder and rename it over `path`; the file gets the
-    mode a plain write would (secrets such as the export key and the stack state write their own)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))

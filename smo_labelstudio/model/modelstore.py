@@ -8,7 +8,6 @@ worker process without a restart.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import joblib
 
 from smo_labelstudio.core.errors import ServiceError
+from smo_labelstudio.core.files import atomic_write
 from smo_labelstudio.model.textmodel import PolicyModel
 
 
@@ -65,9 +65,7 @@ class ModelStore:
     def promote(self, version: str) -> None:
         if not (self.versions_dir / version / "model.joblib").exists():
             raise ModelStoreError(f"no model version {version!r} in {self.versions_dir}")
-        tmp = self.root / f".current.{os.getpid()}.{threading.get_ident()}"
-        tmp.write_text(version + "\n")
-        os.replace(tmp, self.root / "current")
+        atomic_write(self.root / "current", lambda tmp: Path(tmp).write_text(version + "\n"))
 
     def load(self, version: str) -> PolicyModel:
         return joblib.load(self.versions_dir / version / "model.joblib")

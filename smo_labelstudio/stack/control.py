@@ -7,7 +7,6 @@ State (credentials and the processes we started) lives in `<home>/stack.json`, m
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shlex
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import psycopg
 
 from smo_labelstudio.core import errors
 from smo_labelstudio.core import state as state_file
+from smo_labelstudio.core.files import atomic_write
 from smo_labelstudio.core.postgres import redact
 from smo_labelstudio.core.state import state_path
 from smo_labelstudio.stack import procs
@@ -44,14 +44,7 @@ def load_state(home: Path) -> dict:
 
 def save_state(home: Path, state: dict) -> None:
     """Write atomically, readable only by the user: it holds the admin password and API token."""
-    home.mkdir(parents=True, exist_ok=True)
-    path = state_path(home)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(state, out, indent=2)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    atomic_write(state_path(home), lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)), mode=0o600)
 
 
 def _credentials(state: dict) -> None:
