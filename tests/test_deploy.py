@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from smo_labelstudio.core.paths import REPO_ROOT
+from smo_labelstudio.core.settings import Settings as EnvSettings
+from smo_labelstudio.core.settings import env_name
 from smo_labelstudio.stack.services import LabelStudio, MLBackend, PrefectServer, Settings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -103,12 +105,15 @@ def environment(service: dict) -> dict[str, str]:
 
 
 def code_reads(*paths: Path) -> set[str]:
-    """The environment variables Python files read with os.environ[...] / os.environ.get(...)."""
+    """The environment variables Python files read with os.environ[...] / os.environ.get(...), and
+    the SMO_* settings fields of core/settings.py (read through pydantic-settings) when it is among them."""
     found = set()
     pattern = re.compile(r"os\.environ(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]*)[\"']")
     for path in paths:
-        for file in [path] if path.is_file() else sorted(path.glob("*.py")):
+        for file in [path] if path.is_file() else sorted(path.rglob("*.py")):
             found |= set(pattern.findall(file.read_text()))
+            if file.resolve() == (REPO_ROOT / "smo_labelstudio" / "core" / "settings.py").resolve():
+                found |= {env_name(name) for name in EnvSettings.model_fields}
     return found
 
 
