@@ -39,6 +39,7 @@ __all__ = [
     "bootstrap_ci",
     "cohen_kappa_mean",
     "consensus_frame",
+    "fit_consensus",
     "flags",
     "fleiss_kappa",
     "gold_accuracy",
