@@ -9,17 +9,20 @@ import random
 import ssl
 import time
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk.core.request_options import RequestOptions
+from label_studio_sdk.types import AllRolesProjectList, ImportApiRequest, RoleBasedTask
 
 from smo_labelstudio.core.errors import ConfigError, ServiceError
 from smo_labelstudio.core.settings import get_settings, secret
 from smo_labelstudio.core.state import load_state
 
 DEFAULT_TIMEOUT = 300.0  # the SDK's 60 s is too short for large imports and exports
-NO_RETRY = {"max_retries": 0}  # a retried POST can import twice: imports rely on external ids instead
+NO_RETRY: RequestOptions = {"max_retries": 0}  # a retried POST can import twice: imports rely on external ids instead
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Label Studio not answering, or answering with an error: the environment's doing, shown as one line by the CLI.
 ENVIRONMENT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx.HTTPStatusError, ApiError)
@@ -31,6 +34,8 @@ class ConnectionSettingsError(ConfigError, RuntimeError):
 
 class LabelStudioError(ServiceError):
     """Label Studio refused a request; the message carries its status and reason."""
+
+    status: int = 0  # the HTTP status when Label Studio answered one (set by `_json`)
 
 
 class LabelStudioUnavailable(LabelStudioError):
@@ -139,7 +144,8 @@ def _token_from_block(name: str | None) -> str | None:
     from prefect.blocks.system import Secret  # noqa: PLC0415 - start-up time: Prefect only for a named block
 
     try:
-        return Secret.load(name).get()
+        block = cast(Secret, Secret.load(name))  # sync_compatible: a block here, a coroutine only in async code
+        return block.get()
     except ValueError as exc:  # Prefect's "Unable to find block document named ..."
         raise ConnectionSettingsError(f"SMO_LS_TOKEN_BLOCK={name}: {str(exc).splitlines()[0]}") from None
 
@@ -181,7 +187,8 @@ def connect(url: str | None = None, token: str | None = None, timeout: float = D
 
 def find_project(ls: LabelStudio, title: str) -> int | None:
     """The id of the project with this exact title, if there is one."""
-    for project in ls.projects.list(title=title):
+    projects: Iterable[AllRolesProjectList] = ls.projects.list(title=title)  # the SDK's pager leaves T unbound
+    for project in projects:
         if project.title == title:
             return project.id
     return None
@@ -194,8 +201,18 @@ def create_project(
 
     `instructions` (HTML) are shown to annotators before labeling and from the labeling screen.
     """
-    extra = {"expert_instruction": instructions, "show_instruction": True} if instructions else {}
-    project = ls.projects.create(title=title, label_config=label_config, description=description, **extra)
+    if instructions:
+        project = ls.projects.create(
+            title=title,
+            label_config=label_config,
+            description=description,
+            expert_instruction=instructions,
+            show_instruction=True,
+        )
+    else:
+        project = ls.projects.create(title=title, label_config=label_config, description=description)
+    if project.id is None:
+        raise LabelStudioError(f"Label Studio created project {title!r} without an id")
     return project.id
 
 
@@ -222,15 +239,15 @@ def import_tasks(ls: LabelStudio, project_id: int, tasks: Iterable[dict]) -> int
     tasks = list(tasks)
     if not tasks:
         return 0
-    response = ls.projects.import_tasks(id=project_id, request=tasks, return_task_ids=True, request_options=NO_RETRY)
+    request = cast("list[ImportApiRequest]", tasks)  # the SDK encodes plain dicts as it does its models
+    response = ls.projects.import_tasks(id=project_id, request=request, return_task_ids=True, request_options=NO_RETRY)
     return int(response.task_count or 0)
 
 
 def list_tasks(ls: LabelStudio, project_id: int) -> list[dict]:
     """Every task of a project with its data (fine for slices; bulk reads use exports)."""
-    return [
-        {"id": task.id, "data": task.data} for task in ls.tasks.list(project=project_id, fields="all", page_size=500)
-    ]
+    tasks: Iterable[RoleBasedTask] = ls.tasks.list(project=project_id, fields="all", page_size=500)  # pager: T unbound
+    return [{"id": task.id, "data": task.data} for task in tasks]
 
 
 def task_data(ls: LabelStudio, project_id: int, task_ids: Iterable[int]) -> dict[int, dict]:
@@ -240,11 +257,8 @@ def task_data(ls: LabelStudio, project_id: int, task_ids: Iterable[int]) -> dict
         return {}
     query = json.dumps({"selectedItems": {"all": False, "included": ids}})
     wanted = set(ids)
-    return {
-        task.id: dict(task.data)
-        for task in ls.tasks.list(project=project_id, query=query, fields="task_only", page_size=500)
-        if task.id in wanted
-    }
+    tasks: Iterable[RoleBasedTask] = ls.tasks.list(project=project_id, query=query, fields="task_only", page_size=500)
+    return {task.id: dict(task.data) for task in tasks if task.id is not None and task.id in wanted}
 
 
 WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
@@ -458,7 +472,9 @@ def project_detail(http: httpx.Client, project_id: int) -> httpx.Response:
     return http.get(f"/api/projects/{project_id}")
 
 
-def tasks_page(http: httpx.Client, project_id: int, page: int, page_size: int, **params: object) -> httpx.Response:
+def tasks_page(
+    http: httpx.Client, project_id: int, page: int, page_size: int, **params: str | int | float | bool | None
+) -> httpx.Response:
     """GET one page of a project's tasks (data-manager listing); 404 past the last page."""
     return http.get("/api/tasks", params={"project": project_id, **params, "page": page, "page_size": page_size})
 

@@ -95,9 +95,12 @@ def config_labels(xml: str) -> dict[str, set[str]]:
     root = ET.fromstring(xml)
     found: dict[str, set[str]] = {}
     for control in root.iter():
-        if control.tag in ("Choices", "Labels") and control.get("name"):
-            found[control.get("name")] = {
-                (c.get("alias") or c.get("value")) for c in control if c.tag in ("Choice", "Label")
+        name = control.get("name")
+        if control.tag in ("Choices", "Labels") and name:
+            found[name] = {
+                stored
+                for c in control
+                if c.tag in ("Choice", "Label") and (stored := c.get("alias") or c.get("value")) is not None
             }
     return found
 
