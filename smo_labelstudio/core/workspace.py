@@ -23,6 +23,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow
@@ -183,3 +184,34 @@ def write_json(path: Path, data: dict) -> None:
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
     """Write a table atomically."""
     atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+GOLD_PREFIX = "gold:"  # gold tasks' external ids: a gold item and a work item with the same source id stay apart
+
+
+def task_external_id(external_id: Any, is_gold: Any) -> Any:
+    """The external id a task carries in Label Studio and the tables: `gold:<id>` for a gold item. Takes a
+    scalar pair, or Series (element-wise, ids as text)."""
+    if isinstance(external_id, pd.Series):
+        ids = external_id.astype(str)
+        gold = pd.Series(is_gold, index=ids.index).astype(bool)
+        return ids.where(~gold, GOLD_PREFIX + ids)
+    return f"{GOLD_PREFIX}{external_id}" if is_gold else str(external_id)
+
+
+def read_plan(
+    ws: Workspace, columns: list[str] | None = None, keep: Literal["first", "last"] = "first"
+) -> pd.DataFrame:
+    """Every launch plan of the workspace (runs/<plan_id>/plan.parquet, in plan-id order) as one table: one row
+    per item (from the first plan that holds it, or the last), its `plan_id`, and `external_id` as the task
+    carries it (gold items' prefixed)."""
+    wanted = None if columns is None else list(dict.fromkeys(["item_id", "external_id", "is_gold", *columns]))
+    parts = [
+        read_table(path, columns=wanted).assign(plan_id=path.parent.name)
+        for path in sorted(ws.runs.glob("*/plan.parquet"))
+    ]
+    if not parts:
+        return pd.DataFrame(columns=[*(wanted or ["item_id", "external_id", "is_gold"]), "plan_id"])
+    plan = pd.concat(parts, ignore_index=True).drop_duplicates("item_id", keep=keep).reset_index(drop=True)
+    plan["external_id"] = task_external_id(plan["external_id"], plan["is_gold"])
+    return plan

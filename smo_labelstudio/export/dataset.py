@@ -46,7 +46,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.jsonenc import jsonable
 from smo_labelstudio.core.runlogs import record_export
-from smo_labelstudio.core.workspace import Workspace, read_json, read_table
+from smo_labelstudio.core.workspace import GOLD_PREFIX, Workspace, read_json, read_plan, read_table
 from smo_labelstudio.export.neardup import group_keys
 from smo_labelstudio.quality import inputs as qi
 from smo_labelstudio.quality import wilson_interval
@@ -179,7 +179,7 @@ def build_rows(
             severity = int(float(sev.at[task, "label"]))
         source = str(pol.at[task, "source"]) if task in pol.index else "consensus"
         task_keys = keys.loc[keys["task"] == task, "label"]
-        is_gold = bool(item.get("is_gold", False)) or str(task).startswith("gold:")
+        is_gold = bool(item.get("is_gold", False)) or str(task).startswith(GOLD_PREFIX)
         gold_correct = (
             float((task_keys == gold_keys[task]).mean())
             if is_gold and task in gold_keys.index and len(task_keys)
@@ -573,7 +573,7 @@ def consensus_accuracy(consensus: pd.DataFrame, truth: pd.DataFrame) -> dict:
         .groupby("external_id")["label"]
         .agg(lambda v: qi.set_key(map(str, v)))
     )
-    pol = consensus[(consensus["control"] == qi.POLICY) & ~consensus["task"].astype(str).str.startswith("gold:")]
+    pol = consensus[(consensus["control"] == qi.POLICY) & ~consensus["task"].astype(str).str.startswith(GOLD_PREFIX)]
     pol = pol[pol["task"].isin(true_keys.index)]
     n = len(pol)
     correct = int((pol["label"].to_numpy() == true_keys.reindex(pol["task"]).to_numpy()).sum())
@@ -613,38 +613,38 @@ class Export:
         )
 
 
-def _plans(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
-    items, preds, vers, versions = [], [], [], {}
+def _plans(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame, dict]:
+    """The planned items, their predictions, each item's versions (from the newest plan holding it) and
+    every version seen."""
+    items = read_plan(ws)
+    if items.empty:
+        raise ExportError(f"no launch plans in {ws.runs}: run `smo launch` first")
+    preds, by_plan, versions = [], {}, {}
     for folder in sorted(p.parent for p in ws.runs.glob("*/plan.parquet")):
-        plan = read_table(folder / "plan.parquet")
-        plan["external_id"] = (
-            plan["external_id"]
-            .astype(str)
-            .where(~plan["is_gold"].astype(bool), "gold:" + plan["external_id"].astype(str))
-        )
-        items.append(plan)
-        v = (read_json(folder / "manifest.json") or {}).get("versions") or {}
+        v = by_plan[folder.name] = (read_json(folder / "manifest.json") or {}).get("versions") or {}
         for k, val in v.items():
             if val is not None:
                 versions.setdefault(k, set()).add(str(val))
-        vers.append(
-            pd.DataFrame(
-                {
-                    "item_id": plan["item_id"],
-                    "taxonomy_version": v.get("taxonomy"),
-                    "guidelines_version": v.get("guidelines"),
-                    "config": v.get("config"),
-                    "config_sha256": v.get("config_sha256"),
-                }
-            )
-        )
         preds += [read_table(p) for p in sorted((folder / "predictions").glob("batch-*.parquet"))]
-    if not items:
-        raise ExportError(f"no launch plans in {ws.runs}: run `smo launch` first")
+    newest = read_plan(ws, ["item_id"], keep="last")
+    vers = pd.DataFrame(
+        {
+            "item_id": newest["item_id"],
+            **{
+                column: [by_plan[plan].get(key) for plan in newest["plan_id"]]
+                for column, key in (
+                    ("taxonomy_version", "taxonomy"),
+                    ("guidelines_version", "guidelines"),
+                    ("config", "config"),
+                    ("config_sha256", "config_sha256"),
+                )
+            },
+        }
+    )
     return (
-        pd.concat(items, ignore_index=True),
+        items,
         pd.concat(preds, ignore_index=True) if preds else None,
-        pd.concat(vers, ignore_index=True),
+        vers,
         {k: sorted(v) for k, v in versions.items()},
     )
 

@@ -27,7 +27,14 @@ import pandas as pd
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.taxonomy import load_taxonomy
-from smo_labelstudio.core.workspace import Workspace, read_json, read_table, write_json, write_parquet
+from smo_labelstudio.core.workspace import (
+    Workspace,
+    read_json,
+    read_table,
+    task_external_id,
+    write_json,
+    write_parquet,
+)
 from smo_labelstudio.ingest.items import QUARANTINE_COLUMNS, Prepared, prepare, stratified_sample
 from smo_labelstudio.ingest.sources import read_rows
 from smo_labelstudio.labelstudio import client
@@ -143,7 +150,7 @@ def read_gold(
             if policy.strip():
                 answers.append(
                     {
-                        "external_id": f"gold:{item.external_id}",
+                        "external_id": task_external_id(item.external_id, True),
                         "item_id": item.item_id,
                         "control": "policy",
                         "label": policy.strip(),
@@ -152,7 +159,7 @@ def read_gold(
         if fields.get("severity") not in (None, ""):
             answers.append(
                 {
-                    "external_id": f"gold:{item.external_id}",
+                    "external_id": task_external_id(item.external_id, True),
                     "item_id": item.item_id,
                     "control": "severity",
                     "label": str(fields["severity"]).strip(),

@@ -24,6 +24,7 @@ from smo_labelstudio.core.workspace import (
     LABEL_COLUMNS,
     Workspace,
     read_json,
+    read_plan,
     read_table,
     write_json,
     write_parquet,
@@ -39,12 +40,7 @@ class PullError(ServiceError):
 
 def item_ledger(ws: Workspace) -> pd.DataFrame:
     """item_id -> external_id, is_gold for every item our launches planned (gold ids prefixed `gold:`)."""
-    frames = [read_table(p, columns=["item_id", "external_id", "is_gold"]) for p in ws.runs.glob("*/plan.parquet")]
-    if not frames:
-        return pd.DataFrame(columns=["item_id", "external_id", "is_gold"])
-    ledger = pd.concat(frames).drop_duplicates("item_id")
-    ledger["external_id"] = ledger["external_id"].where(~ledger["is_gold"], "gold:" + ledger["external_id"])
-    return ledger
+    return read_plan(ws, ["item_id", "external_id", "is_gold"])[["item_id", "external_id", "is_gold"]]
 
 
 def _values(item: dict) -> list[tuple[str, str, float | None, float | None]]:
