@@ -77,10 +77,14 @@ class ModelStore:
             mtime = pointer.stat().st_mtime_ns
         except FileNotFoundError:
             raise ModelStoreError(f"no promoted model in {self.root}; train one with `smo backend train`") from None
-        if self._loaded is None or mtime != self._seen_mtime:
+        loaded = self._loaded
+        if loaded is None or mtime != self._seen_mtime:
             with self._lock:
-                if self._loaded is None or mtime != self._seen_mtime:
+                loaded = self._loaded
+                if loaded is None or mtime != self._seen_mtime:
                     version = self.current_version()
-                    self._loaded = (version, self.load(version))  # swapped in one assignment
+                    if version is None:  # an empty `current` file
+                        raise ModelStoreError(f"no promoted model in {self.root}; train one with `smo backend train`")
+                    loaded = self._loaded = (version, self.load(version))  # swapped in one assignment
                     self._seen_mtime = mtime
-        return self._loaded
+        return loaded

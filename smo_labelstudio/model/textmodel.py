@@ -63,8 +63,9 @@ class PolicyModel:
             cv = min(3, positives, len(y) - positives)
             clf = CalibratedClassifierCV(LinearSVC(C=0.5, random_state=self.random_state), method="sigmoid", cv=cv)
             self.classifiers_[label] = clf.fit(X, y)
-        sev_idx = [i for i, s in enumerate(severities) if s is not None and s == s]  # None and NaN: no severity
-        sev_y = np.array([int(severities[i]) for i in sev_idx])
+        graded = [(i, s) for i, s in enumerate(severities) if s is not None and s == s]  # None and NaN: no severity
+        sev_idx = [i for i, _ in graded]
+        sev_y = np.array([int(s) for _, s in graded])
         self.severity_ = None
         if len(set(sev_y.tolist())) >= 2:
             self.severity_ = LogisticRegression(max_iter=1000, C=2.0).fit(X[sev_idx], sev_y)
@@ -75,7 +76,9 @@ class PolicyModel:
     def _compile(self) -> None:
         """Fold every calibrated fold into one matrix product: the same probabilities as
         scikit-learn's predict_proba, without its per-call overhead (a single text in well under 1 ms)."""
-        weights, bias, cal_a, cal_b, owner = [], [], [], [], []
+        if self.vectorizer_ is None:
+            raise ValueError("the model is not fitted")
+        weights, bias, cal_a, cal_b, fold_owner = [], [], [], [], []
         for j, label in enumerate(self.labels):
             clf = self.classifiers_.get(label)
             for fold in clf.calibrated_classifiers_ if clf is not None else []:
@@ -83,11 +86,11 @@ class PolicyModel:
                 bias.append(fold.estimator.intercept_[0])
                 cal_a.append(fold.calibrators[0].a_)
                 cal_b.append(fold.calibrators[0].b_)
-                owner.append(j)
+                fold_owner.append(j)
         n_features = len(self.vectorizer_.vocabulary_)
         self.W_ = np.vstack(weights).T.astype(np.float64) if weights else np.zeros((n_features, 0))
         self.b_, self.cal_a_, self.cal_b_ = np.array(bias), np.array(cal_a), np.array(cal_b)
-        owner = np.array(owner, dtype=int)
+        owner = np.array(fold_owner, dtype=int)
         self.M_ = np.zeros((len(owner), len(self.labels)))
         for j in set(owner.tolist()):
             self.M_[owner == j, j] = 1.0 / (owner == j).sum()

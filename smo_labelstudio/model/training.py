@@ -210,10 +210,14 @@ def train_version(
 
 def ensure_starter_model(store: ModelStore, labels: list[str]) -> str:
     """Train and promote a starting model from generated data unless a model is already promoted."""
-    if store.current_version():
-        return store.current_version()
+    current = store.current_version()
+    if current:
+        return current
     train_version(store, starter_data(), labels, source="starter")
-    return store.current_version()
+    promoted = store.current_version()
+    if promoted is None:  # train_version promotes a first model: there is no baseline to beat
+        raise ModelStoreError(f"the starter model was not promoted in {store.root}")
+    return promoted
 
 
 def consensus_from_export(tasks: list[dict]) -> pd.DataFrame:
@@ -222,7 +226,9 @@ def consensus_from_export(tasks: list[dict]) -> pd.DataFrame:
     rows = []
     for task in tasks:
         text = (task.get("data") or {}).get("text")
-        votes, severities, n = Counter(), [], 0
+        votes: Counter[str] = Counter()
+        severities: list[int] = []
+        n = 0
         for ann in task.get("annotations") or []:
             if ann.get("was_cancelled"):
                 continue
