@@ -9,17 +9,23 @@ are not retried by Prefect: a retry could import twice; a flow re-run resumes fr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.ingest import launch
 from smo_labelstudio.labelstudio import client
+
+# Typed as the task runner the flow decorator takes: ThreadPoolTaskRunner's own type parameter infers as Never.
+ONE_AT_A_TIME = cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=1))
 
 
 @task(cache_policy=NO_CACHE)
@@ -86,9 +92,7 @@ def manifest_markdown(m: dict) -> str:
     return "\n".join(lines)
 
 
-@flow(
-    name="create-tasks", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False, on_failure=[record_failure]
-)
+@flow(name="create-tasks", task_runner=ONE_AT_A_TIME, log_prints=False, on_failure=[record_failure])
 def create_tasks(params: LaunchParams) -> dict:
     """Read, validate, de-duplicate, sample, mix in gold, pre-annotate and import; write the manifest."""
     log = get_run_logger()
@@ -104,7 +108,8 @@ def create_tasks(params: LaunchParams) -> dict:
         len(pending),
         plan.counts,
     )
-    progress = create_progress_artifact(progress=0.0, description=f"Import into project {plan.project_id}")
+    # in a sync flow Prefect's sync_compatible call returns the artifact id, not a coroutine
+    progress = cast(UUID, create_progress_artifact(progress=0.0, description=f"Import into project {plan.project_id}"))
     results, done = [], 0
     futures = [import_one.submit(plan, b, url, token, backend) for b in pending]
     for future in futures:

@@ -14,7 +14,7 @@ from prefect.events import emit_event
 
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import QualityCheckParams
-from smo_labelstudio.core.spec import load_spec
+from smo_labelstudio.core.spec import Spec, load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
 from smo_labelstudio.reports import quality_pass as qp
 from smo_labelstudio.reports.quality import render_markdown
@@ -27,7 +27,7 @@ def read_back(ws: Workspace, spec) -> int:
 
 
 @task(cache_policy=NO_CACHE, name="check gold, agreement and consensus")
-def check(ws: Workspace, spec, method: str, n_boot: int):
+def check(ws: Workspace, spec: Spec, method: str, n_boot: int) -> tuple[qp.CheckResult, dict]:
     return qp.check(ws, spec, method=method, n_boot=n_boot)
 
 
@@ -38,7 +38,7 @@ def queue(ws: Workspace, spec, result, inputs) -> dict:
 
 
 @task(cache_policy=NO_CACHE, name="write the report")
-def write(ws: Workspace, spec, result, project: dict):
+def write(ws: Workspace, spec: Spec, result: qp.CheckResult, project: dict) -> qp.ReportFiles:
     return qp.report(ws, spec, result, project)
 
 

@@ -35,7 +35,7 @@ def load_flow(name: str) -> Any:
     from prefect.flows import load_flow_from_entrypoint  # noqa: PLC0415 - start-up time
 
     try:
-        flow = load_flow_from_entrypoint(f"{REPO_ROOT / 'flows' / name}.py:{name}", use_placeholder_flow=False)
+        flow: Any = load_flow_from_entrypoint(f"{REPO_ROOT / 'flows' / name}.py:{name}", use_placeholder_flow=False)
     except ScriptError as exc:
         raise exc.user_exc from None
     console_without_tracebacks()
