@@ -156,11 +156,16 @@ def status(settings: Settings) -> dict:
     """Each service: running or not, healthy or not, its URL, pid and log."""
     state = load_state(settings.home)
     settings = _as_recorded(settings, state)
-    report = {"home": str(settings.home), "database": redact(state.get("database", settings.database)), "services": {}}
+    per_service: dict[str, dict[str, object]] = {}
+    report = {
+        "home": str(settings.home),
+        "database": redact(state.get("database", settings.database)),
+        "services": per_service,
+    }
     for svc in services(settings):
         record = state.get("services", {}).get(svc.name)
         running = bool(record) and procs.alive(record)
-        report["services"][svc.name] = {
+        per_service[svc.name] = {
             "running": running,
             "healthy": running and procs.healthy(svc.health_url, auth=svc.health_auth(state)),
             "url": svc.url if svc.port else None,

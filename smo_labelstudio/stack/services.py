@@ -95,7 +95,8 @@ def _run_logged(name: str, argv: list[str], env: dict, cwd: Path | None, log: Pa
 
 
 class _Service:
-    """What every service shares: its settings, URL and log file."""
+    """What every service shares: its settings, URL and log file; what each defines: its port, health
+    URL, environment, command line and one-time preparation."""
 
     name = ""
     port_setting = ""
@@ -104,7 +105,25 @@ class _Service:
         self.s = settings
 
     @property
-    def port(self) -> int:
+    def port(self) -> int | None:
+        """The port it listens on; None for a service without one (the worker)."""
+        raise NotImplementedError
+
+    @property
+    def health_url(self) -> str | None:
+        """Where it answers 200 when healthy; None: healthy while the process runs."""
+        raise NotImplementedError
+
+    def environ(self, state: dict | None = None) -> dict[str, str]:
+        """The process environment to start it with."""
+        raise NotImplementedError
+
+    def prepare(self, state: dict, say: Say) -> None:
+        """One-time work before the first start (environments, databases, credentials)."""
+        raise NotImplementedError
+
+    def argv(self) -> tuple[list[str], Path | None]:
+        """Its command line and working directory (None: the current one)."""
         raise NotImplementedError
 
     @property
@@ -325,11 +344,11 @@ class MLBackend(_Service):
     workers = 2
 
     @property
-    def port(self) -> int:
+    def port(self) -> int | None:  # `| None`: its subclass MLWorker has no port
         return self.s.backend_port
 
     @property
-    def health_url(self) -> str:
+    def health_url(self) -> str | None:  # `| None`: nor a health URL
         return self.url + "/health"
 
     @property
@@ -407,10 +426,14 @@ class MLWorker(MLBackend):
 
     name = "ml-worker"
     port_setting = ""
-    health_url = None  # no HTTP: healthy while the process runs
 
     @property
     def port(self) -> int | None:
+        return None
+
+    @property
+    def health_url(self) -> str | None:
+        """No HTTP: healthy while the process runs."""
         return None
 
     def prepare(self, state: dict, say: Say) -> None:
