@@ -436,7 +436,12 @@ def sha256(path: Path) -> str:
 
 def write_dataset(rows: pd.DataFrame, out: Path, sheet: dict, to_name: str = "text") -> dict:
     """Write the four data files, then datasheet.json and datasheet.md (each hashing the files before it)."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # --out is the user's choice: a folder that cannot be made or written to is their problem to fix
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise ExportError(f"{out}: the folder is not writable")
     records = _records(rows)
     with open(out / "dataset.jsonl", "w", encoding="utf-8", newline="\n") as f:
         for rec in records:
