@@ -12,6 +12,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import NotRequired, TypedDict
 from urllib.parse import urlsplit
 
 import langcodes
@@ -39,6 +40,33 @@ QUARANTINE_COLUMNS = ["file", "row", "external_id", "reason", "raw"]
 DUPLICATE_COLUMNS = ["row", "external_id", "item_id", "duplicate_of"]
 IMAGE_SCHEMES = {"http", "https", "s3", "gs", "azure-blob"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class _Mapped(TypedDict):
+    """A row mapped by the spec, valid, with its language and content hash (an `ITEM_COLUMNS` row once
+    it has its item id)."""
+
+    row: int
+    external_id: str
+    text: str | None
+    image: str | None
+    language: str | None
+    source: str | None
+    language_detected: bool
+    language_confidence: float | None
+    content_hash: str
+    item_id: NotRequired[str]
+    is_gold: NotRequired[bool]
+
+
+class _Quarantined(TypedDict):
+    """A `QUARANTINE_COLUMNS` row: a source row refused, with why."""
+
+    file: str
+    row: int
+    external_id: str | None
+    reason: str | None
+    raw: str
 
 
 @dataclass
@@ -120,7 +148,8 @@ def prepare(
             )
         if needed and not column:
             raise SourceError(f"the spec's label config shows {what} but `columns:` maps no column for it")
-    quarantined, mapped = [], []
+    quarantined: list[_Quarantined] = []
+    mapped: list[_Mapped] = []
     for row in rows:
         if row.fields is None:
             quarantined.append(
@@ -129,37 +158,43 @@ def prepare(
             continue
         values = row.fields
         get = lambda col, values=values: _text(values.get(col)) if col else None
-        fields = {
-            "row": row.number,
-            "external_id": get(columns.id),
-            "text": get(columns.text),
-            "image": get(columns.image),
-            "language": get(columns.language),
-            "source": get(columns.source),
-        }
-        if langdetect.missing(fields["language"]):
-            fields["language"] = None  # an empty cell is no language (detected below), not an unknown code
+        external_id, text, image = get(columns.id), get(columns.text), get(columns.image)
+        language, source = get(columns.language), get(columns.source)
+        if langdetect.missing(language):
+            language = None  # an empty cell is no language (detected below), not an unknown code
+        fields = {"text": text, "image": image, "language": language}
         problem = _problem(fields, columns, needs_text, needs_image)
         if problem:
             quarantined.append(
                 {
                     "file": file,
                     "row": row.number,
-                    "external_id": fields["external_id"],
+                    "external_id": external_id,
                     "reason": problem,
                     "raw": row.raw[:500],
                 }
             )
             continue
         # A row without a language gets a detected one (flagged, with its confidence); a given one is kept.
-        fields["language_detected"], fields["language_confidence"] = False, None
-        if langdetect.missing(fields["language"]) and fields["text"]:
-            code, confidence = langdetect.detect(fields["text"])
+        detected, confidence = False, None
+        if langdetect.missing(language) and text:
+            code, score = langdetect.detect(text)
             if code is not None:
-                fields.update(language=code, language_detected=True, language_confidence=confidence)
-        fields["content_hash"] = content_hash(fields["text"], fields["image"])
-        fields["external_id"] = fields["external_id"] or f"sha:{fields['content_hash']}"
-        mapped.append(fields)
+                language, detected, confidence = code, True, score
+        digest = content_hash(text, image)
+        mapped.append(
+            {
+                "row": row.number,
+                "external_id": external_id or f"sha:{digest}",
+                "text": text,
+                "image": image,
+                "language": language,
+                "source": source,
+                "language_detected": detected,
+                "language_confidence": confidence,
+                "content_hash": digest,
+            }
+        )
 
     # An external id with two different contents: we cannot know which is right, so neither goes in.
     by_id: dict[str, set[str]] = {}
@@ -168,7 +203,10 @@ def prepare(
     conflicted = {eid for eid, hashes in by_id.items() if len(hashes) > 1}
     rows_of = {eid: [f["row"] for f in mapped if f["external_id"] == eid] for eid in conflicted}
 
-    items, duplicates, first_by_hash, first_by_id = [], [], {}, {}
+    items: list[_Mapped] = []
+    duplicates: list[dict[str, object]] = []
+    first_by_hash: dict[str, int] = {}
+    first_by_id: dict[str, int] = {}
     for f in mapped:
         eid = f["external_id"]
         if eid in conflicted:

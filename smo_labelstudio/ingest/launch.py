@@ -29,6 +29,7 @@ from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.core.workspace import (
     Workspace,
+    WorkspaceFileError,
     read_json,
     read_table,
     task_external_id,
@@ -142,7 +143,7 @@ def read_gold(
         [prepared.quarantine, pd.DataFrame(bad, columns=QUARANTINE_COLUMNS)], ignore_index=True
     )
     prepared.rows_read = len(rows)
-    by_row = {r.number: r.fields for r in good}
+    by_row = {r.number: r.fields for r in good if r.fields is not None}  # a row without fields is no item
     answers = []
     for item in prepared.items.itertuples(index=False):
         fields = by_row[item.row]
@@ -239,6 +240,8 @@ def plan_launch(
     label_config = ui["label_config"]
     if (folder / "plan.parquet").exists():  # the same inputs again: resume the saved plan
         saved = read_json(folder / "plan.json")
+        if saved is None:  # written before plan.parquet: gone only if removed by hand
+            raise WorkspaceFileError(folder / "plan.json", "missing beside plan.parquet")
         return Plan(
             ws, plan_id, project_id, read_table(folder / "plan.parquet"), saved["counts"], versions, label_config
         )
@@ -422,7 +425,7 @@ def import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[st
         for key in ("text", "image", "language"):
             if getattr(row, key) is not None and getattr(row, key) == getattr(row, key):
                 data[key] = getattr(row, key)
-        task = {"data": data}
+        task: dict[str, object] = {"data": data}
         if predictions is not None:
             task["predictions"] = [predictions[i]]
         tasks.append(task)
@@ -431,7 +434,7 @@ def import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[st
     if predictions is not None:
         write_parquet(plan.folder / "predictions" / f"batch-{batch:05d}.parquet", prediction_rows(rows, predictions))
     else:
-        _list_missing(plan, batch, rows, why)
+        _list_missing(plan, batch, rows, why or "")  # predict() always says why it gives none
     result = {
         "imported": imported,
         "gold": int(rows["is_gold"].sum()),
@@ -491,7 +494,7 @@ def backfill_predictions(
     that already has a prediction of the same model version is skipped (a re-run adds none twice), and
     the list keeps only what is still missing (it is removed when empty)."""
     missing_file = plan.folder / "missing_predictions.csv"
-    out = {"backfilled": 0, "still_missing": 0, "problem": None}
+    out: dict[str, int | str | None] = {"backfilled": 0, "still_missing": 0, "problem": None}
     if not missing_file.exists():
         return out
     missing = pd.read_csv(missing_file, dtype=str)
@@ -500,7 +503,10 @@ def backfill_predictions(
     if missing.empty or backend is None:
         out["still_missing"] = len(missing)
         return out
-    tasks = existing = version = None  # tasks listed once the backend has answered: a big project lists slowly
+    # tasks listed once the backend has answered: a big project lists slowly
+    tasks: dict[str, int] | None = None
+    existing: dict[int, set[str]] = {}
+    version = None
     done, problem = [], None
     for start in range(0, len(missing), chunk):
         part = missing.iloc[start : start + chunk]
