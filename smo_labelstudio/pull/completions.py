@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pandas as pd
 
@@ -45,7 +46,8 @@ def item_ledger(ws: Workspace) -> pd.DataFrame:
 
 def _values(item: dict) -> list[tuple[str, str, float | None, float | None]]:
     """(control, label, start, end) for one result item; free text is not a label."""
-    value, control = item.get("value") or {}, item.get("from_name")
+    value = item.get("value") or {}
+    control = cast(str, item.get("from_name"))  # every result Label Studio exports names its control
     if "choices" in value:
         return [(control, str(c), None, None) for c in value["choices"]]
     for key in ("labels", "rectanglelabels", "polygonlabels", "taxonomy"):
