@@ -18,31 +18,33 @@ from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.params import OpsReportParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
+from smo_labelstudio.metrics import operations as om
 from smo_labelstudio.reports import operations as ops
+from smo_labelstudio.reports.shell import ReportFiles
 
 
 @task(cache_policy=NO_CACHE, name="read the workspace")
 def read(ws: Workspace) -> dict:
-    inputs = ops.load_ops_inputs(ws)
+    inputs = om.load_ops_inputs(ws)
     if inputs["plan"].empty:
         raise InputError(f"no launch plan in {ws.runs}: run `smo launch --spec SPEC --data FILE` first")
     return inputs
 
 
 @task(cache_policy=NO_CACHE, name="compute progress, quality, wellness and the model evaluation")
-def compute(spec, inputs: dict, stale_hours: float, n_boot: int) -> ops.OpsReport:
-    return ops.compute_ops(spec, inputs, stale_hours=stale_hours, n_boot=n_boot)
+def compute(spec, inputs: dict, stale_hours: float, n_boot: int) -> om.OpsReport:
+    return om.compute_ops(spec, inputs, stale_hours=stale_hours, n_boot=n_boot)
 
 
 @task(cache_policy=NO_CACHE, name="write the report")
-def write(ws: Workspace, spec, report: ops.OpsReport, project: dict) -> ops.OpsFiles:
+def write(ws: Workspace, spec, report: om.OpsReport, project: dict) -> ReportFiles:
     return ops.write_ops_report(
         report, ws.reports, cap=spec.wellness.max_high_severity_per_day, project_url=project.get("url")
     )
 
 
 @task(cache_policy=NO_CACHE, name="post artifacts")
-def post_artifacts(spec, report: ops.OpsReport, files: ops.OpsFiles) -> None:
+def post_artifacts(spec, report: om.OpsReport, files: ReportFiles) -> None:
     key = slug(spec.title)[:40].strip("-")
     create_markdown_artifact(
         key=f"ops-{key}",

@@ -21,6 +21,8 @@ from smo_cli import smo, stack_env
 from smo_labelstudio.core.paths import REPO_ROOT
 from smo_labelstudio.core.spec import EXAMPLE_SPEC, SpecError, load_spec
 from smo_labelstudio.core.workspace import Workspace, write_json, write_parquet
+from smo_labelstudio.metrics import operations as om
+from smo_labelstudio.metrics.progress import progress
 from smo_labelstudio.reports import operations as ops
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -124,7 +126,7 @@ def test_progress_counts_planned_tasks_times_overlap(tmp_path):
     ann = made["annotations"]
     # One more task answered by one annotator only: in progress, two answers short.
     extra = ann.iloc[[0]].assign(external_id=made["items"]["external_id"].iloc[50], annotation_id=99_999)
-    prog, tasks = ops.progress(ops.load_ops_inputs(made["ws"])["plan"], pd.concat([ann, extra]), spec)
+    prog, tasks = progress(om.load_ops_inputs(made["ws"])["plan"], pd.concat([ann, extra]), spec)
     total = prog.set_index("language").loc["(all)"]
     assert (total["tasks"], total["done"], total["in_progress"], total["not_started"]) == (60, 45, 1, 14)
     assert total["answers_needed"] == 180 and total["answers_given"] == 136 and total["answers_remaining"] == 44
@@ -134,7 +136,7 @@ def test_progress_counts_planned_tasks_times_overlap(tmp_path):
 def test_overlap_share_puts_the_most_answered_tasks_in_the_extra_cohort(tmp_path):
     spec = load_spec(_spec(tmp_path, "ops share", overlap={"annotators": 1, "share": 0.5, "extra_annotators": 3}))
     made = _workspace(tmp_path, spec.title, n_planned=60, n_answered=30)
-    prog, tasks = ops.progress(ops.load_ops_inputs(made["ws"])["plan"], made["annotations"], spec)
+    prog, tasks = progress(om.load_ops_inputs(made["ws"])["plan"], made["annotations"], spec)
     total = prog.set_index("language").loc["(all)"]
     assert total["answers_needed"] == 30 * 3 + 30 * 1 and total["done"] == 30 and total["answers_remaining"] == 30
 
@@ -149,8 +151,8 @@ def test_throughput_eta_wellness_trend_and_model_section(tmp_path):
     )
     spec = load_spec(spec_path)
     made = _workspace(tmp_path, spec.title, n_planned=60, n_answered=45)
-    inputs = ops.load_ops_inputs(made["ws"])
-    report = ops.compute_ops(spec, inputs, now=NOW, n_boot=50)
+    inputs = om.load_ops_inputs(made["ws"])
+    report = om.compute_ops(spec, inputs, now=NOW, n_boot=50)
 
     thr = report.throughput.set_index("annotator")
     assert thr["answers"].sum() == 135 and (thr["labeling_hours"] * 3600 == thr["answers"] * 10).all()
@@ -195,10 +197,10 @@ def test_stale_tasks_are_in_progress_and_idle_for_the_threshold(tmp_path):
     ann = made["annotations"]
     first = ann["external_id"].iloc[0]
     ann = ann[~((ann["external_id"] == first) & (ann["annotator"] != ann["annotator"].iloc[0]))]
-    inputs = ops.load_ops_inputs(made["ws"]) | {"annotations": ann}
-    report = ops.compute_ops(spec, inputs, now=NOW + timedelta(hours=30), stale_hours=24, n_boot=20)
+    inputs = om.load_ops_inputs(made["ws"]) | {"annotations": ann}
+    report = om.compute_ops(spec, inputs, now=NOW + timedelta(hours=30), stale_hours=24, n_boot=20)
     assert report.stale["external_id"].tolist() == [first] and report.stale["answers"].tolist() == [1]
-    assert ops.compute_ops(spec, inputs, now=NOW, stale_hours=25, n_boot=20).stale.empty  # idle 24 h only
+    assert om.compute_ops(spec, inputs, now=NOW, stale_hours=25, n_boot=20).stale.empty  # idle 24 h only
 
 
 def test_the_wellness_section_of_a_spec_is_strict(tmp_path):
@@ -338,7 +340,7 @@ def test_a_launched_project_with_nothing_pulled_yet_reports_all_remaining(tmp_pa
     made = _workspace(tmp_path, spec.title, n_planned=10, n_answered=5)
     made["ws"].annotations.unlink()
     made["ws"].labels.unlink()
-    report = ops.compute_ops(spec, ops.load_ops_inputs(made["ws"]), now=NOW, n_boot=20)
+    report = om.compute_ops(spec, om.load_ops_inputs(made["ws"]), now=NOW, n_boot=20)
     total = report.progress.set_index("language").loc["(all)"]
     assert (total["not_started"], total["answers_remaining"]) == (10, 20)
     assert report.eta["eta"] is None and report.eta["on_track"] is False and report.model is None
@@ -350,7 +352,6 @@ def test_progress_of_a_pulled_project_nobody_has_answered_yet(tmp_path):
     """A pull with no annotations gives an empty, typed table: progress must not trip on it."""
     from smo_labelstudio.core.spec import load_spec
     from smo_labelstudio.core.workspace import ANNOTATION_COLUMNS
-    from smo_labelstudio.reports.operations import progress
 
     plan = pd.DataFrame({"external_id": ["a", "b"], "language": ["en", None]})
     empty = pd.DataFrame(columns=ANNOTATION_COLUMNS).astype({"created_at": "datetime64[ns, UTC]"})

@@ -21,6 +21,7 @@ from smo_labelstudio.core.postgres import PgUrl, create_database, drop_database
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.quality.check import compute_check, load_inputs
+from smo_labelstudio.quality.tables import save_quality_tables
 from smo_labelstudio.warehouse import publish as wh
 from smo_labelstudio.warehouse import tables as wt
 
@@ -61,7 +62,7 @@ def synthetic(tmp_path):
     spec = load_spec(REPO / "specs" / "example.yaml")
     inputs = load_inputs(ws)
     result = compute_check(inputs["labels"], inputs["gold"], spec.quality, cancelled=inputs["cancelled"], n_boot=20)
-    wt.save_quality_tables(ws, result)
+    save_quality_tables(ws, result)
     return ws, spec
 
 

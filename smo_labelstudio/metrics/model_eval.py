@@ -24,27 +24,26 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.jsonenc import jsonable
 from smo_labelstudio.core.workspace import read_table
 from smo_labelstudio.quality.calibration import reliability
-from smo_labelstudio.quality.compute import jsonable
+from smo_labelstudio.quality.consensus import fit_consensus
+from smo_labelstudio.quality.gold import wilson_interval
 from smo_labelstudio.quality.inputs import NO_POLICY, set_key
 
 OUTCOMES = ["accepted", "edited", "rejected", "skipped"]
 
 
-def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials (NaNs when n is 0)."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+def _wilson(k: float, n: float) -> tuple[float, float]:
+    """The 95% Wilson interval of k successes in n trials as two floats (NaNs when n is 0)."""
+    low, high = wilson_interval(k, n)
+    return float(low), float(high)
 
 
 def key_to_set(key: Any) -> frozenset:
@@ -54,11 +53,9 @@ def key_to_set(key: Any) -> frozenset:
     return frozenset(str(key).split("+"))
 
 
-def load_predictions(runs_dir, ledger: pd.DataFrame, plans: pd.DataFrame | None = None) -> pd.DataFrame:
+def load_predictions(runs_dir: Path | str, ledger: pd.DataFrame, plans: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every kept pre-annotation as external_id, language, model_version, score, policy (set), severity,
     label_scores (dict); later launches win for an item predicted twice."""
-    from pathlib import Path
-
     frames = []
     for path in sorted(Path(runs_dir).glob("*/predictions/*.parquet")):
         frames.append(read_table(path).assign(plan_id=path.parent.parent.name))
@@ -109,8 +106,8 @@ def _universe(joined: pd.DataFrame) -> list[str]:
     return sorted(seen)
 
 
-def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[float, float, float]:
-    tp, fp, fn = float(tp.sum()), float(fp.sum()), float(fn.sum())
+def _prf(tps: np.ndarray, fps: np.ndarray, fns: np.ndarray) -> tuple[float, float, float]:
+    tp, fp, fn = float(tps.sum()), float(fps.sum()), float(fns.sum())
     precision = tp / (tp + fp) if tp + fp else math.nan
     recall = tp / (tp + fn) if tp + fn else math.nan
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
@@ -127,10 +124,11 @@ def policy_metrics(
     rng = np.random.default_rng(random_state)
     n = len(joined)
     samples = [rng.integers(0, n, n) for _ in range(n_boot)] if n else []
-    rows, pooled = [], []
+    rows: list[dict[str, Any]] = []
+    pooled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for policy in policies + ["(micro)"]:
         if policy == "(micro)":
-            tp, fp, fn = (sum(parts) for parts in zip(*pooled)) if pooled else (np.zeros(0),) * 3
+            tp, fp, fn = (np.sum(parts, axis=0) for parts in zip(*pooled)) if pooled else (np.zeros(0),) * 3
         else:
             m = joined["model"].map(lambda s, p=policy: p in s).to_numpy(dtype=bool)
             t = joined["truth"].map(lambda s, p=policy: p in s).to_numpy(dtype=bool)
@@ -186,7 +184,7 @@ def by_language(preds: pd.DataFrame, consensus: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for language, part in joined.groupby("language", sort=True):
         exact = int((part["model"] == part["truth"]).sum())
-        lo, hi = wilson(exact, len(part))
+        lo, hi = _wilson(exact, len(part))
         tp = sum(len(m & t) for m, t in zip(part["model"], part["truth"]))
         fp = sum(len(m - t) for m, t in zip(part["model"], part["truth"]))
         fn = sum(len(t - m) for m, t in zip(part["model"], part["truth"]))
@@ -260,8 +258,6 @@ def references_without_self(sets: pd.DataFrame, consensus: pd.DataFrame) -> pd.D
     gold answer on gold tasks, else smoothed Dawid-Skene consensus fitted on everyone else's answers
     (a consensus that counted the annotator's own answer would make following the model look right).
     Tasks nobody else answered get no reference."""
-    from smo_labelstudio.quality.consensus import fit_consensus
-
     cons = consensus[consensus["control"] == "policy"] if "control" in consensus.columns else consensus
     gold = cons[cons["source"] == "gold"] if "source" in cons.columns else cons.iloc[:0]
     gold_sets = dict(zip(gold["task"], gold["label"].map(key_to_set)))
@@ -309,7 +305,7 @@ def anchoring_audit(sets: pd.DataFrame, preds: pd.DataFrame, consensus: pd.DataF
         for correct in (False, True):
             sub = part[part["model_correct"] == correct]
             k, n = int(sub["agree"].sum()), len(sub)
-            lo, hi = wilson(k, n)
+            lo, hi = _wilson(k, n)
             rows.append(
                 {
                     "annotator": who,

@@ -10,9 +10,13 @@ from typing import Any
 
 from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.workspace import Workspace
+from smo_labelstudio.labelstudio.client import connect, connection_settings
+from smo_labelstudio.quality.adjudication import queue_for_review, sync_adjudicated
 from smo_labelstudio.quality.check import CheckResult, MissingInputError, compute_check, load_inputs
 from smo_labelstudio.quality.inputs import gold_policy_keys
-from smo_labelstudio.reports.quality import ReportFiles, write_report
+from smo_labelstudio.quality.tables import save_quality_tables
+from smo_labelstudio.reports.quality import write_report
+from smo_labelstudio.reports.shell import ReportFiles
 
 GATE_FAILED_EVENT = "smo.quality.gate-failed"
 
@@ -41,16 +45,6 @@ class PassOutcome:
         }
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that are the user's or the environment's doing: shown as one line, not a traceback."""
-    import httpx
-    from label_studio_sdk.core.api_error import ApiError
-
-    from smo_labelstudio.labelstudio.client import ConnectionSettingsError, LabelStudioError
-
-    return (ValueError, OSError, ConnectionSettingsError, LabelStudioError, httpx.HTTPError, ApiError)
-
-
 def resource_id(project: dict[str, Any], ws: Workspace) -> str:
     """The Prefect event resource of a project: `smo.project.<project_id>` (the workspace name before launch)."""
     return f"smo.project.{project.get('project_id') or ws.root.name}"
@@ -75,16 +69,12 @@ def gate_event(outcome: PassOutcome) -> dict[str, Any]:
 
 def connect_label_studio() -> tuple[Any, str]:
     """An SDK client and the base URL (for links) of the configured Label Studio."""
-    from smo_labelstudio.labelstudio.client import connect, connection_settings
-
     url, token = connection_settings()
     return connect(url, token), url
 
 
 def read_back(ws: Workspace, spec: Spec, ls: Any) -> int:
     """Adjudicated labels from the review project into the workspace; the number of tasks decided."""
-    from smo_labelstudio.quality.adjudication import sync_adjudicated
-
     decided = sync_adjudicated(ls, ws, spec.title)
     return 0 if decided is None else int(decided["external_id"].nunique())
 
@@ -106,8 +96,6 @@ def check(ws: Workspace, spec: Spec, *, method: str = "smoothed-ds", n_boot: int
 
 def queue(ws: Workspace, spec: Spec, result: CheckResult, inputs: dict, ls: Any, base_url: str) -> dict[str, Any]:
     """Queue the low-confidence tasks for adjudication (needs the launched project)."""
-    from smo_labelstudio.quality.adjudication import queue_for_review
-
     project = inputs["project"]
     if not project.get("project_id"):
         raise MissingInputError(f"no project.json in {ws.root}: launch the project before queueing adjudication")
@@ -129,8 +117,6 @@ def _all_gold_ids(inputs: dict) -> set:
 
 def report(ws: Workspace, spec: Spec, result: CheckResult, project: dict[str, Any]) -> ReportFiles:
     """Write the report into the workspace's reports/ folder."""
-    from smo_labelstudio.warehouse.tables import save_quality_tables
-
     url = project.get("url")
     save_quality_tables(ws, result)  # consensus and agreement frames, for the warehouse
     return write_report(result, ws.reports, spec.title, project_url=url)
@@ -141,7 +127,8 @@ def run_pass(
 ) -> PassOutcome:
     """Every step in order; without `adjudicate`, Label Studio is not contacted."""
     ws = Workspace.for_title(spec.title, home)
-    ls = base_url = None
+    ls: Any = None
+    base_url = ""
     if adjudicate:
         load_inputs(ws)  # a missing table is the first thing to tell the user, before any connection
         ls, base_url = connect_label_studio()

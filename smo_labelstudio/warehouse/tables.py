@@ -23,17 +23,14 @@ import numpy as np
 import pandas as pd
 
 from smo_labelstudio.core.workspace import ANNOTATION_COLUMNS, LABEL_COLUMNS, Workspace, read_json, write_parquet
+from smo_labelstudio.metrics.progress import answers_per_task, progress
 from smo_labelstudio.quality import inputs as qi
+from smo_labelstudio.quality.tables import quality_dir
 from smo_labelstudio.warehouse.schema import ORDER, SCHEMA
 
 UNKNOWN = "unknown"  # the language of a row that has none (as the quality engine says)
 
 # --- files the warehouse reads besides the pulled tables ---------------------------------------
-
-
-def quality_dir(ws: Workspace) -> Path:
-    """Where the quality pass keeps its frames (consensus, agreement, annotators) for the warehouse."""
-    return ws.root / "tables" / "quality"
 
 
 def exports_log(ws: Workspace) -> Path:
@@ -42,31 +39,6 @@ def exports_log(ws: Workspace) -> Path:
 
 def flow_runs_log(ws: Workspace) -> Path:
     return ws.root / "tables" / "flow_runs.parquet"
-
-
-def save_quality_tables(ws: Workspace, result) -> None:
-    """Keep a quality pass's frames (a `CheckResult`) in the workspace, replacing the previous pass's."""
-    folder = quality_dir(ws)
-    pla = result.policy_language_alpha
-    long = (
-        pla.reset_index().melt(id_vars="policy", var_name="language", value_name="krippendorff_alpha")
-        if len(pla)
-        else pd.DataFrame(columns=["policy", "language", "krippendorff_alpha"])
-    )
-    frames = {
-        "consensus": result.consensus,
-        "policy_agreement": result.policy_agreement,
-        "language_agreement": result.language_agreement,
-        "policy_language_alpha": long,
-        "annotators": result.annotators,
-    }
-    for name, frame in frames.items():
-        write_parquet(
-            folder / f"{name}.parquet",
-            frame.reset_index(drop=True).astype(
-                {c: str for c in frame.columns if frame[c].dtype == object and c in ("task", "label", "annotator")}
-            ),
-        )
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -158,8 +130,6 @@ def _plans(ws: Workspace) -> pd.DataFrame:
 
 
 def _tasks(plan: pd.DataFrame, annotations: pd.DataFrame, spec) -> pd.DataFrame:
-    from smo_labelstudio.reports.operations import answers_per_task, progress
-
     if plan.empty:
         return plan
     _, per_task = progress(plan, annotations, spec)
