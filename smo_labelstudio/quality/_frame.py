@@ -208,7 +208,8 @@ def group_pairs(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     sizes = np.diff(np.r_[starts, n])
     if sizes.max() <= 64:
-        left, right = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        left: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+        right: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
         for shift in range(1, int(sizes.max())):
             same = np.flatnonzero(group[:-shift] == group[shift:])
             left.append(same)

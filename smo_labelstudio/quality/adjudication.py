@@ -41,9 +41,9 @@ def control_targets(label_config: str) -> dict[str, tuple[str, str]]:
     """Control name -> (result type, toName) for every control tag of a label config."""
     targets = {}
     for element in ET.fromstring(label_config).iter():
-        kind = RESULT_TYPES.get(element.tag)
-        if kind and element.get("name") and element.get("toName"):
-            targets[element.get("name")] = (kind, element.get("toName").split(",")[0])
+        kind, name, to_name = RESULT_TYPES.get(element.tag), element.get("name"), element.get("toName")
+        if kind and name and to_name:
+            targets[name] = (kind, to_name.split(",")[0])
     return targets
 
 

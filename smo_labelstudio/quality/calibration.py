@@ -121,7 +121,11 @@ class Calibration:
     def transform(self, confidence: np.ndarray | pd.Series) -> np.ndarray:
         """Calibrated confidences (the posteriors unchanged when not applied)."""
         raw = np.asarray(confidence, dtype=float)
-        return _apply(self.slope, self.intercept, raw) if self.applied else raw
+        if not self.applied:
+            return raw
+        if self.slope is None or self.intercept is None:
+            raise ValueError("an applied calibration needs its slope and intercept")
+        return _apply(self.slope, self.intercept, raw)
 
     def summary(self) -> dict[str, Any]:
         return {
