@@ -325,7 +325,7 @@ def gold_summary(rows: pd.DataFrame, annotators: pd.DataFrame | None, key: bytes
     n_answers = int(gold["n_annotators"].sum())
     correct = float((gold["gold_correct"].fillna(0) * gold["n_annotators"]).sum())
     low, high = wilson_interval(round(correct), n_answers)
-    per = []
+    per: list[dict[str, Any]] = []
     if annotators is not None and len(annotators):
         for r in annotators.sort_values("annotator").itertuples():
             if getattr(r, "gold_n", 0) and r.gold_n > 0:
@@ -624,7 +624,9 @@ def _plans(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFra
     items = read_plan(ws)
     if items.empty:
         raise ExportError(f"no launch plans in {ws.runs}: run `smo launch` first")
-    preds, by_plan, versions = [], {}, {}
+    preds: list[pd.DataFrame] = []
+    by_plan: dict[str, dict] = {}
+    versions: dict[str, set[str]] = {}
     for folder in sorted(p.parent for p in ws.runs.glob("*/plan.parquet")):
         v = by_plan[folder.name] = (read_json(folder / "manifest.json") or {}).get("versions") or {}
         for k, val in v.items():
