@@ -204,6 +204,12 @@ class Target:
             return f"{redact(self.pg_url)} (schema {self.schema})"
         return str(self.duckdb_path)
 
+    def duckdb_file(self) -> Path:
+        """The DuckDB file of an embedded target (`target()` always gives one without a URL)."""
+        if self.duckdb_path is None:
+            raise WarehouseError("no DuckDB file and no PostgreSQL URL")
+        return self.duckdb_path
+
 
 def embedded_path(ws: Workspace) -> Path:
     return ws.root / "warehouse.duckdb"
@@ -359,10 +365,10 @@ def publish(ws: Workspace, spec, where: Target | None = None, tables: dict[str, 
     where = where or target(ws)
     tables = tables if tables is not None else build_tables(ws, spec)
     project = ws.root.name
-    if where.engine == "postgres":
+    if where.pg_url:  # the postgres engine
         _publish_postgres(where.pg_url, where.schema, project, tables)
     else:
-        _publish_duckdb(where.duckdb_path, project, tables)
+        _publish_duckdb(where.duckdb_file(), project, tables)
     return {
         "project": project,
         "store": where.display(),
@@ -389,7 +395,7 @@ def publish_after_flow(ws: Workspace, spec) -> list[dict]:
 def query(where: Target, sql_text: str) -> tuple[list[str], list[tuple]]:
     """Run one read-only query; (column names, rows). A bad query is a WarehouseError with the
     engine's one-line message."""
-    if where.engine == "postgres":
+    if where.pg_url:  # the postgres engine
         with _pg_connect(where.pg_url, read_only=True) as conn:
             conn.execute(sql.SQL("set search_path to {}, public").format(sql.Identifier(where.schema)))
             conn.execute("set time zone 'UTC'")
@@ -400,20 +406,21 @@ def query(where: Target, sql_text: str) -> tuple[list[str], list[tuple]]:
             if cur.description is None:
                 return [], []
             return [d.name for d in cur.description], cur.fetchall()
-    if not where.duckdb_path.exists():
+    path = where.duckdb_file()
+    if not path.exists():
         raise WarehouseError(
-            f"no warehouse at {where.duckdb_path}: run a flow (`smo pull`) or `smo warehouse sync --spec SPEC` first"
+            f"no warehouse at {path}: run a flow (`smo pull`) or `smo warehouse sync --spec SPEC` first"
         )
     for attempt in range(20):  # a flow publishing holds the file for a moment
         try:
-            conn = duckdb.connect(str(where.duckdb_path), read_only=True)
+            conn = duckdb.connect(str(path), read_only=True)
             break
         except duckdb.IOException as exc:
             if attempt == 19:
-                raise WarehouseError(f"cannot open {where.duckdb_path}: {str(exc).splitlines()[0]}") from None
+                raise WarehouseError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
             time.sleep(0.5)
         except duckdb.Error as exc:
-            raise WarehouseError(f"cannot open {where.duckdb_path}: {str(exc).splitlines()[0]}") from None
+            raise WarehouseError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
     try:
         conn.execute("set TimeZone = 'UTC'")
         try:
