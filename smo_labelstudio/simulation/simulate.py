@@ -131,9 +131,14 @@ def list_project_tasks(
         batch = body.get("tasks", [])
         for t in batch:
             data, meta = t.get("data") or {}, t.get("meta") or {}
-            external_id = ledger.get(data.get("item_id"), data.get("external_id", meta.get("external_id")))
+            item_id, source_id = data.get("item_id"), data.get("external_id", meta.get("external_id"))
+            external_id = ledger.get(item_id, source_id) if item_id is not None else source_id
             text = data.get("text")
             annotations = t.get("annotations") or []
+            # The list's annotations may carry no `completed_by`; `annotators` (user ids) always does.
+            user_ids = {_user_id(a.get("completed_by")) for a in annotations} | {
+                _user_id(u) for u in t.get("annotators") or []
+            }
             tasks.append(
                 ProjectTask(
                     id=int(t["id"]),
@@ -141,12 +146,7 @@ def list_project_tasks(
                     text=text if isinstance(text, str) else None,
                     overlap=int(t.get("overlap") or default_overlap),
                     answered=sum(not a.get("was_cancelled") for a in annotations),
-                    # The list's annotations may carry no `completed_by`; `annotators` (user ids) always does.
-                    annotators=(
-                        {_user_id(a.get("completed_by")) for a in annotations}
-                        | {_user_id(u) for u in t.get("annotators") or []}
-                    )
-                    - {None},
+                    annotators={uid for uid in user_ids if uid is not None},
                 )
             )
         if not batch or len(tasks) >= int(body.get("total", 0)):
@@ -347,7 +347,7 @@ def _write_one(
     return None
 
 
-def _user_id(completed_by: object) -> int | None:
+def _user_id(completed_by: int | str | dict | None) -> int | None:
     """`completed_by` is a user id, or a user object in some serializations."""
     if isinstance(completed_by, dict):
         return completed_by.get("id")

@@ -80,10 +80,10 @@ def read_truth_file(path: Path, policies: tuple[str, ...]) -> TruthFile:
             raise SimulationInputError(f"{where}: {NO_VIOLATION} cannot be combined with another policy")
         # A violation without a severity keeps it unknown: annotators then guess one, and none is saved.
         truth = Truth(labels, _severity(row.get("severity"), where) if NO_VIOLATION not in labels else None)
-        if _present(row.get("external_id")):
-            found.by_external_id[_present(row["external_id"])] = truth
-        if _present(row.get("text")):
-            found.by_text[_present(row["text"])] = truth
+        if external_id := _present(row.get("external_id")):
+            found.by_external_id[external_id] = truth
+        if text := _present(row.get("text")):
+            found.by_text[text] = truth
     return found
 
 
