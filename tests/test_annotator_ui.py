@@ -136,7 +136,8 @@ def test_the_guidelines_open_by_themselves_when_an_annotator_starts_labeling(pag
     page.screenshot(path=str(ARTIFACTS / "guidelines-on-start.png"))
     # readable: headings get line height (the dialog's own left a wrapped title overlapping itself)
     ratios = page.locator(".smo-guidelines h1, .smo-guidelines h2").evaluate_all(
-        "els => els.map(e => { const s = getComputedStyle(e); return parseFloat(s.lineHeight) / parseFloat(s.fontSize); })"
+        "els => els.map(e => { const s = getComputedStyle(e); "
+        "return parseFloat(s.lineHeight) / parseFloat(s.fontSize); })"
     )
     assert ratios and min(ratios) >= 1.2, ratios
     page.keyboard.press("Escape")

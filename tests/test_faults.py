@@ -357,7 +357,7 @@ def test_a_pull_killed_half_way_then_the_next_pull_neither_loses_nor_duplicates(
 
     for stage in ("/exports/", "/download"):  # killed while the snapshot is made, then while it is read
         proxy = FaultyProxy(
-            label_studio.url, lambda m, p, n: "delay" if p.endswith(stage) else "forward", stall_seconds=30
+            label_studio.url, lambda m, p, n, stage=stage: "delay" if p.endswith(stage) else "forward", stall_seconds=30
         )
         try:
             run = subprocess.Popen(
@@ -368,7 +368,9 @@ def test_a_pull_killed_half_way_then_the_next_pull_neither_loses_nor_duplicates(
                 start_new_session=True,
             )
             wait_until(
-                lambda: any(p.endswith(stage) for _m, p, _a in proxy.seen) or run.poll() is not None,
+                lambda stage=stage, proxy=proxy, run=run: (
+                    any(p.endswith(stage) for _m, p, _a in proxy.seen) or run.poll() is not None
+                ),
                 120,
                 f"the pull to reach {stage}",
             )

@@ -112,7 +112,10 @@ def test_detection_accuracy_on_a_held_out_multilingual_sample(record_property, c
     correct = sum(code == lang for (lang, _), (code, _) in zip(rows, guesses))
     accuracy = correct / len(rows)
     wrong = [(lang, code, text[:40]) for (lang, text), (code, _) in zip(rows, guesses) if code != lang]
-    message = f"language detection accuracy {correct}/{len(rows)} = {accuracy:.3f} ({len(HELD_OUT)} languages); wrong: {wrong}"
+    message = (
+        f"language detection accuracy {correct}/{len(rows)} = {accuracy:.3f} "
+        f"({len(HELD_OUT)} languages); wrong: {wrong}"
+    )
     record_property("language_detection_accuracy", round(accuracy, 4))
     with capsys.disabled():
         print(f"\n{message}")
