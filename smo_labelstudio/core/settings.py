@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     ls_backoff: Seconds = Field(
         0.5, description="Base delay in seconds between attempts (doubled each time, jittered)."
     )
+    ls_ca_bundle: Path | None = Field(
+        None,
+        description="A PEM file of CA certificates to trust for Label Studio's HTTPS (a private CA), "
+        "on top of the usual public ones.",
+    )
 
     # -- the local stack
     ls_port: PositiveInt = Field(8080, description="Label Studio's port in the local stack.")

@@ -59,10 +59,39 @@ def backoff(attempt: int, base: float) -> float:
     return step + random.uniform(0, step)
 
 
-@functools.lru_cache(maxsize=1)
 def _tls() -> ssl.SSLContext:
-    """One TLS context for every client: httpx builds a new one per client (about 30 ms: the CA bundle)."""
-    return httpx.create_ssl_context()
+    """The TLS context of every Label Studio client: the public CAs, plus `SMO_LS_CA_BUNDLE`'s when set
+    (a server behind a private CA)."""
+    bundle = get_settings().ls_ca_bundle
+    return _tls_context(str(bundle) if bundle else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(bundle: str | None) -> ssl.SSLContext:
+    """One context per bundle, shared: httpx builds a new one per client (about 30 ms: the CA bundle)."""
+    context = httpx.create_ssl_context()
+    if bundle:
+        try:
+            context.load_verify_locations(cafile=bundle)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(
+                f"SMO_LS_CA_BUNDLE={bundle}: not a readable PEM file of CA certificates ({reason})"
+            ) from None
+    return context
+
+
+def untrusted_certificate(exc: BaseException) -> LabelStudioError | None:
+    """The one-line error for a Label Studio whose TLS certificate this machine does not trust (None when
+    `exc` is another failure): retrying cannot help, a CA bundle can."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" not in text and not isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+        return None
+    reason = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip(" )")
+    return LabelStudioError(
+        f"Label Studio's TLS certificate is not trusted ({reason}); set SMO_LS_CA_BUNDLE to the PEM file "
+        "of the CA that signed it"
+    )
 
 
 def _transient(resp: httpx.Response) -> bool:
@@ -82,12 +111,19 @@ class RetryTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.method not in IDEMPOTENT:
-            return super().handle_request(request)
+            try:
+                return super().handle_request(request)
+            except httpx.ConnectError as exc:
+                if (untrusted := untrusted_certificate(exc)) is not None:
+                    raise untrusted from None
+                raise
         started, last = time.monotonic(), ""
         for attempt in range(1, self.attempts + 1):
             try:
                 resp = super().handle_request(request)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                if (untrusted := untrusted_certificate(exc)) is not None:
+                    raise untrusted from None
                 last = f"{exc.__class__.__name__}"
             else:
                 if not _transient(resp):
@@ -168,7 +204,7 @@ logging.getLogger("httpx").addFilter(_RedactQuery())
 def reachable(url: str) -> bool:
     """True when Label Studio answers its health check."""
     try:
-        return httpx.get(f"{url}/health", timeout=5).status_code == 200
+        return httpx.get(f"{url}/health", timeout=5, verify=_tls()).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -178,7 +214,7 @@ def connect(url: str | None = None, token: str | None = None, timeout: float = D
     url, token = connection_settings(url, token)
     timeout = ls_timeout(timeout)
     return LabelStudio(
-        base_url=url,
+        base_url=url + "/",  # the SDK's token refresh urljoin()s onto it: without the slash a path prefix is lost
         api_key=token,
         timeout=timeout,
         httpx_client=httpx.Client(timeout=timeout, transport=RetryTransport()),
@@ -223,6 +259,7 @@ def validate_config(url: str, token: str, label_config: str) -> str | None:
         json={"label_config": label_config},
         headers={"Authorization": f"Token {token}"},
         timeout=60,
+        verify=_tls(),
     )
     if resp.status_code < 300:
         return None
