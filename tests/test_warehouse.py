@@ -17,6 +17,7 @@ import pytest
 from smo_cli import smo, stack_env
 from warehouse_data import synthetic_workspace
 
+from smo_labelstudio.core.jsonenc import jsonable
 from smo_labelstudio.core.postgres import PgUrl, create_database, drop_database
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace
@@ -41,7 +42,7 @@ def norm(rows: list) -> list[tuple]:
     """Query rows as comparable values: decimals and floats rounded to 6 places, times in UTC ISO text."""
 
     def one(v):
-        v = wh.jsonable(v)
+        v = jsonable(v)
         return round(float(v), 6) if isinstance(v, float) else v
 
     return [tuple(one(v) for v in row) for row in rows]

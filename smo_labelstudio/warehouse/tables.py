@@ -14,7 +14,6 @@ the team that runs the project).
 
 from __future__ import annotations
 
-import json
 import math
 from itertools import combinations
 from pathlib import Path
@@ -22,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from smo_labelstudio.core.workspace import ANNOTATION_COLUMNS, LABEL_COLUMNS, Workspace, read_json, write_parquet
+from smo_labelstudio.core.runlogs import exports_log, flow_runs_log
+from smo_labelstudio.core.runlogs import record_export as record_export  # re-exported: flows, tests
+from smo_labelstudio.core.runlogs import record_flow_run as record_flow_run  # re-exported: flows, tests
+from smo_labelstudio.core.workspace import ANNOTATION_COLUMNS, LABEL_COLUMNS, Workspace, read_json, read_plan
 from smo_labelstudio.metrics.progress import answers_per_task, progress
 from smo_labelstudio.quality import inputs as qi
 from smo_labelstudio.quality.tables import quality_dir
@@ -31,14 +33,6 @@ from smo_labelstudio.warehouse.schema import ORDER, SCHEMA
 UNKNOWN = "unknown"  # the language of a row that has none (as the quality engine says)
 
 # --- files the warehouse reads besides the pulled tables ---------------------------------------
-
-
-def exports_log(ws: Workspace) -> Path:
-    return ws.root / "tables" / "exports.parquet"
-
-
-def flow_runs_log(ws: Workspace) -> Path:
-    return ws.root / "tables" / "flow_runs.parquet"
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -99,10 +93,7 @@ def _language(values: pd.Series) -> pd.Series:
 
 
 def _plans(ws: Workspace) -> pd.DataFrame:
-    parts = []
-    for path in sorted(ws.runs.glob("*/plan.parquet")):
-        plan = pd.read_parquet(path).assign(plan_id=path.parent.name)
-        parts.append(plan)
+    plan = read_plan(ws)
     columns = [
         "item_id",
         "external_id",
@@ -116,15 +107,12 @@ def _plans(ws: Workspace) -> pd.DataFrame:
         "language_detected",
         "language_confidence",
     ]
-    if not parts:
+    if plan.empty:
         return pd.DataFrame(columns=columns)
-    plan = pd.concat(parts, ignore_index=True).drop_duplicates("item_id", keep="first")
     for column in ("language_detected", "language_confidence"):  # plans made before language detection
         if column not in plan.columns:
             plan[column] = False if column == "language_detected" else np.nan
     plan["language_detected"] = plan["language_detected"].fillna(False).astype(bool)
-    gold = plan["is_gold"].astype(bool)
-    plan["external_id"] = plan["external_id"].astype(str).where(~gold, "gold:" + plan["external_id"].astype(str))
     plan["language"] = _language(plan["language"])
     return plan.reset_index(drop=True)
 
@@ -350,58 +338,3 @@ def build_tables(ws: Workspace, spec) -> dict[str, pd.DataFrame]:
         "flow_runs": _read(flow_runs_log(ws)),
     }
     return {name: conform(frame, name, project) for name, frame in frames.items()}
-
-
-# --- the logs the warehouse publishes -----------------------------------------------------------
-
-
-def _append(path: Path, row: dict, key: list[str]) -> None:
-    old = _read(path)
-    frame = pd.concat([old, pd.DataFrame([row])], ignore_index=True) if len(old) else pd.DataFrame([row])
-    write_parquet(path, frame.drop_duplicates(key, keep="last").reset_index(drop=True))
-
-
-def record_export(ws: Workspace, summary: dict, sheet: dict, exported_at: pd.Timestamp | None = None) -> None:
-    """One row per export folder (a re-export to the same folder replaces its row)."""
-    splits = summary.get("splits", {})
-    files = sheet.get("files", {})
-    _append(
-        exports_log(ws),
-        {
-            "exported_at": exported_at or pd.Timestamp.now(tz="UTC").floor("ms"),
-            "out": str(summary["out"]),
-            "method": sheet.get("method"),
-            "seed": sheet.get("seed"),
-            "tasks": summary.get("tasks"),
-            **{s: int(splits.get(s, 0)) for s in ("train", "validation", "test", "gold", "excluded")},
-            "dataset_sha256": (files.get("dataset.parquet") or {}).get("sha256"),
-            "pull_watermark": sheet.get("pull_watermark"),
-        },
-        ["out"],
-    )
-
-
-def record_flow_run(
-    ws: Workspace, flow: str, flow_run_id: str, started_at, ended_at, state: str, counts: dict | None = None
-) -> None:
-    """One row per flow run (a run recorded again replaces its row). Only the summary's numbers and
-    flags are kept as `counts`: no path, URL or message goes into the warehouse."""
-    counts = {
-        k: v
-        for k, v in (counts or {}).items()
-        if isinstance(v, (bool, int, float)) and not (isinstance(v, float) and math.isnan(v))
-    }
-    started, ended = pd.Timestamp(started_at), pd.Timestamp(ended_at)
-    _append(
-        flow_runs_log(ws),
-        {
-            "flow_run_id": str(flow_run_id),
-            "flow": flow,
-            "started_at": started,
-            "ended_at": ended,
-            "seconds": round((ended - started).total_seconds(), 3),
-            "state": state,
-            "counts": json.dumps(counts, sort_keys=True),
-        },
-        ["flow_run_id"],
-    )
