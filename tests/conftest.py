@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from smo_labelstudio.labelstudio.auth import auth_header
 from smo_labelstudio.stack import control as stack
 from smo_labelstudio.stack import procs
 from smo_labelstudio.stack.services import Settings
@@ -35,11 +36,22 @@ os.environ["SMO_HOME"] = str(_SESSION_DIR / "no-stack")  # tests never touch a d
 
 @dataclass
 class LabelStudioServer:
+    """The session's Label Studio: legacy tokens off (the stack's default), `token` the admin's PAT."""
+
     url: str
     token: str
     email: str
     password: str
     home: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """`Authorization` for one raw request as the admin (the PAT's current access token)."""
+        return auth_header(self.url, self.token)
+
+    def headers_for(self, token: str) -> dict[str, str]:
+        """`Authorization` for one raw request with another token (an annotator's), of either kind."""
+        return auth_header(self.url, token)
 
 
 def _say(message: str) -> None:
@@ -59,7 +71,8 @@ def test_stack_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def label_studio(test_stack_settings: Settings) -> LabelStudioServer:
-    """A real Label Studio 1.23.2 on SQLite, started from the cached migrated template."""
+    """A real Label Studio 1.23.2 on SQLite, started from the cached migrated template, as `smo stack up`
+    makes it: legacy API tokens off, the admin's personal access token issued."""
     state = stack.up(test_stack_settings, _say, only=("label-studio",))
     creds = state["label_studio"]
     yield LabelStudioServer(

@@ -24,6 +24,7 @@ from smo_cli import smo, stack_env
 from test_launch_pull import _files, _project_tasks
 
 from smo_labelstudio.core.workspace import Workspace
+from smo_labelstudio.labelstudio.auth import auth_header
 from smo_labelstudio.stack import control as stack
 from smo_labelstudio.stack import procs
 
@@ -203,7 +204,7 @@ class _NoBackend:
 # -- the ML backend down during an import ------------------------------------------------------
 def _predictions_per_task(label_studio, project_id: int) -> dict[str, list]:
     """Model versions of each task's predictions, read per task from the predictions API."""
-    headers = {"Authorization": f"Token {label_studio.token}"}
+    headers = label_studio.headers
     return {
         t["data"]["item_id"]: sorted(
             p["model_version"]
@@ -316,7 +317,7 @@ def test_label_studio_killed_mid_import_then_restarted_and_rerun_imports_every_r
             f"{url}/api/projects/{m['project_id']}/export",
             timeout=300,
             params={"exportType": "JSON", "download_all_tasks": "true"},
-            headers={"Authorization": f"Token {token}"},
+            headers=auth_header(url, token),
         )
         items = [t["data"]["item_id"] for t in resp.json()]
         assert len(items) == len(set(items)) == rows
@@ -333,7 +334,7 @@ def _ls_annotations(label_studio, project_id: int) -> set[int]:
 def test_a_pull_killed_half_way_then_the_next_pull_neither_loses_nor_duplicates(annotated, label_studio, tmp_path):
     a = annotated
     before_state = json.loads(a.ws.pull_state.read_text())
-    headers = {"Authorization": f"Token {label_studio.token}"}
+    headers = label_studio.headers
     tasks = _project_tasks(label_studio, a.project_id)
     time.sleep(1.5)  # past the watermark's margin
     # New work since the last pull: one more answer, one changed, one deleted.

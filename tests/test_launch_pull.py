@@ -72,7 +72,7 @@ def _project_tasks(label_studio, project_id: int) -> list[dict]:
     return httpx.get(
         f"{label_studio.url}/api/projects/{project_id}/export",
         params={"exportType": "JSON", "download_all_tasks": "true"},
-        headers={"Authorization": f"Token {label_studio.token}"},
+        headers=label_studio.headers,
         timeout=300,
     ).json()
 
@@ -152,7 +152,7 @@ def test_an_interrupted_launch_resumes_and_imports_every_row_exactly_once(label_
     tasks = _project_tasks(label_studio, plan.project_id)
     items = [t["data"]["item_id"] for t in tasks]
     assert len(items) == len(set(items)) == 12
-    headers = {"Authorization": f"Token {label_studio.token}"}
+    headers = label_studio.headers
     versions = [
         [
             p["model_version"]
@@ -175,7 +175,7 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(
     assert smo(env, "pull", "--spec", str(spec)).stderr.strip().endswith("first")  # nothing launched yet
     m = json.loads(smo(env, "launch", "--spec", str(spec), "--data", str(data), "--json").stdout)
     tasks = _project_tasks(label_studio, m["project_id"])
-    headers = {"Authorization": f"Token {label_studio.token}"}
+    headers = label_studio.headers
     time.sleep(pull.MARGIN.total_seconds() + 0.5)  # the import is older than the margin a pull re-reads
 
     def annotate(task: dict, *policies: str) -> int:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from smo_labelstudio.labelstudio import client, configs
+from smo_labelstudio.labelstudio.auth import auth_header
 from smo_labelstudio.model.textmodel import MAX_TEXT_CHARS
 
 ENDPOINTS = [("GET", "/health"), ("POST", "/predict"), ("POST", "/setup"), ("GET", "/versions"), ("POST", "/webhook")]
@@ -105,7 +106,7 @@ def _wait_for_version(model_dir: Path, project: int, consensus_rows: int, timeou
 
 def _task_prediction(ls_url: str, token: str, task_id: int) -> list[dict]:
     """Open a task as the labeling screen does; Label Studio asks the backend when it has none."""
-    task = httpx.get(f"{ls_url}/api/tasks/{task_id}", headers={"Authorization": f"Token {token}"}, timeout=60)
+    task = httpx.get(f"{ls_url}/api/tasks/{task_id}", headers=auth_header(ls_url, token), timeout=60)
     task.raise_for_status()
     return task.json()["predictions"]
 
@@ -128,7 +129,7 @@ def test_label_studio_gets_predictions_and_annotations_retrain_the_model(ml_back
     assert predictions[0]["result"][0]["from_name"] == "policy"
 
     # Annotators label them as hate; each annotation fires Label Studio's webhook at the backend.
-    headers = {"Authorization": f"Token {label_studio.token}"}
+    headers = label_studio.headers
     for task_id in ids[1:13]:
         result = [
             {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["hate"]}},
@@ -183,7 +184,7 @@ def test_without_redis_retraining_runs_in_process(label_studio, ls_client, uniqu
     client.import_tasks(
         ls_client, project, [{"data": {"text": f"buy Quuxcoin {i}, guaranteed 900% return"}} for i in range(10)]
     )
-    headers = {"Authorization": f"Token {label_studio.token}"}
+    headers = label_studio.headers
     for task in client.list_tasks(ls_client, project):
         result = [{"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["spam_scams"]}}]
         httpx.post(

@@ -120,7 +120,7 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(
     outputs.append(flows.stdout + flows.stderr)
 
     # What must never appear anywhere.
-    headers = {"Authorization": f"Token {label_studio.token}"}
+    headers = label_studio.headers
     invite = httpx.get(f"{label_studio.url}/api/invite", headers=headers, timeout=60).json()["token"]
     caplog.set_level(logging.INFO, logger="httpx")
     annotators = ensure_annotators(2, label_studio.url, label_studio.token)  # as simulate does, logged at INFO

@@ -44,7 +44,7 @@ def _project(label_studio, ls_client, title: str, items: list[dict], overlap: in
     project_id = create_project(ls_client, title, ui["label_config"])
     resp = httpx.patch(
         f"{label_studio.url}/api/projects/{project_id}",
-        headers=_auth(label_studio.token),
+        headers=label_studio.headers,
         json={"maximum_annotations": overlap, "overlap_cohort_percentage": 100},
         timeout=60,
     )
@@ -53,14 +53,10 @@ def _project(label_studio, ls_client, title: str, items: list[dict], overlap: in
     return project_id
 
 
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Token {token}"}
-
-
 def _tasks(label_studio, project_id: int, token: str | None = None) -> list[dict]:
     resp = httpx.get(
         f"{label_studio.url}/api/tasks",
-        headers=_auth(token or label_studio.token),
+        headers=label_studio.headers_for(token or label_studio.token),
         timeout=60,
         params={"project": project_id, "fields": "all", "page_size": 500},
     )
@@ -92,7 +88,7 @@ def test_annotators_are_real_users_and_annotations_are_completed_by_them(label_s
     assert summary["tasks_simulated"] == 12 and summary["already_done"] == 0
     annotators = ensure_annotators(3, label_studio.url, label_studio.token)
     by_id = {a.user_id: a for a in annotators}
-    users = httpx.get(f"{label_studio.url}/api/users", headers=_auth(label_studio.token), timeout=60).json()
+    users = httpx.get(f"{label_studio.url}/api/users", headers=label_studio.headers, timeout=60).json()
     emails = {u["id"]: u["email"] for u in users}
     assert [emails[a.user_id] for a in annotators] == [annotator_email(i) for i in (1, 2, 3)]
     for annotator in annotators:  # each token acts as its own user, not as the admin
@@ -313,7 +309,7 @@ def test_a_rerun_with_more_annotators_never_gives_a_task_to_someone_who_answered
     assert first["annotations_written"] == 12 and second["annotations_written"] == 12
     exported = httpx.get(
         f"{label_studio.url}/api/projects/{project_id}/export",
-        headers=_auth(label_studio.token),
+        headers=label_studio.headers,
         params={"exportType": "JSON"},
         timeout=60,
     ).json()

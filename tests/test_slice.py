@@ -42,7 +42,7 @@ def test_label_studio_refuses_a_broken_config(ls_client, unique):
 
 
 def test_legacy_token_works_and_a_wrong_one_is_refused(label_studio):
-    ok = httpx.get(f"{label_studio.url}/api/projects", headers={"Authorization": f"Token {label_studio.token}"})
+    ok = httpx.get(f"{label_studio.url}/api/projects", headers=label_studio.headers)
     bad = httpx.get(f"{label_studio.url}/api/projects", headers={"Authorization": "Token " + "0" * 40})
     assert ok.status_code == 200
     assert bad.status_code == 401
@@ -53,7 +53,7 @@ def test_ml_backends_on_localhost_are_allowed(ls_client, label_studio, unique):
     project_id = client.create_project(ls_client, f"mlb {unique}", CONFIGS[0].read_text())
     resp = httpx.post(
         f"{label_studio.url}/api/ml",
-        headers={"Authorization": f"Token {label_studio.token}"},
+        headers=label_studio.headers,
         json={"url": "http://127.0.0.1:9", "project": project_id, "title": "local"},
     )
     assert "reserved network address" not in resp.text

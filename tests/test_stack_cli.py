@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from smo_labelstudio.labelstudio.auth import auth_header
 from smo_labelstudio.stack import procs
 
 SMO = str(Path(sys.executable).parent / "smo")
@@ -91,7 +92,7 @@ def test_up_twice_env_status_down(tmp_path):
             "PREFECT_API_URL",
         }
         r = httpx.get(
-            values["SMO_LS_URL"] + "/api/projects", headers={"Authorization": f"Token {values['SMO_LS_TOKEN']}"}
+            values["SMO_LS_URL"] + "/api/projects", headers=auth_header(values["SMO_LS_URL"], values["SMO_LS_TOKEN"])
         )
         assert r.status_code == 200
         assert httpx.get(values["PREFECT_API_URL"] + "/health").json() is True

@@ -315,7 +315,7 @@ def _label_studio_annotations(label_studio, project_id: int) -> int:
     resp = httpx.get(
         f"{label_studio.url}/api/projects/{project_id}/export",
         params={"exportType": "JSON"},
-        headers={"Authorization": f"Token {label_studio.token}"},
+        headers=label_studio.headers,
         timeout=120,
     )
     resp.raise_for_status()

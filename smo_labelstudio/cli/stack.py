@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Optional
 
 import typer
@@ -33,9 +34,17 @@ def stack_up(
         help="Run Label Studio and Prefect on PostgreSQL: postgresql://user@host:port/dbname "
         "(Prefect uses <dbname>_prefect). Default: SQLite under the state folder.",
     ),
+    legacy_token: bool = typer.Option(
+        False,
+        "--legacy-token",
+        help="Switch Label Studio's legacy API tokens on and issue one (the behaviour before personal access "
+        "tokens). Default (or SMO_LS_LEGACY_TOKEN=false): legacy tokens off, a personal access token issued.",
+    ),
 ) -> None:
     """Start the stack (idempotent), wait for every health check, print URLs and how to log in."""
     current = settings(postgres)
+    if legacy_token:
+        current = replace(current, legacy_token=True)
     state = stack.up(current, typer.echo)
     report = stack.status(current)
     ls_url = report["services"]["label-studio"]["url"]

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     prefect_port: PositiveInt = Field(4200, description="The Prefect server's port in the local stack.")
     backend_port: PositiveInt = Field(9090, description="The ML backend's port in the local stack.")
     ls_workers: PositiveInt = Field(4, description="Label Studio's web server workers in the local stack.")
+    ls_legacy_token: bool = Field(
+        False,
+        description="`smo stack up` with legacy API tokens on and a legacy token issued, as before 1.2x made "
+        "personal access tokens the default (same as `--legacy-token`).",
+    )
     postgres_url: SecretStr | None = Field(
         None, description="PostgreSQL for Label Studio and Prefect (`postgresql://...`; default SQLite)."
     )

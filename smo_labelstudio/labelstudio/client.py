@@ -17,9 +17,11 @@ from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.request_options import RequestOptions
 from label_studio_sdk.types import AllRolesProjectList, ImportApiRequest, RoleBasedTask
 
-from smo_labelstudio.core.errors import ConfigError, ServiceError
+from smo_labelstudio.core.errors import ConfigError
 from smo_labelstudio.core.settings import get_settings, secret
 from smo_labelstudio.core.state import load_state
+from smo_labelstudio.labelstudio.auth import TokenAuth
+from smo_labelstudio.labelstudio.tokens import LabelStudioError as LabelStudioError  # defined there, used from here
 
 DEFAULT_TIMEOUT = 300.0  # the SDK's 60 s is too short for large imports and exports
 NO_RETRY: RequestOptions = {"max_retries": 0}  # a retried POST can import twice: imports rely on external ids instead
@@ -30,12 +32,6 @@ ENVIRONMENT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx.H
 
 class ConnectionSettingsError(ConfigError, RuntimeError):
     """No Label Studio URL or token could be found."""
-
-
-class LabelStudioError(ServiceError):
-    """Label Studio refused a request; the message carries its status and reason."""
-
-    status: int = 0  # the HTTP status when Label Studio answered one (set by `_json`)
 
 
 class LabelStudioUnavailable(LabelStudioError):
@@ -144,11 +140,11 @@ def unavailable(method: str, path: str, attempts: int, seconds: float, last: str
 
 
 def http_client(url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, **kwargs) -> httpx.Client:
-    """An httpx client for Label Studio: token header, `SMO_LS_TIMEOUT`, retries for idempotent requests."""
-    headers = {"Authorization": f"Token {token}"} if token else {}
+    """An httpx client for Label Studio: the token (either kind, see `auth.TokenAuth`), `SMO_LS_TIMEOUT`,
+    retries for idempotent requests."""
     return httpx.Client(
         base_url=url,
-        headers=headers | kwargs.pop("headers", {}),
+        auth=TokenAuth(url, token, verify=_tls()) if token else None,
         timeout=ls_timeout(timeout),
         transport=RetryTransport(),
         **kwargs,
@@ -213,6 +209,7 @@ def connect(url: str | None = None, token: str | None = None, timeout: float = D
     """An SDK client for the configured Label Studio."""
     url, token = connection_settings(url, token)
     timeout = ls_timeout(timeout)
+    TokenAuth(url, token, verify=_tls()).header()  # a refused PAT: our one line (TokenRejected), not the SDK's
     return LabelStudio(
         base_url=url + "/",  # the SDK's token refresh urljoin()s onto it: without the slash a path prefix is lost
         api_key=token,
@@ -254,13 +251,8 @@ def create_project(
 
 def validate_config(url: str, token: str, label_config: str) -> str | None:
     """Ask Label Studio whether it accepts a label config: None if it does, else its reason."""
-    resp = httpx.post(
-        f"{url}/api/projects/validate/",
-        json={"label_config": label_config},
-        headers={"Authorization": f"Token {token}"},
-        timeout=60,
-        verify=_tls(),
-    )
+    with http_client(url, token, timeout=60) as http:
+        resp = http.post("/api/projects/validate/", json={"label_config": label_config})
     if resp.status_code < 300:
         return None
     try:
@@ -517,7 +509,8 @@ def tasks_page(
 
 
 def post_annotation(http: httpx.Client, task_id: int, body: dict, headers: dict[str, str]) -> httpx.Response:
-    """POST one annotation to a task as the user whose token is in `headers` (never retried)."""
+    """POST one annotation to a task as the user whose `Authorization` is in `headers` (never retried;
+    the client's own token is then not sent)."""
     return http.post(f"/api/tasks/{task_id}/annotations/", json=body, headers=headers)
 
 

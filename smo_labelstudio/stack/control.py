@@ -53,7 +53,7 @@ def _credentials(state: dict) -> None:
         {
             "email": ADMIN_EMAIL,
             "password": secrets.token_urlsafe(18),
-            "token": secrets.token_hex(20),  # 40 hex characters, the legacy token format
+            "token": secrets.token_hex(20),  # a legacy token until `up` records the admin's PAT here
         },
     )
     state.setdefault("backend", {})
@@ -90,6 +90,8 @@ def up(settings: Settings, say: Say = print, only: tuple[str, ...] | None = None
             if record:
                 if procs.wait_healthy(svc.health_url, record, timeout=120, auth=svc.health_auth(state)) is None:
                     say(f"{svc.name}: already running at {svc.url}")
+                    svc.ready(state, say)
+                    save_state(home, state)
                     continue
                 raise StackError(f"{svc.name}: running (pid {record['pid']}) but not healthy (log: {svc.log})")
             if svc.port and procs.port_in_use(settings.host, svc.port):
@@ -110,6 +112,8 @@ def up(settings: Settings, say: Say = print, only: tuple[str, ...] | None = None
             if problem:
                 raise StackError(f"{svc.name}: {problem} (log: {svc.log})")
             say(f"{svc.name}: healthy")
+            svc.ready(state, say)
+            save_state(home, state)
     except BaseException as exc:  # roll back what this call started, Ctrl-C included
         for name in reversed(started):
             procs.stop(state["services"].pop(name))

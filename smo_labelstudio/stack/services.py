@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from smo_labelstudio.core.paths import REPO_ROOT, cache_home
 from smo_labelstudio.core.postgres import PgUrl
 from smo_labelstudio.core.settings import get_settings, secret
 from smo_labelstudio.core.taxonomy import load_taxonomy
+from smo_labelstudio.labelstudio.auth import LEGACY, PAT, token_kind
+from smo_labelstudio.labelstudio.users import issue_pat, legacy_token, login, pat_works, set_legacy_tokens
 from smo_labelstudio.stack.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
 
 Say = Callable[[str], None]
@@ -46,6 +49,7 @@ class Settings:
     postgres_url: str | None = None
     ls_workers: int = 4
     redis_url: str = "redis://127.0.0.1:6379/0"
+    legacy_token: bool = False  # legacy API tokens on and one issued; default: off, a PAT issued
 
     @classmethod
     def from_env(cls, home: Path, postgres_url: str | None = None) -> Settings:
@@ -59,6 +63,7 @@ class Settings:
             postgres_url=postgres_url or secret(env.postgres_url),
             ls_workers=env.ls_workers,
             redis_url=env.redis_url,
+            legacy_token=env.ls_legacy_token,
         )
 
     @property
@@ -138,6 +143,9 @@ class _Service:
         """Credentials the health check needs (none by default)."""
         return None
 
+    def ready(self, state: dict, say: Say) -> None:
+        """Work once it answers, on every `up` (nothing by default)."""
+
 
 class LabelStudio(_Service):
     """Label Studio 1.23.2 from its own environment, served by gunicorn."""
@@ -160,14 +168,15 @@ class LabelStudio(_Service):
     def environ(
         self, state: dict | None = None, pg: PgUrl | None = None, data_dir: Path | None = None
     ) -> dict[str, str]:
-        """Settings for a local deployment: legacy token on, localhost ML backends and webhooks
-        allowed, error reporting, analytics and version checks off so no content leaves the machine."""
+        """Settings for a local deployment: legacy tokens off unless asked for (`legacy_token`), localhost ML
+        backends and webhooks allowed, error reporting, analytics and version checks off so no content leaves
+        the machine."""
         env = _clean_environ()
         env.update(
             {
                 "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir or self.data_dir),
                 "LABEL_STUDIO_HOST": self.url,
-                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true" if self.s.legacy_token else "false",
                 "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
                 "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
                 "SENTRY_DSN": "",
@@ -198,21 +207,41 @@ class LabelStudio(_Service):
 
     # -- one-time preparation ---------------------------------------------------------------
     def prepare(self, state: dict, say: Say) -> None:
-        """Build the environment, seed a migrated database, create the admin account and token."""
+        """Build the environment, seed a migrated database, create the admin account (and, with
+        `legacy_token`, its legacy token; a PAT can only be made once it answers: `ready`)."""
         creds = state["label_studio"]
         LABEL_STUDIO_ENV.ensure(say)
         if creds.get("initialized_for") == self.s.database and self._database_present():
             return
         self._seed_database(say)
         # Credentials go through the environment, not argv, so `ps` never shows them.
-        env = self.environ() | {
-            "LABEL_STUDIO_USERNAME": creds["email"],
-            "LABEL_STUDIO_PASSWORD": creds["password"],
-            "LABEL_STUDIO_USER_TOKEN": creds["token"],
-        }
-        argv = [str(LABEL_STUDIO_ENV.bin("label-studio")), "init", "--quiet", "--enable-legacy-api-token"]
+        env = self.environ() | {"LABEL_STUDIO_USERNAME": creds["email"], "LABEL_STUDIO_PASSWORD": creds["password"]}
+        argv = [str(LABEL_STUDIO_ENV.bin("label-studio")), "init", "--quiet"]
+        if self.s.legacy_token:
+            recorded = creds.get("token", "")
+            env["LABEL_STUDIO_USER_TOKEN"] = recorded if recorded and token_kind(recorded) == LEGACY else _legacy()
+            argv.append("--enable-legacy-api-token")
         _run_logged(self.name, argv, env, None, self.log, timeout=900)
         creds["initialized_for"] = self.s.database
+
+    def ready(self, state: dict, say: Say) -> None:
+        """Once it answers, as the admin (a session): the organization's legacy tokens switched on or off
+        as asked, then the token recorded as `label_studio.token` (what `smo stack env` exports): the
+        legacy token, or the admin's PAT. The recorded PAT is kept while Label Studio takes it; a lost or
+        revoked one is replaced (Label Studio keeps one per user: the old one is revoked first)."""
+        creds = state["label_studio"]
+        with login(self.url, creds["email"], creds["password"]) as session:
+            jwt = set_legacy_tokens(session, self.s.legacy_token)
+            if self.s.legacy_token:
+                token = legacy_token(session)
+            else:
+                recorded = creds.get("pat")
+                token = recorded if recorded and pat_works(self.url, recorded) else issue_pat(session)
+                if token != recorded:
+                    say(f"{self.name}: issued a personal access token for {creds['email']}")
+                creds["pat"] = token
+        creds["token"], creds["token_kind"] = token, (LEGACY if self.s.legacy_token else PAT)
+        creds["legacy_tokens_enabled"] = bool(jwt.get("legacy_api_tokens_enabled"))
 
     def _database_present(self) -> bool:
         pg = self.s.pg
@@ -454,6 +483,11 @@ class MLWorker(MLBackend):
             ],
             REPO_ROOT / "ml_backend",
         )
+
+
+def _legacy() -> str:
+    """A new legacy token: 40 hex characters."""
+    return secrets.token_hex(20)
 
 
 def redis_answers(url: str) -> bool:
