@@ -40,6 +40,7 @@ def plan_batch(params: LaunchParams, url: str, token: str) -> launch.Plan:
         params.sample,
         params.batch_size,
         params.seed,
+        adopt=params.adopt,
     )
 
 

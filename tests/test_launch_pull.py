@@ -117,11 +117,15 @@ def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(
         and "rows read 16 = imported 0 + duplicates 2 + quarantined 2 + already present 12" in human.stdout
     )
 
-    shutil.rmtree(ws.root)  # a lost workspace: Label Studio's own item ids keep the rows out
+    # A lost workspace takes its project back with --adopt (never by title): Label Studio's own item ids
+    # keep the rows out.
+    shutil.rmtree(ws.root)
+    adopt = ("--adopt", str(m["project_id"]))
     lost = json.loads(
-        smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), "--json").stdout
+        smo(env, "launch", "--spec", str(spec), "--data", str(data), "--gold", str(gold), *adopt, "--json").stdout
     )
     assert (lost["imported"], lost["gold"], lost["already_present"]) == (0, 0, 12) and lost["counts_add_up"]
+    assert lost["project_id"] == m["project_id"]
     assert len(_project_tasks(label_studio, m["project_id"])) == 15
 
 

@@ -39,10 +39,18 @@ def launch(
         help="Tasks per import request (Label Studio re-plans overlap over the project on each one: fewer is faster).",
     ),
     seed: int = typer.Option(0, "--seed"),
+    adopt: Optional[int] = typer.Option(
+        None,
+        "--adopt",
+        metavar="PROJECT_ID",
+        help="Make this Label Studio project the workspace's own (when the recorded one was deleted or renamed); "
+        "its label config is set to the spec's.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run manifest as one JSON object."),
 ) -> None:
     """Create (or top up) the spec's labeling project from a file: validate, de-duplicate, sample,
-    mix in gold, pre-annotate, import. Re-running imports only what is missing."""
+    mix in gold, pre-annotate, import. Re-running imports only what is missing. The workspace keeps the
+    project's id: later launches use that project, never another found by its title."""
     from tqdm import tqdm  # noqa: PLC0415 - start-up time
 
     load_spec(spec)  # a bad spec fails here, before Prefect starts
@@ -54,6 +62,7 @@ def launch(
         sample=sample,
         batch_size=batch_size,
         seed=seed,
+        adopt=adopt,
     )
     prefect_ready()
     create_tasks = load_flow("create_tasks")

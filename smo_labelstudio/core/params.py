@@ -36,6 +36,12 @@ class LaunchParams(BaseModel):
     )
     batch_size: int = Field(10_000, ge=1, le=100_000, description="tasks per import request")
     seed: int = 0
+    adopt: Optional[int] = Field(
+        None,
+        ge=1,
+        description="a Label Studio project id this workspace takes as its project (after the recorded one was "
+        "deleted or renamed); without it a launch uses the project it recorded, or creates one",
+    )
 
 
 class PullParams(BaseModel):

@@ -4,7 +4,12 @@ One folder per spec title under `$SMO_HOME/workspaces/`. Gold answers live only 
 Community lets every account read every project), as do run manifests, quarantined rows, the pulled
 tables the quality engine reads, and reports. Writers replace files atomically.
 
-    project.json             {"project_id", "url", "title", "config"} once the project exists
+    project.json             {"project_id", "url", "title", "config", "ls_title", "adopted"}: the project
+                             this workspace owns, written the moment a launch creates it (or `--adopt` names
+                             it); later launches use that id, never a title lookup. `title` is the spec's,
+                             `ls_title` the title Label Studio showed when it was recorded or adopted
+    project.pending.json     {"marker", "title"} while a launch creates the project: the marker is in the new
+                             project's description, so a launch killed before recording finds it again
     runs/<plan_id>/          one folder per launch plan: plan.parquet (every item with its text,
                              language, is_gold, batch), batches.json, manifest.json, quarantine and
                              duplicates, predictions/batch-*.parquet (the pre-annotations imported),
@@ -81,6 +86,10 @@ class Workspace:
         return self.root / "project.json"
 
     @property
+    def pending_project_file(self) -> Path:
+        return self.root / "project.pending.json"
+
+    @property
     def runs(self) -> Path:
         return self.root / "runs"
 
@@ -118,6 +127,10 @@ class Workspace:
         """The recorded project (`project_id`, ...) or None before the first launch."""
         return read_json(self.project_file)
 
+    def record_project(self, record: dict[str, Any]) -> None:
+        """Record the project this workspace owns (atomically: a crash leaves the old record or the new)."""
+        write_json(self.project_file, record)
+
 
 class WorkspaceFileError(InputError, OSError):
     """A workspace file exists but cannot be read (truncated, garbled, half-written by hand): the
@@ -134,7 +147,8 @@ class WorkspaceFileError(InputError, OSError):
 
 _REBUILD = "delete it and run `smo pull --full` to rebuild the tables from Label Studio"
 _ADVICE = {
-    "project.json": "delete it and re-run `smo launch` (the project is found again by its title)",
+    "project.json": "delete it and re-run `smo launch` with --adopt PROJECT_ID (the id in the project's "
+    "Label Studio address, /projects/ID/); without --adopt a launch creates a new project",
     "pull_state.json": _REBUILD,
     "annotations.parquet": _REBUILD,
     "labels.parquet": _REBUILD,

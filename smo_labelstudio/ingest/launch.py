@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -88,13 +89,14 @@ def _file_digest(path: Path | None) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else "-"
 
 
-def _known_items(ws: Workspace) -> dict[str, str]:
-    """Item ids and content hashes of every item a launch of this workspace imported (done batches);
-    `plan_launch` adds the item ids the project holds, which a lost workspace no longer knows."""
+def _known_items(ws: Workspace, project_id: int) -> dict[str, str]:
+    """Item ids and content hashes of every item a launch of this workspace imported into this project (done
+    batches; a plan saved before plans named their project is this project's unless `--adopt` moved the
+    workspace since); `plan_launch` adds the item ids the project holds, which a lost workspace no longer knows."""
     known: dict[str, str] = {}
     for plan_file in sorted(ws.runs.glob("*/plan.parquet")):
         done = set((read_json(plan_file.parent / "batches.json") or {}).get("done", []))
-        if not done:
+        if not done or (read_json(plan_file.parent / "plan.json") or {}).get("project_id", project_id) != project_id:
             continue
         plan = read_table(plan_file, columns=["item_id", "content_hash", "batch"])
         for item, digest in plan.loc[plan["batch"].isin(done), ["item_id", "content_hash"]].itertuples(index=False):
@@ -174,22 +176,118 @@ def _needs(label_config: str) -> dict:
     return {"needs_text": "$text" in label_config, "needs_image": "$image" in label_config}
 
 
-def ensure_project(spec: Spec, url: str, token: str, ui: dict | None = None) -> int:
-    """The spec's project (found by title, else created with its config, guidelines and overlap)."""
+def ensure_project(
+    spec: Spec,
+    url: str,
+    token: str,
+    ui: dict | None = None,
+    *,
+    home: Path | None = None,
+    adopt: int | None = None,
+) -> int:
+    """The workspace's project (`resolve_project`), with the spec's overlap set."""
     ui = ui or labeling_interface(spec.config)
-    ls = client.connect(url, token)
-    project_id = client.find_project(ls, spec.title)
-    if project_id is None:
-        project_id = client.create_project(
-            ls,
-            spec.title,
-            ui["label_config"],
-            instructions=ui["instructions"],
-            description=f"Created by `smo launch`; config {spec.config}, taxonomy {ui['taxonomy_version']}, "
-            f"guidelines {ui['guidelines_version']}.",
-        )
+    project_id = resolve_project(spec, url, token, Workspace.for_title(spec.title, home), ui, adopt)
     client.set_overlap(url, token, project_id, *overlap_settings(spec))
     return project_id
+
+
+def resolve_project(spec: Spec, url: str, token: str, ws: Workspace, ui: dict, adopt: int | None = None) -> int:
+    """Which project this launch fills. The id is the identity, never the title:
+
+    - `adopt` given: that project becomes the workspace's (its label config and guidelines set to the spec's);
+    - a project recorded: that one, if Label Studio still has it under the title recorded; a project that is
+      gone, or renamed since, is refused in one line naming `--adopt` (a rename confirmed with `--adopt <same id>`
+      is recorded, and later launches take it silently);
+    - none recorded: a new project, recorded before any further call; never one found by title (another
+      project with our title is someone else's). A launch killed between creating and recording it finds its
+      own project again by the marker it put in the description (`project.pending.json`)."""
+    if adopt is not None:
+        return _adopt(spec, url, token, ws, ui, adopt)
+    recorded = ws.project()
+    if recorded and recorded.get("project_id") is not None:
+        project_id = int(recorded["project_id"])
+        title = client.project_title(url, token, project_id)
+        expected = recorded.get("ls_title", recorded.get("title"))
+        if title is None:
+            raise LaunchError(
+                f"project {project_id} (recorded in {ws.project_file}) is gone from Label Studio at {url}: "
+                f"re-run `smo launch` with --adopt PROJECT_ID to continue in another project (an empty one works)"
+            )
+        if title != expected:
+            raise LaunchError(
+                f"project {project_id} (recorded in {ws.project_file}) is now titled {title!r}, not {expected!r}: "
+                f"re-run `smo launch` with --adopt {project_id} to keep it, or --adopt PROJECT_ID for another"
+            )
+        return project_id
+    return _create(spec, url, token, ws, ui)
+
+
+def _record(ws: Workspace, spec: Spec, url: str, project_id: int, ls_title: str, adopted: bool) -> None:
+    ws.record_project(
+        {
+            "project_id": project_id,
+            "url": f"{url}/projects/{project_id}/data",
+            "title": spec.title,
+            "config": spec.config,
+            "ls_title": ls_title,
+            "adopted": adopted,
+        }
+    )
+
+
+def _create(spec: Spec, url: str, token: str, ws: Workspace, ui: dict) -> int:
+    ls = client.connect(url, token)
+    pending = read_json(ws.pending_project_file)
+    if pending and pending.get("title") == spec.title:  # a launch killed right after creating it
+        found = client.find_project(ls, spec.title, marker=pending["marker"])
+        if found is not None:
+            _record(ws, spec, url, found, spec.title, adopted=False)
+            ws.pending_project_file.unlink(missing_ok=True)
+            return found
+    else:
+        pending = {"marker": f"smo-launch-{secrets.token_hex(8)}", "title": spec.title}
+        write_json(ws.pending_project_file, pending)
+    project_id = client.create_project(
+        ls,
+        spec.title,
+        ui["label_config"],
+        instructions=ui["instructions"],
+        description=f"Created by `smo launch`; config {spec.config}, taxonomy {ui['taxonomy_version']}, "
+        f"guidelines {ui['guidelines_version']} ({pending['marker']}).",
+    )
+    _record(ws, spec, url, project_id, spec.title, adopted=False)  # first, before any other call can fail
+    ws.pending_project_file.unlink(missing_ok=True)
+    return project_id
+
+
+def _adopt(spec: Spec, url: str, token: str, ws: Workspace, ui: dict, project_id: int) -> int:
+    title = client.project_title(url, token, project_id)
+    if title is None:
+        raise LaunchError(f"--adopt {project_id}: Label Studio at {url} has no project {project_id} this token can see")
+    client.update_project(
+        url,
+        token,
+        project_id,
+        label_config=ui["label_config"],
+        expert_instruction=ui["instructions"],
+        show_instruction=bool(ui["instructions"]),
+    )
+    previous = ws.project()
+    if previous and previous.get("project_id") not in (None, project_id):
+        _stamp_plans(ws, int(previous["project_id"]))
+    _record(ws, spec, url, project_id, title, adopted=True)
+    ws.pending_project_file.unlink(missing_ok=True)
+    return project_id
+
+
+def _stamp_plans(ws: Workspace, project_id: int) -> None:
+    """Name the project of plans saved before plans recorded one, as the workspace moves to another project:
+    their items are in the old project, not the new one."""
+    for plan_json in ws.runs.glob("*/plan.json"):
+        saved = read_json(plan_json) or {}
+        if "project_id" not in saved:
+            write_json(plan_json, {**saved, "project_id": project_id})
 
 
 def plan_launch(
@@ -202,14 +300,18 @@ def plan_launch(
     batch_size: int = 10_000,
     seed: int = 0,
     home: Path | None = None,
+    adopt: int | None = None,
 ) -> Plan:
-    """Read, validate, de-duplicate, sample and mix in gold; save the plan (or load the saved one)."""
+    """Read, validate, de-duplicate, sample and mix in gold; save the plan (or load the saved one). The
+    project is the workspace's (`resolve_project`; `adopt` names another), part of the plan's key."""
     if batch_size < 1:
         raise LaunchError("batch size must be at least 1")
     ui = labeling_interface(spec.config)
     ws = Workspace.for_title(spec.title, home)
+    project_id = ensure_project(spec, url, token, ui, home=home, adopt=adopt)
     inputs = json.dumps(
         {
+            "project_id": project_id,
             "spec": spec.model_dump(),
             "data": _file_digest(data),
             "gold": _file_digest(gold),
@@ -220,16 +322,6 @@ def plan_launch(
         sort_keys=True,
     )
     plan_id = hashlib.sha256(inputs.encode()).hexdigest()[:12]
-    project_id = ensure_project(spec, url, token, ui)
-    write_json(
-        ws.project_file,
-        {
-            "project_id": project_id,
-            "url": f"{url}/projects/{project_id}/data",
-            "title": spec.title,
-            "config": spec.config,
-        },
-    )
     folder = ws.runs / plan_id
     versions = {
         "taxonomy": ui["taxonomy_version"],
@@ -246,7 +338,7 @@ def plan_launch(
             ws, plan_id, project_id, read_table(folder / "plan.parquet"), saved["counts"], versions, label_config
         )
 
-    known = _known_items(ws)
+    known = _known_items(ws, project_id)
     for item in client.task_ids_by_item(url, token, project_id):  # a lost workspace or an abandoned plan
         known.setdefault(item, item)
     prepared = prepare(read_rows(data), spec.columns, **_needs(ui["label_config"]), file=str(data), known=known)
@@ -294,6 +386,7 @@ def plan_launch(
         folder / "plan.json",
         {
             "plan_id": plan_id,
+            "project_id": project_id,
             "counts": counts,
             "data": str(data),
             "gold": str(gold) if gold else None,

@@ -218,13 +218,29 @@ def connect(url: str | None = None, token: str | None = None, timeout: float = D
     )
 
 
-def find_project(ls: LabelStudio, title: str) -> int | None:
-    """The id of the project with this exact title, if there is one."""
+def find_project(ls: LabelStudio, title: str, marker: str | None = None) -> int | None:
+    """The id of the project with this exact title (and, given a `marker`, whose description holds it), if
+    there is one. A launch finds its own half-recorded project by marker, never someone else's by title."""
     projects: Iterable[AllRolesProjectList] = ls.projects.list(title=title)  # the SDK's pager leaves T unbound
     for project in projects:
-        if project.title == title:
+        if project.title == title and (marker is None or marker in (project.description or "")):
             return project.id
     return None
+
+
+def project_title(url: str, token: str, project_id: int) -> str | None:
+    """A project's title, or None when Label Studio has no such project (404: deleted, or not visible)."""
+    with http_client(url, token, timeout=120) as http:
+        resp = project_detail(http, project_id)
+        if resp.status_code == 404:
+            return None
+        return str(_json(resp).get("title") or "")
+
+
+def update_project(url: str, token: str, project_id: int, **fields: object) -> None:
+    """PATCH a project's fields (Label Studio refuses a label config that drops labels annotations use)."""
+    with http_client(url, token, timeout=120) as http:
+        _json(http.patch(f"/api/projects/{project_id}", json=fields))
 
 
 def create_project(
