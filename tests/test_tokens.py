@@ -10,7 +10,6 @@ import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -20,6 +19,7 @@ from smo_cli import smo, stack_env
 from test_launch_pull import _files
 
 from smo_labelstudio.core.state import state_path
+from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.labelstudio import rest
 from smo_labelstudio.labelstudio.auth import LEGACY, PAT, TokenAuth, token_kind
 from smo_labelstudio.labelstudio.client import http_client
@@ -182,7 +182,7 @@ def test_pat_runs_launch_simulate_pull_quality_export_and_a_refused_access_token
     paths = [p for _m, p, _a in proxy.seen]
     assert paths.index(refused[0]) > paths.index("/api/users/")  # refused mid-pull, after the first read
     assert _refresh_count(proxy) == 2  # one trade at the start, one after the 401
-    labels = pd.read_parquet(Path(tmp_path / "home" / "workspaces" / f"pat-line-{unique}" / "labels.parquet"))
+    labels = pd.read_parquet(Workspace(tmp_path / "home" / "workspaces" / f"pat-line-{unique}").labels)
     assert len(labels) == 45
 
 
