@@ -7,7 +7,19 @@ import sys
 
 import typer
 
-from smo_labelstudio.cli import backend, batches, configs, demo, export, quality, report, simulate, stack, warehouse
+from smo_labelstudio.cli import (
+    backend,
+    batches,
+    configs,
+    demo,
+    doctor,
+    export,
+    quality,
+    report,
+    simulate,
+    stack,
+    warehouse,
+)
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Safety-model-operations data production on Label Studio."
@@ -26,6 +38,7 @@ app.command("export")(export.export)
 app.command("sql")(warehouse.sql)
 app.add_typer(warehouse.warehouse_app, name="warehouse")
 app.command("demo")(demo.demo)
+app.command("doctor")(doctor.doctor)
 
 
 def main() -> None:

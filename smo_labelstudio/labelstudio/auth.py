@@ -21,6 +21,7 @@ from smo_labelstudio.labelstudio.tokens import (
     rejected,
     shared_access,
     token_kind,
+    untrusted_certificate,
 )
 
 __all__ = ["LEGACY", "PAT", "TokenAuth", "auth_header", "token_kind"]
@@ -45,9 +46,14 @@ class TokenAuth(httpx.Auth):
 
     def _exchange(self) -> str:
         """Trade the PAT for an access token (a POST of its own, outside any client's auth)."""
-        resp = httpx.post(
-            self.url + REFRESH_PATH, json={"refresh": self._token}, verify=self._verify, timeout=self._timeout
-        )
+        try:
+            resp = httpx.post(
+                self.url + REFRESH_PATH, json={"refresh": self._token}, verify=self._verify, timeout=self._timeout
+            )
+        except httpx.ConnectError as exc:
+            if (untrusted := untrusted_certificate(exc)) is not None:
+                raise untrusted from None  # one line naming SMO_LS_CA_BUNDLE
+            raise
         if resp.status_code in (400, 401, 403):
             raise rejected(resp.status_code, resp.text)
         if resp.status_code >= 300:

@@ -22,6 +22,7 @@ from smo_labelstudio.core.settings import get_settings, secret
 from smo_labelstudio.core.state import load_state
 from smo_labelstudio.labelstudio.auth import TokenAuth
 from smo_labelstudio.labelstudio.tokens import LabelStudioError as LabelStudioError  # defined there, used from here
+from smo_labelstudio.labelstudio.tokens import untrusted_certificate as untrusted_certificate
 
 DEFAULT_TIMEOUT = 300.0  # the SDK's 60 s is too short for large imports and exports
 NO_RETRY: RequestOptions = {"max_retries": 0}  # a retried POST can import twice: imports rely on external ids instead
@@ -75,19 +76,6 @@ def _tls_context(bundle: str | None) -> ssl.SSLContext:
                 f"SMO_LS_CA_BUNDLE={bundle}: not a readable PEM file of CA certificates ({reason})"
             ) from None
     return context
-
-
-def untrusted_certificate(exc: BaseException) -> LabelStudioError | None:
-    """The one-line error for a Label Studio whose TLS certificate this machine does not trust (None when
-    `exc` is another failure): retrying cannot help, a CA bundle can."""
-    text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" not in text and not isinstance(exc.__cause__, ssl.SSLCertVerificationError):
-        return None
-    reason = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip(" )")
-    return LabelStudioError(
-        f"Label Studio's TLS certificate is not trusted ({reason}); set SMO_LS_CA_BUNDLE to the PEM file "
-        "of the CA that signed it"
-    )
 
 
 def _transient(resp: httpx.Response) -> bool:
@@ -198,10 +186,13 @@ logging.getLogger("httpx").addFilter(_RedactQuery())
 
 
 def reachable(url: str) -> bool:
-    """True when Label Studio answers its health check."""
+    """True when Label Studio answers its health check; an untrusted TLS certificate is an error naming
+    SMO_LS_CA_BUNDLE, not a server that is down."""
     try:
         return httpx.get(f"{url}/health", timeout=5, verify=_tls()).status_code == 200
-    except httpx.HTTPError:
+    except httpx.HTTPError as exc:
+        if (untrusted := untrusted_certificate(exc)) is not None:
+            raise untrusted from None
         return False
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -108,9 +109,24 @@ _SHARED_LOCK = threading.Lock()
 
 def shared_access(url: str, token: str, exchange: Callable[[], str]) -> AccessTokens:
     """The process-wide `AccessTokens` for this server and PAT: every client of a run shares one
-    access token instead of trading the PAT again per client (keyed by a hash: no token kept as a key)."""
+    access token instead of trading the PAT again per client (keyed by a hash: no token kept as a key).
+    The newest client's `exchange` is the one used, so a changed setting (SMO_LS_CA_BUNDLE) takes effect."""
     key = (url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest())
     with _SHARED_LOCK:
         if key not in _SHARED:
             _SHARED[key] = AccessTokens(exchange)
+        _SHARED[key]._exchange = exchange
         return _SHARED[key]
+
+
+def untrusted_certificate(exc: BaseException) -> LabelStudioError | None:
+    """The one-line error for a Label Studio whose TLS certificate this machine does not trust (None when
+    `exc` is another failure): retrying cannot help, a CA bundle can."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" not in text and not isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+        return None
+    reason = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip(" )")
+    return LabelStudioError(
+        f"Label Studio's TLS certificate is not trusted ({reason}); set SMO_LS_CA_BUNDLE to the PEM file "
+        "of the CA that signed it"
+    )
