@@ -21,7 +21,14 @@ import pytest
 from smo_cli import smo, stack_env
 from test_launch_pull import _files
 
-from smo_labelstudio.labelstudio.users import annotator_email, annotator_password, ensure_annotators
+from smo_labelstudio.labelstudio.users import (
+    annotator_email,
+    annotator_password,
+    annotator_token_path,
+    ensure_annotators,
+    password_key,
+    stored_annotator_token,
+)
 from smo_labelstudio.stack.control import state_path
 
 
@@ -123,8 +130,13 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(
     headers = label_studio.headers
     invite = httpx.get(f"{label_studio.url}/api/invite", headers=headers, timeout=60).json()["token"]
     caplog.set_level(logging.INFO, logger="httpx")
-    annotators = ensure_annotators(2, label_studio.url, label_studio.token)  # as simulate does, logged at INFO
-    fresh = ensure_annotators(1, label_studio.url, label_studio.token, prefix=f"leak-{unique}")  # signs up
+    # The very PATs the simulate run used, kept in its state folder (0600): taken again from there, as the
+    # next run does (logged at INFO), and still the same.
+    used = [stored_annotator_token(label_studio.url, annotator_email(i), home) for i in (1, 2)]
+    assert all(used)
+    annotators = ensure_annotators(2, label_studio.url, label_studio.token, home=home)
+    assert [a.token for a in annotators] == used
+    fresh = ensure_annotators(1, label_studio.url, label_studio.token, prefix=f"leak-{unique}", home=home)  # signs up
     assert "/user/signup/" in caplog.text  # the invite link was requested (and logged without its query)
     secrets = {
         "ls token": label_studio.token,
@@ -135,13 +147,25 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(
     }
     for i, a in enumerate(annotators, start=1):
         secrets[f"annotator {i} token"] = a.token
-        secrets[f"annotator {i} password"] = annotator_password(label_studio.token, annotator_email(i))
+        secrets[f"annotator {i} password"] = annotator_password(
+            password_key(label_studio.token, home), annotator_email(i)
+        )
     secrets["new annotator token"] = fresh[0].token
     assert all(len(v) >= 8 for v in secrets.values())
 
     leaks = [f"httpx log: {w}" for w, v in secrets.items() if v in caplog.text]
     leaks += [f"command output: {w}" for w, v in secrets.items() for text in outputs if v in text]
-    leaks += _files_containing(home, secrets, skip=set())
+    # The annotators' token files are their secret store: 0600 in a 0700 folder, each holding its own PAT
+    # and no other secret; every other file in the state folder is searched.
+    store = annotator_token_path(label_studio.url, annotator_email(1), home).parent
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    kept = {p for p in store.iterdir() if p.suffix == ".json"}
+    assert kept == {annotator_token_path(label_studio.url, a.email, home) for a in [*annotators, *fresh]}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in store.iterdir())
+    for a in [*annotators, *fresh]:
+        text = annotator_token_path(label_studio.url, a.email, home).read_text()
+        assert a.token in text and not [w for w, v in secrets.items() if v in text and v != a.token]
+    leaks += _files_containing(home, secrets, skip={store})
     leaks += _files_containing(out, secrets, skip=set())
 
     # The service logs we write; the state file is the secret store (0600) and Label Studio's own

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,21 @@ import httpx
 import pandas as pd
 import pytest
 
+from smo_labelstudio.core.state import annotator_secret, state_path
 from smo_labelstudio.core.workspace import Workspace, slug, write_json, write_parquet
+from smo_labelstudio.labelstudio.auth import PAT, token_kind
 from smo_labelstudio.labelstudio.client import create_project, import_tasks
 from smo_labelstudio.labelstudio.configs import labeling_interface
-from smo_labelstudio.labelstudio.users import annotator_email, ensure_annotators
+from smo_labelstudio.labelstudio.users import (
+    SessionError,
+    annotator_email,
+    annotator_password,
+    annotator_token_path,
+    ensure_annotators,
+    login,
+    pat_works,
+    stored_annotator_token,
+)
 from smo_labelstudio.simulation.answers import Targets, Truth, accuracy_matrix, answer, rng_for
 from smo_labelstudio.simulation.simulate import SimulationSettings, simulate
 from smo_labelstudio.simulation.truth import load_saved_truth, read_confusion, read_truth_file, truth_path
@@ -234,6 +246,23 @@ def _smo(home: Path, label_studio, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _kept_tokens(label_studio, home: Path, n: int) -> list[str]:
+    """The PATs a run kept for annotators 1..n: each file 0600 in a 0700 folder, each token acting as its
+    annotator."""
+    tokens = []
+    for i in range(1, n + 1):
+        path = annotator_token_path(label_studio.url, annotator_email(i), home)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        token = stored_annotator_token(label_studio.url, annotator_email(i), home)
+        assert token and token_kind(token) == PAT
+        me = httpx.get(
+            f"{label_studio.url}/api/current-user/whoami", headers=label_studio.headers_for(token), timeout=60
+        )
+        assert me.status_code == 200 and me.json()["email"] == annotator_email(i)
+        tokens.append(token)
+    return tokens
+
+
 def test_cli_reads_the_project_from_the_workspace(label_studio, ls_client, tmp_path, unique):
     title = f"Simulate CLI {unique}"
     spec = tmp_path / "spec.yaml"
@@ -265,12 +294,16 @@ def test_cli_reads_the_project_from_the_workspace(label_studio, ls_client, tmp_p
         "already_done": 0,
     }
     assert summary["left_for_later"] == 2 and summary["seconds"] > 0
-    tokens = [label_studio.token] + [a.token for a in ensure_annotators(2, label_studio.url, label_studio.token)]
+    # The very PATs the run used: kept in its state folder, 0600, and in none of its output.
+    used = _kept_tokens(label_studio, home, 2)
+    tokens = [label_studio.token, *used]
     assert not [t for t in tokens if t in first.stdout + first.stderr]
 
     rest = _smo(home, label_studio, "--spec", str(spec), "--annotators", "2")
     assert rest.returncode == 0, rest.stderr
     assert "4 annotations written" in rest.stdout and "3 of 5 tasks already done" in rest.stdout
+    assert not [t for t in tokens if t in rest.stdout + rest.stderr]
+    assert _kept_tokens(label_studio, home, 2) == used  # the next process reused them: nothing revoked
     truth = pd.read_parquet(home / "workspaces" / slug(title) / "simulation" / "truth.parquet")
     assert truth["task"].nunique() == 5
 
@@ -316,3 +349,91 @@ def test_a_rerun_with_more_annotators_never_gives_a_task_to_someone_who_answered
     for task in exported:
         who = [a["completed_by"] for a in task["annotations"]]
         assert len(who) == 4 and len(set(who)) == 4, (task["id"], who)
+
+
+_CONCURRENT = """
+import hashlib, pathlib, sys, time
+from smo_labelstudio.labelstudio.users import ensure_annotators, pat_works
+annotators = ensure_annotators(2, prefix=sys.argv[1])
+print("ready", flush=True)
+while not pathlib.Path(sys.argv[2]).exists():
+    time.sleep(0.05)
+for a in annotators:  # a fresh exchange: a PAT the other process revoked would fail here
+    print(a.user_id, pat_works(a.url, a.token), hashlib.sha256(a.token.encode()).hexdigest())
+"""
+
+
+def test_concurrent_runs_share_the_kept_pats_instead_of_revoking_each_others(label_studio, tmp_path, unique):
+    env = {**os.environ, "SMO_HOME": str(tmp_path / "home"), "SMO_LS_URL": label_studio.url}
+    env["SMO_LS_TOKEN"] = label_studio.token  # through the environment: argv is visible to `ps`
+    go, prefix = tmp_path / "go", f"conc-{unique}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CONCURRENT, prefix, str(go)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    try:
+        assert [p.stdout.readline().strip() for p in procs] == ["ready", "ready"]  # both hold their tokens
+        go.touch()
+        outputs = [p.communicate(timeout=120)[0].splitlines() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 2  # the same users and the same PATs
+    assert all(line.split()[1] == "True" for line in outputs[0]), "a process's PAT was revoked by the other"
+
+
+def test_a_kept_pat_is_replaced_only_when_label_studio_rejects_it(label_studio, tmp_path, unique):
+    home, other_home, prefix = tmp_path / "home", tmp_path / "other", f"keep-{unique}"
+    email = annotator_email(1, prefix)
+    first = ensure_annotators(1, label_studio.url, label_studio.token, prefix=prefix, home=home)[0]
+    assert stored_annotator_token(label_studio.url, email, home) == first.token
+    again = ensure_annotators(1, label_studio.url, label_studio.token, prefix=prefix, home=home)[0]
+    assert again.token == first.token and pat_works(label_studio.url, first.token)  # reused, nothing revoked
+
+    # Another state folder makes its own PAT, which revokes ours (one per user): ours is then replaced.
+    theirs = ensure_annotators(1, label_studio.url, label_studio.token, prefix=prefix, home=other_home)[0]
+    assert theirs.token != first.token and not pat_works(label_studio.url, first.token)
+    replaced = ensure_annotators(1, label_studio.url, label_studio.token, prefix=prefix, home=home)[0]
+    assert replaced.token not in (first.token, theirs.token) and replaced.user_id == first.user_id
+    assert stored_annotator_token(label_studio.url, email, home) == replaced.token
+
+    # A damaged file is replaced too, still 0600.
+    path = annotator_token_path(label_studio.url, email, home)
+    path.write_text("{not json")
+    fixed = ensure_annotators(1, label_studio.url, label_studio.token, prefix=prefix, home=home)[0]
+    assert pat_works(label_studio.url, fixed.token) and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stored_annotator_token(label_studio.url, email, home) == fixed.token
+
+
+def test_annotator_passwords_come_from_the_stack_secret_not_the_admin_token(label_studio, tmp_path, unique):
+    assert annotator_secret(label_studio.home)  # `smo stack up` made one, in the 0600 state file
+    secret, home = f"stack-secret-{unique}", tmp_path / "stack"
+    write_json(state_path(home), {"label_studio": {"annotator_secret": secret}})
+    prefix = f"pw-{unique}"
+    email = annotator_email(1, prefix)
+    made = ensure_annotators(1, label_studio.url, label_studio.token, prefix=prefix, home=home)[0]
+    with login(label_studio.url, email, annotator_password(secret, email)):
+        pass
+    with pytest.raises(SessionError):
+        with login(label_studio.url, email, annotator_password(label_studio.token, email)):
+            pass
+
+    # Another admin token (here another account's PAT): the account still logs in to make a new PAT.
+    rotated = ensure_annotators(1, label_studio.url, label_studio.token, prefix=f"pw2-{unique}", home=home)[0].token
+    annotator_token_path(label_studio.url, email, home).unlink()
+    back = ensure_annotators(1, label_studio.url, rotated, prefix=prefix, home=home)[0]
+    assert back.user_id == made.user_id and back.token != made.token
+
+    # Without a stack state the admin token is the key; such an account still works once there is one.
+    old, bare = f"pwold-{unique}", tmp_path / "bare"
+    before = ensure_annotators(1, label_studio.url, label_studio.token, prefix=old, home=bare)[0]
+    with login(
+        label_studio.url, annotator_email(1, old), annotator_password(label_studio.token, annotator_email(1, old))
+    ):
+        pass
+    after = ensure_annotators(1, label_studio.url, label_studio.token, prefix=old, home=home)[0]
+    assert after.user_id == before.user_id

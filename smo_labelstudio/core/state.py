@@ -35,3 +35,10 @@ def load_state(home: Path | None = None) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise StateError(f"state file {path} is unreadable ({exc}); move it away and run `smo stack up`") from None
+
+
+def annotator_secret(home: Path | None = None) -> str | None:
+    """The stack's key for simulated annotators' passwords (`label_studio.annotator_secret`, made once by
+    `smo stack up`), None without a stack state or before `up` recorded one."""
+    value = load_state(home).get("label_studio", {}).get("annotator_secret")
+    return value if isinstance(value, str) and value else None

@@ -56,6 +56,7 @@ def _credentials(state: dict) -> None:
             "token": secrets.token_hex(20),  # a legacy token until `up` records the admin's PAT here
         },
     )
+    state["label_studio"].setdefault("annotator_secret", secrets.token_urlsafe(32))  # simulated annotators' passwords
     state.setdefault("backend", {})
     state["backend"].setdefault("user", BACKEND_USER)
     state["backend"].setdefault("password", secrets.token_urlsafe(24))
