@@ -182,8 +182,8 @@ def test_pat_runs_launch_simulate_pull_quality_export_and_a_refused_access_token
     paths = [p for _m, p, _a in proxy.seen]
     assert paths.index(refused[0]) > paths.index("/api/users/")  # refused mid-pull, after the first read
     assert _refresh_count(proxy) == 2  # one trade at the start, one after the 401
-    labels = pd.read_parquet(Workspace(tmp_path / "home" / "workspaces" / f"pat-line-{unique}").labels)
-    assert len(labels) == 45
+    annotations = pd.read_parquet(Workspace(tmp_path / "home" / "workspaces" / f"pat-line-{unique}").annotations)
+    assert len(annotations) == 45  # one row per Label Studio annotation (labels holds one per control and value)
 
 
 def test_the_backends_stdlib_client_refreshes_once_on_a_401(label_studio, ls_client, unique):
