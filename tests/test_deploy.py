@@ -383,7 +383,7 @@ def test_prefect_yaml_has_a_deployment_for_every_flow():
         crons = [s["cron"] for s in deployment.get("schedules", [])]
         assert (len(crons) == 1) == (name in DAILY), name
     assert config["pull"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == "{{ $SMO_APP_DIR }}"
-    serve = (REPO_ROOT / "smo_labelstudio" / "batch_cli.py").read_text()
+    serve = (REPO_ROOT / "smo_labelstudio" / "cli" / "batches.py").read_text()
     for name in flows:
         assert f"{name}/smo" in serve, f"`smo serve` does not serve {name}"
 
