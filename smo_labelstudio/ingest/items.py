@@ -81,8 +81,12 @@ class Prepared:
 
 
 def normalize(text: str | None) -> str:
-    """Content as compared for duplicates: NFKC, case-folded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text or "").casefold().split())
+    """Content as compared for duplicates: NFKC, case-folded, whitespace collapsed (ASCII text is its own
+    NFKC form and case-folds as it lowercases: the fast path most rows take)."""
+    text = text or ""
+    if text.isascii():
+        return " ".join(text.lower().split())
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def content_hash(text: str | None, image: str | None) -> str:
@@ -96,6 +100,8 @@ def item_id(external_id: str, kind: str = "item") -> str:
 
 
 def _text(value) -> str | None:
+    if type(value) is str:  # what CSV and JSON cells mostly are
+        return value
     if value is None:
         return None
     if isinstance(value, float) and value != value:
@@ -150,6 +156,7 @@ def prepare(
             raise SourceError(f"the spec's label config shows {what} but `columns:` maps no column for it")
     quarantined: list[_Quarantined] = []
     mapped: list[_Mapped] = []
+    wanted = (columns.id, columns.text, columns.image, columns.language, columns.source)
     for row in rows:
         if row.fields is None:
             quarantined.append(
@@ -157,10 +164,8 @@ def prepare(
             )
             continue
         values = row.fields
-        get = lambda col, values=values: _text(values.get(col)) if col else None
-        external_id, text, image = get(columns.id), get(columns.text), get(columns.image)
-        language, source = get(columns.language), get(columns.source)
-        if langdetect.missing(language):
+        external_id, text, image, language, source = (_text(values.get(col)) if col else None for col in wanted)
+        if language is not None and langdetect.missing(language):
             language = None  # an empty cell is no language (detected below), not an unknown code
         fields = {"text": text, "image": image, "language": language}
         problem = _problem(fields, columns, needs_text, needs_image)
@@ -177,7 +182,7 @@ def prepare(
             continue
         # A row without a language gets a detected one (flagged, with its confidence); a given one is kept.
         detected, confidence = False, None
-        if langdetect.missing(language) and text:
+        if language is None and text:
             code, score = langdetect.detect(text)
             if code is not None:
                 language, detected, confidence = code, True, score
@@ -201,7 +206,10 @@ def prepare(
     for f in mapped:
         by_id.setdefault(f["external_id"], set()).add(f["content_hash"])
     conflicted = {eid for eid, hashes in by_id.items() if len(hashes) > 1}
-    rows_of = {eid: [f["row"] for f in mapped if f["external_id"] == eid] for eid in conflicted}
+    rows_of: dict[str, list[int]] = {eid: [] for eid in conflicted}
+    for f in mapped:
+        if f["external_id"] in rows_of:
+            rows_of[f["external_id"]].append(f["row"])
 
     items: list[_Mapped] = []
     duplicates: list[dict[str, object]] = []

@@ -61,6 +61,7 @@ class Plan:
     counts: dict
     versions: dict
     label_config: str
+    overlap: tuple[int, int] = (1, 100)  # the spec's (`maximum_annotations`, cohort %), applied after the last batch
 
     @property
     def folder(self) -> Path:
@@ -322,6 +323,8 @@ def plan_launch(
         sort_keys=True,
     )
     plan_id = hashlib.sha256(inputs.encode()).hexdigest()[:12]
+    with _overlap_lock:
+        _failed_plans.discard(plan_id)  # a new run of the plan: batches go in under IMPORT_OVERLAP again
     folder = ws.runs / plan_id
     versions = {
         "taxonomy": ui["taxonomy_version"],
@@ -335,7 +338,14 @@ def plan_launch(
         if saved is None:  # written before plan.parquet: gone only if removed by hand
             raise WorkspaceFileError(folder / "plan.json", "missing beside plan.parquet")
         return Plan(
-            ws, plan_id, project_id, read_table(folder / "plan.parquet"), saved["counts"], versions, label_config
+            ws,
+            plan_id,
+            project_id,
+            read_table(folder / "plan.parquet"),
+            saved["counts"],
+            versions,
+            label_config,
+            overlap_settings(spec),
         )
 
     known = _known_items(ws, project_id)
@@ -395,7 +405,7 @@ def plan_launch(
     )
     write_parquet(folder / "plan.parquet", batch)  # last: its presence means the plan is complete
     _append_quarantine(ws, quarantine, plan_id)
-    return Plan(ws, plan_id, project_id, batch, counts, versions, label_config)
+    return Plan(ws, plan_id, project_id, batch, counts, versions, label_config, overlap_settings(spec))
 
 
 def _merge_gold_answers(ws: Workspace, answers: pd.DataFrame) -> None:
@@ -485,8 +495,42 @@ def prediction_rows(rows: pd.DataFrame, predictions: list[dict]) -> pd.DataFrame
     return pd.DataFrame(out, columns=PREDICTION_COLUMNS)
 
 
+# While batches go in, the project asks for one annotator per task; the spec's overlap is applied once,
+# after the last batch. Label Studio re-plans the overlap cohort across the whole project after every import
+# into a project with a cohort (`maximum_annotations` > 1, cohort < 100 %), so ten batches of 10,000 would
+# pay 1 + 2 + ... + 10 re-plans of 10,000 tasks; this way a launch pays one, as a single import request does.
+IMPORT_OVERLAP = (1, 100)
+_overlap_lock = threading.Lock()
+_failed_plans: set[str] = set()  # plans a batch failed for in this run: their other batches keep the spec's overlap
+
+
+def _replans(overlap: tuple[int, int]) -> bool:
+    """Whether Label Studio re-plans the cohort on every import under these overlap settings."""
+    return overlap[0] > 1 and overlap[1] < 100
+
+
 def import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[str, tuple[str, str]] | None) -> dict:
-    """Pre-annotate and import one batch, exactly once (see the module docstring)."""
+    """Pre-annotate and import one batch, exactly once (see the module docstring); after the plan's last
+    batch, apply the spec's overlap (one re-plan, see `IMPORT_OVERLAP`). An import that fails puts the spec's
+    overlap back before the error goes up (best effort: a killed launch's re-run sets it in `ensure_project`)."""
+    try:
+        result = _import_batch(plan, batch, url, token, backend)
+    except Exception:
+        if _replans(plan.overlap):
+            try:
+                with _overlap_lock:
+                    _failed_plans.add(plan.plan_id)
+                    client.set_overlap(url, token, plan.project_id, *plan.overlap)
+            except Exception:  # noqa: BLE001, S110 - Label Studio failing is what the raised error reports
+                pass
+        raise
+    if _replans(plan.overlap) and (plan.plan_id in _failed_plans or not pending_batches(plan)):
+        with _overlap_lock:
+            client.set_overlap(url, token, plan.project_id, *plan.overlap)
+    return result
+
+
+def _import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[str, tuple[str, str]] | None) -> dict:
     rows = plan.items[plan.items["batch"] == batch]
     state = _batch_state(plan)
     if batch in state["done"]:
@@ -522,6 +566,10 @@ def import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[st
         if predictions is not None:
             task["predictions"] = [predictions[i]]
         tasks.append(task)
+    if _replans(plan.overlap) and len(pending_batches(plan)) > 1:  # the last one goes in under either setting
+        with _overlap_lock:
+            if plan.plan_id not in _failed_plans:  # after a failure, batches still queued keep the spec's
+                client.set_overlap(url, token, plan.project_id, *IMPORT_OVERLAP)
     _mark(plan, batch, "started")
     imported = _send(plan, batch, rows, tasks, url, token)
     if predictions is not None:

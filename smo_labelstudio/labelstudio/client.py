@@ -387,14 +387,21 @@ def connect_stack_backend(url: str, token: str, project_id: int) -> dict | None:
     return connect_backend(url, token, project_id, backend[0], *backend[1], webhook_secret)
 
 
-def set_overlap(url: str, token: str, project_id: int, maximum_annotations: int, cohort_percentage: int) -> None:
+def set_overlap(url: str, token: str, project_id: int, maximum_annotations: int, cohort_percentage: int) -> bool:
     """Label Studio's overlap: `cohort_percentage` % of tasks get `maximum_annotations` annotators, the rest
-    one. Changed only when different: a change makes Label Studio re-plan overlap across the project."""
+    one. Changed only when different (True when changed): a change makes Label Studio re-plan overlap across
+    the project within the PATCH. The two settings are read from the project list (`include`), not the
+    project detail, which counts every task and annotation first (seconds on a big project)."""
     wanted = {"maximum_annotations": maximum_annotations, "overlap_cohort_percentage": cohort_percentage}
-    with http_client(url, token, timeout=120) as http:
-        current = _json(http.get(f"/api/projects/{project_id}"))
-        if any(current.get(k) != v for k, v in wanted.items()):
-            _json(http.patch(f"/api/projects/{project_id}", json=wanted))
+    with http_client(url, token, timeout=1800) as http:  # the PATCH re-plans every task
+        body = _json(http.get("/api/projects/", params={"ids": project_id, "include": ",".join(["id", *wanted])}))
+        found = body.get("results", []) if isinstance(body, dict) else body
+        if len(found) != 1:
+            raise LabelStudioError(f"project {project_id} is not in Label Studio (or this token cannot see it)")
+        if all(found[0].get(k) == v for k, v in wanted.items()):
+            return False
+        _json(http.patch(f"/api/projects/{project_id}", json=wanted))
+    return True
 
 
 def tasks_with_data(url: str, token: str, project_id: int, key: str, values: list[str]) -> dict[str, int]:
