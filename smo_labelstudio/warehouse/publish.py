@@ -62,129 +62,28 @@ class WarehouseError(ServiceError, ValueError):
     """The store cannot be reached or used as asked; the message says why (never with a password)."""
 
 
-def _r(expr: str, places: int = 4) -> str:
-    """Round a float expression the same way on both engines."""
-    return f"round(cast({expr} as numeric(18,6)), {places})"
+# Stable views for the questions a project manager asks every day, one .sql file each in views/ (in the
+# order they are created: a view may read the ones before it). Every view has `language`, with '(all)' for
+# every language together. The Wilson bounds in v_annotator_quality_daily are written out in SQL (z = 1.96).
+VIEW_ORDER = (
+    "v_progress_daily",
+    "v_eta",
+    "v_annotator_quality_daily",
+    "v_agreement_trend",
+    "v_throughput",
+    "v_task_lead_times",
+    "v_preannotation_acceptance",
+)
+VIEWS_DIR = Path(__file__).with_name("views")
 
 
-def _wilson(k: str, n: str, bound: str) -> str:
-    """Wilson 95% interval bound of k successes in n trials (n already NULL when zero)."""
-    sign = "-" if bound == "low" else "+"
-    p = f"(cast({k} as float8) / {n})"
-    return _r(
-        f"({p} + 1.9208 / {n} {sign} 1.96 * sqrt({p} * (1 - {p}) / {n} + 0.9604 / ({n} * {n}))) / (1 + 3.8416 / {n})"
-    )
+def _view_sql(name: str) -> str:
+    """A view's query, without its leading comment lines."""
+    lines = (VIEWS_DIR / f"{name}.sql").read_text(encoding="utf-8").splitlines()
+    return "\n".join(line for line in lines if not line.startswith("--")).strip()
 
 
-def _answer_lead_time(q: str) -> str:
-    """The q-quantile of the lead times of answers (skipped annotations left out)."""
-    return f"percentile_cont({q}) within group (order by case when was_cancelled then null else lead_time end)"
-
-
-# Stable views for the questions a project manager asks every day. Every view has `language`, with
-# '(all)' for every language together.
-VIEWS: dict[str, str] = {
-    "v_progress_daily": f"""
-        with daily as (
-            select project, coalesce(language, '(all)') as language, day, count(*) as answers
-            from annotations where not was_cancelled
-            group by grouping sets ((project, language, day), (project, day))
-        ), targets as (
-            select project, coalesce(language, '(all)') as language,
-                   cast(sum(target_answers) as bigint) as target_answers
-            from tasks group by grouping sets ((project, language), (project))
-        ), running as (
-            select project, language, day, answers,
-                   cast(sum(answers) over (partition by project, language order by day
-                                           rows between unbounded preceding and current row) as bigint)
-                       as cumulative_answers,
-                   avg(cast(answers as float8)) over (partition by project, language order by day
-                                                      rows between 6 preceding and current row) as rate
-            from daily
-        )
-        select r.project, r.language, r.day, r.answers, r.cumulative_answers, t.target_answers,
-               greatest(t.target_answers - r.cumulative_answers, 0) as remaining_answers,
-               {_r("r.rate", 2)} as answers_per_day_7d,
-               cast(ceil(greatest(t.target_answers - r.cumulative_answers, 0) / nullif(r.rate, 0)) as integer)
-                   as eta_days,
-               r.day + cast(ceil(greatest(t.target_answers - r.cumulative_answers, 0) / nullif(r.rate, 0))
-                            as integer) as eta_date
-        from running r join targets t on t.project = r.project and t.language = r.language""",
-    "v_eta": """
-        select project, language, day as as_of, cumulative_answers, target_answers, remaining_answers,
-               answers_per_day_7d, eta_days, eta_date
-        from (select *, row_number() over (partition by project, language order by day desc) as latest
-              from v_progress_daily) p
-        where latest = 1""",
-    "v_annotator_quality_daily": f"""
-        with base as (
-            select project, annotator, day, coalesce(language, '(all)') as language,
-                   cast(sum(answers) as bigint) as answers, cast(sum(gold_n) as bigint) as gold_n,
-                   cast(sum(gold_correct) as bigint) as gold_correct,
-                   cast(sum(consensus_n) as bigint) as consensus_n,
-                   cast(sum(consensus_agree) as bigint) as consensus_agree
-            from annotator_daily
-            group by grouping sets ((project, annotator, day, language), (project, annotator, day))
-        ), n as (
-            select *, cast(nullif(gold_n, 0) as float8) as g, cast(nullif(consensus_n, 0) as float8) as c from base
-        )
-        select project, annotator, day, language, answers, gold_n, gold_correct,
-               {_r("gold_correct / g")} as gold_accuracy,
-               {_wilson("gold_correct", "g", "low")} as gold_ci_low,
-               {_wilson("gold_correct", "g", "high")} as gold_ci_high,
-               consensus_n, {_r("consensus_agree / c")} as consensus_agreement
-        from n""",
-    "v_agreement_trend": f"""
-        with per_policy as (
-            select project, day, language, policy, n_pairs, agreeing_pairs from agreement_task_label
-            where n_annotators >= 2
-            union all
-            select project, day, language, '(policy set)' as policy, n_pairs, agreeing_pairs from agreement_task
-            where n_annotators >= 2
-        )
-        select project, day, coalesce(language, '(all)') as language, policy, count(*) as tasks,
-               cast(sum(n_pairs) as bigint) as pairs, cast(sum(agreeing_pairs) as bigint) as agreeing_pairs,
-               {_r("cast(sum(agreeing_pairs) as float8) / nullif(sum(n_pairs), 0)")} as pair_agreement
-        from per_policy
-        group by grouping sets ((project, day, language, policy), (project, day, policy))""",
-    "v_throughput": f"""
-        select project, annotator, day, coalesce(language, '(all)') as language,
-               count(*) filter (where not was_cancelled) as answers,
-               count(*) filter (where was_cancelled) as skipped,
-               {_r("sum(case when was_cancelled then 0 else coalesce(lead_time, 0) end) / 3600.0")}
-                   as labeling_hours,
-               {
-        _r(
-            "count(*) filter (where not was_cancelled) * 3600.0 / nullif(sum(case when was_cancelled "
-            "then 0 else coalesce(lead_time, 0) end), 0)",
-            2,
-        )
-    } as answers_per_labeling_hour,
-               {_r(_answer_lead_time("0.5"), 2)} as median_lead_time_s,
-               {_r(_answer_lead_time("0.9"), 2)} as p90_lead_time_s
-        from annotations
-        group by grouping sets ((project, annotator, day, language), (project, annotator, day))""",
-    "v_task_lead_times": f"""
-        select project, external_id, language, is_gold, state, answers, target_answers,
-               cast(first_answer_at as date) as first_day,
-               {_r("extract(epoch from (last_answer_at - first_answer_at)) / 3600.0", 3)} as hours_first_to_last
-        from tasks where first_answer_at is not null""",
-    "v_preannotation_acceptance": f"""
-        select project, day, coalesce(language, '(all)') as language, prediction_model_version as model_version,
-               count(*) as answers,
-               count(*) filter (where not was_cancelled and changed_prediction = false) as accepted,
-               count(*) filter (where not was_cancelled and changed_prediction = true) as changed,
-               count(*) filter (where was_cancelled) as skipped,
-               {
-        _r(
-            "cast(count(*) filter (where not was_cancelled and changed_prediction = false) as float8) "
-            "/ nullif(count(*), 0)"
-        )
-    } as acceptance_rate
-        from annotations where prediction_model_version is not null
-        group by grouping sets ((project, day, language, prediction_model_version),
-                                (project, day, prediction_model_version))""",
-}
+VIEWS: dict[str, str] = {name: _view_sql(name) for name in VIEW_ORDER}
 
 
 @dataclass(frozen=True)
