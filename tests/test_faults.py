@@ -133,7 +133,11 @@ def test_label_studio_5xx_and_stalls_are_retried_with_backoff_then_fail_in_one_l
 
     # Two 503s and a stalled answer on the first reads: the pull retries through them.
     flaky = FaultyProxy(
-        label_studio.url, lambda m, p, n: {1: 503, 2: 503, 3: "stall"}.get(n, "forward"), stall_seconds=4
+        label_studio.url,
+        lambda m, p, n: (
+            "forward" if p == REFRESH else {1: 503, 2: 503, 3: "stall"}.get(n - _refreshes(flaky), "forward")
+        ),
+        stall_seconds=4,
     )
     try:
         t0 = time.monotonic()
@@ -141,7 +145,8 @@ def test_label_studio_5xx_and_stalls_are_retried_with_backoff_then_fail_in_one_l
         seconds = time.monotonic() - t0
         assert result.returncode == 0, result.stderr[-3000:]
         assert json.loads(result.stdout)["annotations"] == a.annotations
-        assert flaky.failures() == 3 and flaky.seen[3][2] == "forward" and flaky.seen[0][1] == flaky.seen[3][1]
+        reads = [s for s in flaky.seen if s[1] != REFRESH]
+        assert flaky.failures() == 3 and reads[3][2] == "forward" and reads[0][1] == reads[3][1]
         print(f"pull through 2x503 + 1 stall: {seconds:.1f} s, {len(flaky.seen)} requests")
     finally:
         flaky.close()
@@ -169,18 +174,29 @@ def test_label_studio_5xx_and_stalls_are_retried_with_backoff_then_fail_in_one_l
         proxy.close()
 
     # Never recovers: a bounded number of attempts, then one line naming the request, not the token.
-    down = FaultyProxy(label_studio.url, lambda m, p, n: 503)
+    down = FaultyProxy(label_studio.url, lambda m, p, n: "forward" if p == REFRESH else 503)
     try:
         t0 = time.monotonic()
         result = smo({**a.env, **fast, "SMO_LS_URL": down.url}, "pull", "--spec", str(a.spec))
         seconds = time.monotonic() - t0
         line = _one_error_line(result)
         assert "GET /api/users/ after 4 attempts" in line and "HTTP 503" in line, line
-        assert len(down.seen) == 4  # the client's four attempts; Prefect does not retry on top
+        assert len([s for s in down.seen if s[1] != REFRESH]) == 4  # four attempts; Prefect does not retry on top
         assert a.env["SMO_LS_TOKEN"] not in result.stderr + result.stdout
         print(f"always 503: failed after {len(down.seen)} attempts in {seconds:.1f} s: {line}")
     finally:
         down.close()
+
+    # The personal access token's exchange is retried the same way (it is safe to repeat), then one line.
+    refusing = FaultyProxy(label_studio.url, lambda m, p, n: 503 if p == REFRESH else "forward")
+    try:
+        result = smo({**a.env, **fast, "SMO_LS_URL": refusing.url}, "pull", "--spec", str(a.spec))
+        line = _one_error_line(result)
+        assert f"POST {REFRESH} after 4 attempts" in line and "HTTP 503" in line, line
+        assert [s[1] for s in refusing.seen] == [REFRESH] * 4
+        assert a.env["SMO_LS_TOKEN"] not in result.stderr + result.stdout
+    finally:
+        refusing.close()
 
     # A stalled server: timeouts are retried the same way, bounded by SMO_LS_TIMEOUT.
     stalled = FaultyProxy(label_studio.url, lambda m, p, n: "stall", stall_seconds=3)
@@ -192,6 +208,13 @@ def test_label_studio_5xx_and_stalls_are_retried_with_backoff_then_fail_in_one_l
         assert "after 4 attempts" in line and "ReadTimeout" in line, line
     finally:
         stalled.close()
+
+
+REFRESH = "/api/token/refresh/"  # the personal access token's exchange, made once per process before any read
+
+
+def _refreshes(proxy: FaultyProxy) -> int:
+    return sum(1 for s in proxy.seen if s[1] == REFRESH)
 
 
 class _NoBackend:

@@ -8,10 +8,13 @@ httpx logs only URLs; this module never logs, and no token is in a repr or an ex
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Generator
 
 import httpx
 
+from smo_labelstudio.core.settings import get_settings
+from smo_labelstudio.labelstudio.retry import backoff, retry_policy, transient, unavailable
 from smo_labelstudio.labelstudio.tokens import (
     LEGACY,
     PAT,
@@ -34,7 +37,7 @@ class TokenAuth(httpx.Auth):
     sent as it is.
     """
 
-    def __init__(self, url: str, token: str, verify: ssl.SSLContext | bool = True, timeout: float = 60):
+    def __init__(self, url: str, token: str, verify: ssl.SSLContext | bool = True, timeout: float | None = None):
         self.url = url.rstrip("/")
         self.kind = token_kind(token)
         self._token = token
@@ -45,17 +48,30 @@ class TokenAuth(httpx.Auth):
         return f"TokenAuth({self.url!r}, kind={self.kind!r})"
 
     def _exchange(self) -> str:
-        """Trade the PAT for an access token (a POST of its own, outside any client's auth)."""
-        try:
-            resp = httpx.post(
-                self.url + REFRESH_PATH, json={"refresh": self._token}, verify=self._verify, timeout=self._timeout
-            )
-        except httpx.ConnectError as exc:
-            if (untrusted := untrusted_certificate(exc)) is not None:
-                raise untrusted from None  # one line naming SMO_LS_CA_BUNDLE
-            raise
-        if resp.status_code in (400, 401, 403):
-            raise rejected(resp.status_code, resp.text)
+        """Trade the PAT for an access token (a POST of its own, outside any client's auth). Safe to repeat,
+        so it is retried like a GET: on 5xx, 408, 429, timeouts and connection errors, with backoff."""
+        attempts, base = retry_policy()
+        timeout = self._timeout or get_settings().ls_timeout or 60  # SMO_LS_TIMEOUT, as for every call
+        started, last = time.monotonic(), ""
+        for attempt in range(1, attempts + 1):
+            try:
+                resp = httpx.post(
+                    self.url + REFRESH_PATH, json={"refresh": self._token}, verify=self._verify, timeout=timeout
+                )
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                if (untrusted := untrusted_certificate(exc)) is not None:
+                    raise untrusted from None  # one line naming SMO_LS_CA_BUNDLE
+                last = type(exc).__name__
+            else:
+                if resp.status_code in (400, 401, 403):
+                    raise rejected(resp.status_code, resp.text)
+                if not transient(resp.status_code):
+                    break
+                last = f"HTTP {resp.status_code}"
+            if attempt < attempts:
+                time.sleep(backoff(attempt, base))
+        else:
+            raise unavailable("POST", REFRESH_PATH, attempts, time.monotonic() - started, last)
         if resp.status_code >= 300:
             error = LabelStudioError(f"Label Studio answered {resp.status_code} to POST {REFRESH_PATH}")
             error.status = resp.status_code

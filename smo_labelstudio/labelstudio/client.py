@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Iterable, Iterator
@@ -21,6 +20,10 @@ from smo_labelstudio.core.errors import ConfigError
 from smo_labelstudio.core.settings import get_settings, secret
 from smo_labelstudio.core.state import load_state
 from smo_labelstudio.labelstudio.auth import TokenAuth
+from smo_labelstudio.labelstudio.retry import LabelStudioUnavailable as LabelStudioUnavailable  # re-exported
+from smo_labelstudio.labelstudio.retry import backoff as backoff  # re-exported: launch's import loop
+from smo_labelstudio.labelstudio.retry import retry_policy as retry_policy  # re-exported
+from smo_labelstudio.labelstudio.retry import transient, unavailable
 from smo_labelstudio.labelstudio.tokens import LabelStudioError as LabelStudioError  # defined there, used from here
 from smo_labelstudio.labelstudio.tokens import untrusted_certificate as untrusted_certificate
 
@@ -35,25 +38,9 @@ class ConnectionSettingsError(ConfigError, RuntimeError):
     """No Label Studio URL or token could be found."""
 
 
-class LabelStudioUnavailable(LabelStudioError):
-    """Label Studio kept failing (5xx, timeouts, refused connections) through every retry."""
-
-
 def ls_timeout(default: float = DEFAULT_TIMEOUT) -> float:
     """Seconds to wait for one Label Studio answer: `SMO_LS_TIMEOUT`, else the caller's default."""
     return get_settings().ls_timeout or default
-
-
-def retry_policy() -> tuple[int, float]:
-    """(attempts, base delay in seconds): `SMO_LS_RETRIES` (4) and `SMO_LS_BACKOFF` (0.5)."""
-    settings = get_settings()
-    return settings.ls_retries, settings.ls_backoff
-
-
-def backoff(attempt: int, base: float) -> float:
-    """Exponential delay before attempt `attempt + 1` (base, 2 base, 4 base, ...) with full jitter on top."""
-    step = base * 2 ** (attempt - 1)
-    return step + random.uniform(0, step)
 
 
 def _tls() -> ssl.SSLContext:
@@ -76,10 +63,6 @@ def _tls_context(bundle: str | None) -> ssl.SSLContext:
                 f"SMO_LS_CA_BUNDLE={bundle}: not a readable PEM file of CA certificates ({reason})"
             ) from None
     return context
-
-
-def _transient(resp: httpx.Response) -> bool:
-    return resp.status_code >= 500 or resp.status_code in (408, 429)
 
 
 class RetryTransport(httpx.HTTPTransport):
@@ -110,7 +93,7 @@ class RetryTransport(httpx.HTTPTransport):
                     raise untrusted from None
                 last = f"{exc.__class__.__name__}"
             else:
-                if not _transient(resp):
+                if not transient(resp.status_code):
                     return resp
                 resp.read()
                 resp.close()
@@ -118,13 +101,6 @@ class RetryTransport(httpx.HTTPTransport):
             if attempt < self.attempts:
                 time.sleep(backoff(attempt, self.base))
         raise unavailable(request.method, request.url.path, self.attempts, time.monotonic() - started, last)
-
-
-def unavailable(method: str, path: str, attempts: int, seconds: float, last: str) -> LabelStudioUnavailable:
-    return LabelStudioUnavailable(
-        f"Label Studio did not answer {method} {path} after {attempts} attempts in {seconds:.1f} s "
-        f"(last: {last}); check it is up (`smo stack status`), or raise SMO_LS_TIMEOUT / SMO_LS_RETRIES"
-    )
 
 
 def http_client(url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, **kwargs) -> httpx.Client:
