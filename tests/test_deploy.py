@@ -271,10 +271,11 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
         assert worker[key] == backend[key], f"{key} differs between the flows and the backend"
     assert environment(services["label-studio"])["LABEL_STUDIO_USER_TOKEN"] == worker["SMO_LS_TOKEN"]
 
-    # Label Studio: every fixed setting `smo stack up` uses (private-network backends, legacy token,
-    # nothing sent out), plus PostgreSQL
+    # Label Studio: every fixed setting `smo stack up --legacy-token` uses (private-network backends, legacy
+    # token, nothing sent out), plus PostgreSQL. Compose provisions the admin's token at init
+    # (LABEL_STUDIO_USER_TOKEN), which only a legacy token can be; see the comment in docker-compose.yml.
     ls = environment(services["label-studio"])
-    local = LabelStudio(Settings(home=tmp_path)).environ()
+    local = LabelStudio(Settings(home=tmp_path, legacy_token=True)).environ()
     fixed = {
         k: v
         for k, v in local.items()

@@ -82,7 +82,9 @@ def test_postgres_url_parsing_and_redaction():
 
 def test_label_studio_is_configured_for_a_local_deployment(tmp_path):
     env = LabelStudio(Settings(home=tmp_path)).environ()
-    assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
+    assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "false"  # as a fresh Label Studio: personal access tokens
+    legacy = LabelStudio(Settings(home=tmp_path, legacy_token=True)).environ()
+    assert legacy["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"  # `smo stack up --legacy-token`
     assert env["LABEL_STUDIO_ML_BLOCK_LOCAL_IP"] == "false"
     assert env["LABEL_STUDIO_SSRF_PROTECTION_ENABLED"] == "false"
     assert env["SENTRY_DSN"] == "" and env["FRONTEND_SENTRY_DSN"] == ""
