@@ -1,0 +1,1 @@
+"""Adversarial tests (issue 16): hostile rows, annotators, members and clients against the real components."""
