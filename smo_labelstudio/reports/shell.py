@@ -2,15 +2,16 @@
 self-contained HTML page (plots inlined, a strict Content-Security-Policy) and the one writer of a
 report folder (report.md with its PNGs, report.html, summary.json).
 
-Markdown templates (`*.md`) are rendered with every `{{ value }}` escaped for Markdown (HTML characters,
-table pipes and link brackets), so labels, languages, annotator names and titles are text, never markup;
-HTML templates (`*.html`) are autoescaped by Jinja2.
+Markdown templates (`*.md`) are rendered with every `{{ value }}` escaped as Markdown text (`safe.md_text`:
+HTML characters, link and image brackets, code and emphasis marks, table pipes, line breaks), so labels,
+languages, annotator names and titles are text, never markup; links to data go through the `link` filter
+(http, https, mailto or relative only). The Markdown's HTML is then cleaned by nh3 with an allow-list
+(`safe.sanitize_html`) before it goes into an autoescaped HTML template under the page's CSP (`safe.CSP`).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from smo_labelstudio.core.files import write_bytes, write_json, write_text
-
-
-def md_text(value: Any) -> str:
-    """Data as Markdown text: HTML characters escaped, `|` and `[`/`]` backslash-escaped (no table
-    breaks, no links made from data)."""
-    text = html.escape(str(value), quote=False)
-    return text.replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")
+from smo_labelstudio.reports.safe import CSP, STYLE, md_link, md_text, sanitize_html
 
 
 def cell(value: Any, digits: int = 3) -> Markup:
@@ -53,6 +48,10 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _link(text: Any, url: Any) -> Markup:
+    return Markup(md_link(text, url))
+
+
 def _markdown_finalize(value: Any) -> Any:
     return value if isinstance(value, Markup) else md_text(value)
 
@@ -66,7 +65,7 @@ def _environment(**options: Any) -> Environment:
         undefined=StrictUndefined,
         **options,
     )
-    env.filters.update({"cell": cell, "table": md_table, "fmt": _fmt})
+    env.filters.update({"cell": cell, "table": md_table, "fmt": _fmt, "link": _link})
     return env
 
 
@@ -85,12 +84,12 @@ def data_uri(png: bytes) -> str:
 
 
 def render_html(template: str, markdown_text: str, plots: dict[str, bytes], title: str) -> str:
-    """The Markdown as one self-contained HTML page from `template` (which extends base.html): every
-    plot inlined as a base64 PNG. The Markdown's data were escaped when it was rendered."""
-    body = markdown.markdown(markdown_text, extensions=["tables"])
+    """The Markdown as one self-contained HTML page from `template` (which extends base.html): the HTML
+    cleaned to the allow-list, then every plot (our own file names) inlined as a base64 PNG."""
+    body = sanitize_html(markdown.markdown(markdown_text, extensions=["tables"]))
     for name, data in plots.items():
         body = body.replace(f'src="{name}"', f'src="{data_uri(data)}"')
-    return HTML.get_template(template).render(title=title, body=Markup(body))
+    return HTML.get_template(template).render(title=title, body=Markup(body), csp=CSP, style=Markup(STYLE))
 
 
 @dataclass
