@@ -66,7 +66,7 @@ def test_parquet_and_rows_the_project_already_holds(tmp_path):
         {"id": ["p1", "p2", None], "text": ["one", "two", "three"], "language": ["en", None, "pt-BR"]}
     ).to_parquet(path)
     first = _prepare(path)
-    assert len(first.items) == 3 and first.items["external_id"].iloc[2].startswith("sha:")  # no id: content hash
+    assert len(first.items) == 3 and first.items["external_id"].iloc[2].startswith("h:")  # no id: keyed text hash
     known = {first.items["item_id"].iloc[0]: "i-held"}
     again = _prepare(path, known=known)
     assert len(again.items) == 2 and again.duplicates["duplicate_of"].tolist() == ["project item i-held"]
@@ -83,8 +83,9 @@ def test_whole_file_problems_are_one_clear_error(tmp_path):
 
 
 def test_ids_are_stable_and_gold_ids_look_like_any_other():
-    assert item_id("a1") == item_id("a1") != item_id("a1", "gold")
-    assert len(item_id("a1")) == len(item_id("g1", "gold")) and item_id("g1", "gold").startswith("i")
+    key = b"k" * 32
+    assert item_id("a1", key) == item_id("a1", key) != item_id("a1", key, "gold")
+    assert len(item_id("a1", key)) == len(item_id("g1", key, "gold")) and item_id("g1", key, "gold").startswith("i")
     assert content_hash("Hello  World", None) == content_hash("hello world", None)
     assert MAX_TEXT_CHARS == BACKEND_LIMIT
 

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NotRequired, TypedDict
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 import langcodes
 import pandas as pd
 
+from smo_labelstudio.core.keys import item_key, keyed_hex
 from smo_labelstudio.core.spec import Columns
 from smo_labelstudio.ingest import language as langdetect
 from smo_labelstudio.ingest.sources import Row, SourceError
@@ -36,7 +38,7 @@ ITEM_COLUMNS = [
     "language_detected",
     "language_confidence",
 ]
-QUARANTINE_COLUMNS = ["file", "row", "external_id", "reason", "raw"]
+QUARANTINE_COLUMNS = ["file", "row", "lines", "external_id", "reason", "raw"]
 DUPLICATE_COLUMNS = ["row", "external_id", "item_id", "duplicate_of"]
 IMAGE_SCHEMES = {"http", "https", "s3", "gs", "azure-blob"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -60,10 +62,11 @@ class _Mapped(TypedDict):
 
 
 class _Quarantined(TypedDict):
-    """A `QUARANTINE_COLUMNS` row: a source row refused, with why."""
+    """A `QUARANTINE_COLUMNS` row: a source record refused, with its physical lines (`7` or `7-9`) and why."""
 
     file: str
     row: int
+    lines: str
     external_id: str | None
     reason: str | None
     raw: str
@@ -78,6 +81,7 @@ class Prepared:
     quarantine: pd.DataFrame
     rows_read: int = 0
     notes: list[str] = field(default_factory=list)
+    accounted: bool = True  # the source's lines all in records (`Source.accounted`), set by the launch
 
 
 def normalize(text: str | None) -> str:
@@ -93,9 +97,22 @@ def content_hash(text: str | None, image: str | None) -> str:
     return hashlib.sha256(f"{normalize(text)}\x1f{(image or '').strip()}".encode()).hexdigest()[:32]
 
 
-def item_id(external_id: str, kind: str = "item") -> str:
-    """A stable, opaque task id: the same row always gets the same one, and a gold item's id looks
-    like any other (annotators see it; its source id and kind stay in our workspace)."""
+def item_id(external_id: str, key: bytes, kind: str = "item") -> str:
+    """A stable, opaque task id: HMAC-SHA256 under the deployment's key (`core.keys.item_key`) of the kind
+    and the source id, so the same row always gets the same id, and gold and work items get ids of one
+    construction and format that nobody without the key can recompute from the code, the text or the
+    source id (annotators see the id; the kind and source id stay in our workspace)."""
+    return "i" + keyed_hex(key, kind, external_id)[:20]
+
+
+def text_id(digest: str, key: bytes) -> str:
+    """The external id of a row without one: keyed, like `item_id`, so it cannot be recomputed from the text."""
+    return "h:" + keyed_hex(key, "text", digest)[:32]
+
+
+def legacy_item_id(external_id: str, kind: str) -> str:
+    """The unkeyed id launches gave before ids were keyed (a blake2b of kind and source id, `sha:<content
+    hash>` for a row without one): looked up only, so re-running an old workspace never imports an item twice."""
     return "i" + hashlib.blake2b(f"{kind}\x00{external_id}".encode(), digest_size=10).hexdigest()
 
 
@@ -134,36 +151,53 @@ def _problem(fields: dict, columns: Columns, needs_text: bool, needs_image: bool
 
 
 def prepare(
-    rows: list[Row],
+    rows: Iterable[Row],
     columns: Columns,
     needs_text: bool,
     needs_image: bool,
     file: str,
     kind: str = "item",
     known: dict[str, str] | None = None,
+    key: bytes | None = None,
 ) -> Prepared:
     """Map, validate and de-duplicate source rows. `known` maps content hashes and item ids the
-    project already holds to their item ids, so re-sent rows count as duplicates, not new items."""
+    project already holds to their item ids, so re-sent rows count as duplicates, not new items (an item
+    imported under its old, unkeyed id too). Ids are keyed with `key`, by default the deployment's."""
     known = known or {}
-    parsed = [r.fields for r in rows if r.fields is not None]
-    for needed, column, what in ((needs_text, columns.text, "text"), (needs_image, columns.image, "an image")):
-        if needed and column and parsed and not any(column in f for f in parsed):
-            raise SourceError(
-                f"{file}: no column {column!r} in any row; map the right one under `columns:` "
-                f"in the spec (the file has: {', '.join(sorted(parsed[0])[:12])})"
-            )
-        if needed and not column:
+    key = key if key is not None else item_key()
+    legacy: dict[int, str] = {}
+    for needed, what in ((needs_text and not columns.text, "text"), (needs_image and not columns.image, "an image")):
+        if needed:
             raise SourceError(f"the spec's label config shows {what} but `columns:` maps no column for it")
+    # needed columns no row has shown yet (checked as rows stream by: one pass over the source)
+    unseen = {c for needed, c in ((needs_text, columns.text), (needs_image, columns.image)) if needed and c}
+    first_fields: dict | None = None
     quarantined: list[_Quarantined] = []
     mapped: list[_Mapped] = []
+    spans: dict[int, str] = {}  # rows of more than one physical line: their lines
+    seen = 0
     wanted = (columns.id, columns.text, columns.image, columns.language, columns.source)
     for row in rows:
+        seen += 1
         if row.fields is None:
             quarantined.append(
-                {"file": file, "row": row.number, "external_id": None, "reason": row.problem, "raw": row.raw[:500]}
+                {
+                    "file": file,
+                    "row": row.number,
+                    "lines": row.lines,
+                    "external_id": None,
+                    "reason": row.problem,
+                    "raw": row.raw[:500],
+                }
             )
             continue
         values = row.fields
+        if first_fields is None:
+            first_fields = values
+        if unseen:
+            unseen = {c for c in unseen if c not in values}
+        if row.last > row.number:
+            spans[row.number] = row.lines
         external_id, text, image, language, source = (_text(values.get(col)) if col else None for col in wanted)
         if language is not None and langdetect.missing(language):
             language = None  # an empty cell is no language (detected below), not an unknown code
@@ -174,6 +208,7 @@ def prepare(
                 {
                     "file": file,
                     "row": row.number,
+                    "lines": row.lines,
                     "external_id": external_id,
                     "reason": problem,
                     "raw": row.raw[:500],
@@ -187,10 +222,11 @@ def prepare(
             if code is not None:
                 language, detected, confidence = code, True, score
         digest = content_hash(text, image)
+        legacy[row.number] = legacy_item_id(external_id or f"sha:{digest}", kind)
         mapped.append(
             {
                 "row": row.number,
-                "external_id": external_id or f"sha:{digest}",
+                "external_id": external_id or text_id(digest, key),
                 "text": text,
                 "image": image,
                 "language": language,
@@ -199,6 +235,13 @@ def prepare(
                 "language_confidence": confidence,
                 "content_hash": digest,
             }
+        )
+
+    if first_fields is not None and unseen:
+        column = min(unseen)
+        raise SourceError(
+            f"{file}: no column {column!r} in any row; map the right one under `columns:` "
+            f"in the spec (the file has: {', '.join(sorted(first_fields)[:12])})"
         )
 
     # An external id with two different contents: we cannot know which is right, so neither goes in.
@@ -223,16 +266,17 @@ def prepare(
                 {
                     "file": file,
                     "row": f["row"],
+                    "lines": spans.get(f["row"], str(f["row"])),
                     "external_id": eid,
                     "raw": "",
                     "reason": f"external id {eid!r} also appears with different content (row {others})",
                 }
             )
             continue
-        f["item_id"] = item_id(eid, kind)
+        f["item_id"] = item_id(eid, key, kind)
         f["is_gold"] = kind == "gold"
         earlier = first_by_id.get(eid) or first_by_hash.get(f["content_hash"])
-        held = known.get(f["item_id"]) or known.get(f["content_hash"])
+        held = known.get(f["item_id"]) or known.get(legacy[f["row"]]) or known.get(f["content_hash"])
         if earlier is not None:
             duplicates.append(
                 {"row": f["row"], "external_id": eid, "item_id": f["item_id"], "duplicate_of": f"row {earlier}"}
@@ -252,7 +296,7 @@ def prepare(
         items=frame,
         duplicates=pd.DataFrame(duplicates, columns=DUPLICATE_COLUMNS),
         quarantine=pd.DataFrame(sorted(quarantined, key=lambda q: q["row"]), columns=QUARANTINE_COLUMNS),
-        rows_read=len(rows),
+        rows_read=seen,
     )
 
 
