@@ -53,6 +53,7 @@ from smo_labelstudio.quality import wilson_interval
 from smo_labelstudio.quality.calibration import describe
 from smo_labelstudio.quality.check import MissingInputError, compute_check, load_inputs
 from smo_labelstudio.quality.consensus import METHODS
+from smo_labelstudio.reports.safe import md_text
 
 SPLITS = ("train", "validation", "test")
 FOLDS = 10  # StratifiedGroupKFold folds: 1 test, 1 validation, 8 train
@@ -465,15 +466,19 @@ def write_dataset(rows: pd.DataFrame, out: Path, sheet: dict, to_name: str = "te
 
 
 def render_datasheet(sheet: dict) -> str:
+    """datasheet.md: every value from the data (title, languages, labels, pseudonyms, versions) as Markdown text
+    (`reports.safe.md_text`), so nothing in it renders as markup or a link, here or in the Prefect UI."""
+    t = md_text
     c, lines = sheet["counts"], []
     lines += [
-        f"# Datasheet: {sheet['title']}",
+        f"# Datasheet: {t(sheet['title'])}",
         "",
         "## How it was produced",
         "",
         f"Label Studio project annotated by {sheet['n_annotators']} annotators (pseudonymised), pulled "
-        f"(watermark `{sheet['pull_watermark']}`), consensus by `{sheet['method']}` "
-        f"({METHODS.get(sheet['method'], sheet['method'])}{'' if sheet['method'] == 'mv' else ', anchored on gold'}), "
+        f"(watermark {t(sheet['pull_watermark'])}), consensus by {t(sheet['method'])} "
+        f"({t(METHODS.get(sheet['method'], sheet['method']))}"
+        f"{'' if sheet['method'] == 'mv' else ', anchored on gold'}), "
         "adjudicated answers override consensus.",
         "",
         f"Gates: gold tasks -> split `gold` (never train); other tasks enter train/validation/test when "
@@ -481,7 +486,10 @@ def render_datasheet(sheet: dict) -> str:
         "files with split `excluded`.",
         "",
         "Confidence: "
-        + ("; ".join(f"{c}: {describe(v)}" for c, v in sorted(sheet.get("calibration", {}).items())) or "not recorded")
+        + (
+            "; ".join(f"{t(k)}: {t(describe(v))}" for k, v in sorted(sheet.get("calibration", {}).items()))
+            or "not recorded"
+        )
         + ".",
         "",
         f"Splits: 80/10/10 by StratifiedGroupKFold, stratified by policy set and language, grouped by "
@@ -490,26 +498,28 @@ def render_datasheet(sheet: dict) -> str:
         "## Versions",
         "",
     ]
-    lines += [
-        f"- {k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(sheet["versions"].items())
-    ]
+    versions = sorted(sheet["versions"].items())
+    lines += [f"- {t(k)}: {t(', '.join(map(str, v)) if isinstance(v, list) else v)}" for k, v in versions]
     lines += ["", "## Counts", "", "| split | tasks |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(c["by_split"].items())]
+    lines += [f"| {t(k)} | {t(v)} |" for k, v in sorted(c["by_split"].items())]
     lines += [
-        f"| **all** | {c['tasks']} |",
+        f"| **all** | {t(c['tasks'])} |",
         "",
         "## Label distribution (policy per split and language)",
         "",
         "| split | language | policy | n |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {d['split']} | {d['language']} | {d['policy']} | {d['n']} |" for d in sheet["label_distribution"]]
+    lines += [
+        f"| {t(d['split'])} | {t(d['language'])} | {t(d['policy'])} | {t(d['n'])} |"
+        for d in sheet["label_distribution"]
+    ]
     a = sheet["agreement"]
     lines += [
         "",
         "## Agreement",
         "",
-        f"Mean share of annotator pairs agreeing on the policy set over {a['tasks_with_2plus_annotators']} "
+        f"Mean share of annotator pairs agreeing on the policy set over {t(a['tasks_with_2plus_annotators'])} "
         f"tasks with 2+ annotators: {_fmt(a['mean_pair_agreement'])} "
         f"(95% CI {_fmt(a['ci_low'])} to {_fmt(a['ci_high'])}).",
         "",
@@ -517,7 +527,7 @@ def render_datasheet(sheet: dict) -> str:
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {p['policy']} | {_fmt(p.get('percent_agreement'))} | {_fmt(p.get('krippendorff_alpha'))} | "
+        f"| {t(p['policy'])} | {_fmt(p.get('percent_agreement'))} | {_fmt(p.get('krippendorff_alpha'))} | "
         f"{_fmt(p.get('alpha_ci_low'))} to {_fmt(p.get('alpha_ci_high'))} |"
         for p in a["per_policy"]
     ]
@@ -526,15 +536,15 @@ def render_datasheet(sheet: dict) -> str:
         "",
         "## Gold",
         "",
-        f"{g['n_gold_tasks']} gold tasks, {g['n_gold_answers']} answers, {_fmt(g['answer_accuracy'])} correct "
+        f"{t(g['n_gold_tasks'])} gold tasks, {t(g['n_gold_answers'])} answers, {_fmt(g['answer_accuracy'])} correct "
         f"(Wilson 95% CI {_fmt(g['ci_low'])} to {_fmt(g['ci_high'])}).",
         "",
         "| annotator | gold answers | accuracy | 95% CI | flagged |",
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['annotator']} | {r['gold_n']} | {_fmt(r['gold_accuracy'])} | {_fmt(r['ci_low'])} to "
-        f"{_fmt(r['ci_high'])} | {r['flagged']} |"
+        f"| {t(r['annotator'])} | {t(r['gold_n'])} | {_fmt(r['gold_accuracy'])} | {_fmt(r['ci_low'])} to "
+        f"{_fmt(r['ci_high'])} | {t(r['flagged'])} |"
         for r in g["annotators"]
     ]
     if sheet.get("consensus_accuracy"):
@@ -542,18 +552,18 @@ def render_datasheet(sheet: dict) -> str:
             "",
             "## Consensus accuracy against the simulation's truth",
             "",
-            f"Non-gold tasks; this dataset carries `{sheet['method']}`.",
+            f"Non-gold tasks; this dataset carries {t(sheet['method'])}.",
             "",
             "| method | tasks | correct | accuracy | Wilson 95% CI |",
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {METHODS.get(m, m)} (`{m}`) | {r['n_tasks']} | {r['correct']} | {_fmt(r['accuracy'])} | "
+            f"| {t(METHODS.get(m, m))} ({t(m)}) | {t(r['n_tasks'])} | {t(r['correct'])} | {_fmt(r['accuracy'])} | "
             f"{_fmt(r['ci_low'])} to {_fmt(r['ci_high'])} |"
             for m, r in sheet["consensus_accuracy"].items()
         ]
     lines += ["", "## Files", "", "| file | sha256 | bytes |", "|---|---|---|"]
-    lines += [f"| {k} | `{v['sha256']}` | {v['bytes']} |" for k, v in sorted(sheet["files"].items())]
+    lines += [f"| {t(k)} | `{t(v['sha256'])}` | {t(v['bytes'])} |" for k, v in sorted(sheet["files"].items())]
     return "\n".join(lines) + "\n"
 
 

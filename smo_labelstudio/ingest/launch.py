@@ -10,7 +10,6 @@ in the workspace: Label Studio sees gold items exactly like others.
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import json
 import math
@@ -19,17 +18,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 
-from smo_labelstudio.core.csvcells import safe_frame
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.keys import item_key
-from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.core.workspace import (
@@ -42,7 +39,7 @@ from smo_labelstudio.core.workspace import (
     write_parquet,
 )
 from smo_labelstudio.ingest.items import QUARANTINE_COLUMNS, Prepared, prepare, stratified_sample
-from smo_labelstudio.ingest.sources import file_digest, read_rows
+from smo_labelstudio.ingest.sources import read_rows
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.labelstudio.configs import labeling_interface
 
@@ -66,7 +63,6 @@ class Plan:
     versions: dict
     label_config: str
     overlap: tuple[int, int] = (1, 100)  # the spec's (`maximum_annotations`, cohort %), applied after the last batch
-    gold_corrections: dict = field(default_factory=dict)  # `_merge_gold_answers`' report, kept in plan.json
 
     @property
     def folder(self) -> Path:
@@ -92,8 +88,7 @@ def overlap_settings(spec: Spec) -> tuple[int, int]:
 
 
 def _file_digest(path: Path | None) -> str:
-    """A file's SHA-256 (read in chunks: constant memory), part of the plan's key; `-` for no file."""
-    return file_digest(Path(path)) if path else "-"
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else "-"
 
 
 def _known_items(ws: Workspace, project_id: int) -> dict[str, str]:
@@ -116,8 +111,7 @@ def read_gold(
     path: Path, spec: Spec, labels: list[str], known: dict[str, str], label_config: str, key: bytes | None = None
 ) -> tuple[Prepared, pd.DataFrame]:
     """Gold items (prepared like any rows, kind "gold") and their answers: `policy` (policy ids,
-    `|`-separated) and optional `severity`. A row with an unknown or missing answer is quarantined. Answers
-    cover the items to import and the gold items the project already holds (a corrected answer replaces theirs)."""
+    `|`-separated) and optional `severity`. A row with an unknown or missing answer is quarantined."""
     rows = read_rows(path)
     good, bad = [], []
     for row in rows:
@@ -130,7 +124,6 @@ def read_gold(
                 {
                     "file": str(path),
                     "row": row.number,
-                    "lines": row.lines,
                     "external_id": fields.get(spec.columns.id or "id"),
                     "reason": "gold answer `policy` "
                     + ("has unknown ids " + ", ".join(unknown) if unknown else "is empty"),
@@ -142,7 +135,6 @@ def read_gold(
                 {
                     "file": str(path),
                     "row": row.number,
-                    "lines": row.lines,
                     "external_id": fields.get(spec.columns.id or "id"),
                     "reason": f"gold answer `severity` {severity!r} is not 1-4",
                     "raw": row.raw[:500],
@@ -154,13 +146,10 @@ def read_gold(
     prepared.quarantine = pd.concat(
         [prepared.quarantine, pd.DataFrame(bad, columns=QUARANTINE_COLUMNS)], ignore_index=True
     )
-    prepared.rows_read = rows.records  # the reader's count of the file's records, not of what `prepare` saw
-    prepared.accounted = rows.accounted()
+    prepared.rows_read = len(rows)
     by_row = {r.number: r.fields for r in good if r.fields is not None}  # a row without fields is no item
     answers = []
-    held = prepared.duplicates[prepared.duplicates["item_id"].isin(known)]  # this gold item itself, imported before
-    held = held[["row", "external_id", "item_id"]].drop_duplicates("item_id")
-    for item in pd.concat([prepared.items[["row", "external_id", "item_id"]], held]).itertuples(index=False):
+    for item in prepared.items.itertuples(index=False):
         fields = by_row[item.row]
         for policy in str(fields["policy"]).split("|"):
             if policy.strip():
@@ -198,13 +187,10 @@ def ensure_project(
     home: Path | None = None,
     adopt: int | None = None,
 ) -> int:
-    """The workspace's project (`resolve_project`), with the spec's overlap set; under the workspace lock, so two
-    first launches never create two projects."""
+    """The workspace's project (`resolve_project`), with the spec's overlap set."""
     ui = ui or labeling_interface(spec.config)
-    ws = Workspace.for_title(spec.title, home)
-    with workspace_lock(ws, "launch"):
-        project_id = resolve_project(spec, url, token, ws, ui, adopt)
-        client.set_overlap(url, token, project_id, *overlap_settings(spec))
+    project_id = resolve_project(spec, url, token, Workspace.for_title(spec.title, home), ui, adopt)
+    client.set_overlap(url, token, project_id, *overlap_settings(spec))
     return project_id
 
 
@@ -319,25 +305,7 @@ def plan_launch(
     adopt: int | None = None,
 ) -> Plan:
     """Read, validate, de-duplicate, sample and mix in gold; save the plan (or load the saved one). The
-    project is the workspace's (`resolve_project`; `adopt` names another), part of the plan's key. Holds the
-    workspace lock (core/lock.py); hold it around plan, imports and `finish` to make the whole launch one
-    (the flow and `launch` do)."""
-    with workspace_lock(Workspace.for_title(spec.title, home), "launch"):
-        return _plan_launch(spec, data, url, token, gold, sample, batch_size, seed, home, adopt)
-
-
-def _plan_launch(
-    spec: Spec,
-    data: Path,
-    url: str,
-    token: str,
-    gold: Path | None,
-    sample: float | int | None,
-    batch_size: int,
-    seed: int,
-    home: Path | None,
-    adopt: int | None,
-) -> Plan:
+    project is the workspace's (`resolve_project`; `adopt` names another), part of the plan's key."""
     if batch_size < 1:
         raise LaunchError("batch size must be at least 1")
     ui = labeling_interface(spec.config)
@@ -379,15 +347,15 @@ def _plan_launch(
             versions,
             label_config,
             overlap_settings(spec),
-            saved.get("gold_corrections", {}),
         )
 
     known = _known_items(ws, project_id)
     for item in client.task_ids_by_item(url, token, project_id):  # a lost workspace or an abandoned plan
         known.setdefault(item, item)
     key = item_key(home)  # item ids are keyed per deployment: gold and work look alike to annotators
-    source = read_rows(data)
-    prepared = prepare(source, spec.columns, **_needs(ui["label_config"]), file=str(data), known=known, key=key)
+    prepared = prepare(
+        read_rows(data), spec.columns, **_needs(ui["label_config"]), file=str(data), known=known, key=key
+    )
     items = prepared.items
     present = prepared.duplicates["duplicate_of"].str.startswith("project item")
     if sample is not None:
@@ -396,23 +364,20 @@ def _plan_launch(
         sampled_out = before - len(items)
     else:
         sampled_out = 0
-    gold_items, answers, gold_quarantine, gold_rows, gold_accounted = items.head(0), None, None, 0, True
+    gold_items, answers, gold_quarantine, gold_rows = items.head(0), None, None, 0
     if gold is not None and spec.gold_rate > 0:
         gold_prepared, answers = read_gold(gold, spec, load_taxonomy().ids, known, ui["label_config"], key)
         gold_rows, gold_quarantine = gold_prepared.rows_read, gold_prepared.quarantine
-        gold_accounted = gold_prepared.accounted
         wanted = math.ceil(len(items) * spec.gold_rate / (1 - spec.gold_rate)) if len(items) else 0
         pool = gold_prepared.items
         gold_items = pool.sample(n=min(wanted, len(pool)), random_state=seed) if wanted else pool.head(0)
-        answers = answers[answers["item_id"].isin(gold_items["item_id"]) | answers["item_id"].isin(known)]
+        answers = answers[answers["item_id"].isin(gold_items["item_id"])]
     batch = pd.concat([items, gold_items], ignore_index=True)
     batch = batch.sample(frac=1, random_state=seed).reset_index(drop=True)  # gold spread through the batch
     batch["batch"] = np.arange(len(batch)) // batch_size
     batch["is_gold"] = batch["is_gold"].astype(bool)  # an empty frame's columns come back as object
     counts = {
-        "rows_read": source.records,  # counted by the reader, apart from where `prepare` put each row
-        # each physical line (Parquet row) of both files is in one record, blank or a header, by an independent count
-        "lines_accounted": source.accounted() and prepared.rows_read == source.records and gold_accounted,
+        "rows_read": prepared.rows_read,
         "to_import": int((~batch["is_gold"]).sum()),
         "duplicates": int((~present).sum()),
         "already_present": int(present.sum()),
@@ -429,14 +394,14 @@ def _plan_launch(
     folder.mkdir(parents=True, exist_ok=True)
     write_parquet(folder / "quarantine.parquet", quarantine.astype(str))
     write_parquet(folder / "duplicates.parquet", prepared.duplicates)
-    corrections = _merge_gold_answers(ws, answers) if answers is not None and len(answers) else {}
+    if answers is not None and len(answers):
+        _merge_gold_answers(ws, answers)
     write_json(
         folder / "plan.json",
         {
             "plan_id": plan_id,
             "project_id": project_id,
             "counts": counts,
-            "gold_corrections": corrections,
             "data": str(data),
             "gold": str(gold) if gold else None,
             "created": time.time(),
@@ -444,25 +409,13 @@ def _plan_launch(
     )
     write_parquet(folder / "plan.parquet", batch)  # last: its presence means the plan is complete
     _append_quarantine(ws, quarantine, plan_id)
-    return Plan(ws, plan_id, project_id, batch, counts, versions, label_config, overlap_settings(spec), corrections)
+    return Plan(ws, plan_id, project_id, batch, counts, versions, label_config, overlap_settings(spec))
 
 
-def _merge_gold_answers(ws: Workspace, answers: pd.DataFrame) -> dict:
-    """Save the gold answers: each (item, control) the new answers give replaces the saved answer of that item and
-    control (a corrected gold file corrects, never adds to, an item's answer, imported or not); returns what
-    changed: `corrected` (items whose saved answer changed) and `corrected_items` (their external ids)."""
+def _merge_gold_answers(ws: Workspace, answers: pd.DataFrame) -> None:
     old = read_table(ws.gold_answers) if ws.gold_answers.exists() else answers.head(0)
-    keys = ["item_id", "control"]
-    replaced = old.merge(answers[keys].drop_duplicates(), on=keys, how="inner")
-    before = replaced.groupby(keys)["label"].agg(frozenset)
-    after = answers.merge(replaced[keys].drop_duplicates(), on=keys).groupby(keys)["label"].agg(frozenset)
-    changed = sorted({item for item, _ in before.index[before != after.reindex(before.index)]})
-    kept = old.merge(answers[keys].drop_duplicates(), on=keys, how="left", indicator=True)
-    kept = kept[kept["_merge"] == "left_only"].drop(columns="_merge")
-    merged = pd.concat([kept, answers.drop_duplicates([*keys, "label"])], ignore_index=True)
-    write_parquet(ws.gold_answers, merged[list(old.columns) if len(old.columns) else list(answers.columns)])
-    ids = answers.drop_duplicates("item_id").set_index("item_id")["external_id"]
-    return {"corrected": len(changed), "corrected_items": sorted(str(ids[item]) for item in changed)}
+    merged = pd.concat([old, answers]).drop_duplicates(["item_id", "control", "label"], keep="last")
+    write_parquet(ws.gold_answers, merged)
 
 
 def _append_quarantine(ws: Workspace, quarantine: pd.DataFrame, plan_id: str) -> None:
@@ -470,11 +423,9 @@ def _append_quarantine(ws: Workspace, quarantine: pd.DataFrame, plan_id: str) ->
     if quarantine.empty:
         return
     frame = quarantine.assign(run=plan_id)
-    safe_frame(frame).to_csv(ws.quarantine, mode="a", header=not ws.quarantine.exists(), index=False)
+    frame.to_csv(ws.quarantine, mode="a", header=not ws.quarantine.exists(), index=False)
 
 
-# batches.json is read, changed and written by the threads of one launch (`import_all`'s workers); other processes
-# are kept out by the workspace lock every entry point holds (core/lock.py).
 _batch_lock = threading.Lock()
 
 
@@ -565,24 +516,22 @@ def _replans(overlap: tuple[int, int]) -> bool:
 def import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[str, tuple[str, str]] | None) -> dict:
     """Pre-annotate and import one batch, exactly once (see the module docstring); after the plan's last
     batch, apply the spec's overlap (one re-plan, see `IMPORT_OVERLAP`). An import that fails puts the spec's
-    overlap back before the error goes up (best effort: a killed launch's re-run sets it in `ensure_project`).
-    Under the workspace lock: another process's launch finds the batch done, never imports it again."""
-    with workspace_lock(plan.workspace, "launch"):
-        try:
-            result = _import_batch(plan, batch, url, token, backend)
-        except Exception:
-            if _replans(plan.overlap):
-                try:
-                    with _overlap_lock:
-                        _failed_plans.add(plan.plan_id)
-                        client.set_overlap(url, token, plan.project_id, *plan.overlap)
-                except Exception:  # noqa: BLE001, S110 - Label Studio failing is what the raised error reports
-                    pass
-            raise
-        if _replans(plan.overlap) and (plan.plan_id in _failed_plans or not pending_batches(plan)):
-            with _overlap_lock:
-                client.set_overlap(url, token, plan.project_id, *plan.overlap)
-        return result
+    overlap back before the error goes up (best effort: a killed launch's re-run sets it in `ensure_project`)."""
+    try:
+        result = _import_batch(plan, batch, url, token, backend)
+    except Exception:
+        if _replans(plan.overlap):
+            try:
+                with _overlap_lock:
+                    _failed_plans.add(plan.plan_id)
+                    client.set_overlap(url, token, plan.project_id, *plan.overlap)
+            except Exception:  # noqa: BLE001, S110 - Label Studio failing is what the raised error reports
+                pass
+        raise
+    if _replans(plan.overlap) and (plan.plan_id in _failed_plans or not pending_batches(plan)):
+        with _overlap_lock:
+            client.set_overlap(url, token, plan.project_id, *plan.overlap)
+    return result
 
 
 def _import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[str, tuple[str, str]] | None) -> dict:
@@ -647,7 +596,7 @@ def _list_missing(plan: Plan, batch: int, rows: pd.DataFrame, why: str) -> None:
     """Add a batch's items to `missing_predictions.csv`: the list a project manager (or a later backfill) works from."""
     with _batch_lock:
         missing = plan.folder / "missing_predictions.csv"
-        safe_frame(rows[["item_id", "external_id"]].assign(batch=batch, reason=why)).to_csv(
+        rows[["item_id", "external_id"]].assign(batch=batch, reason=why).to_csv(
             missing, mode="a", header=not missing.exists(), index=False
         )
 
@@ -688,14 +637,7 @@ def backfill_predictions(
     """Pre-annotate the tasks an earlier run imported without predictions (`missing_predictions.csv`),
     now that the backend answers: predictions are posted through Label Studio's predictions API, a task
     that already has a prediction of the same model version is skipped (a re-run adds none twice), and
-    the list keeps only what is still missing (it is removed when empty). Under the workspace lock."""
-    with workspace_lock(plan.workspace, "launch"):
-        return _backfill_predictions(plan, url, token, backend, chunk)
-
-
-def _backfill_predictions(
-    plan: Plan, url: str, token: str, backend: tuple[str, tuple[str, str]] | None, chunk: int
-) -> dict:
+    the list keeps only what is still missing (it is removed when empty)."""
     missing_file = plan.folder / "missing_predictions.csv"
     out: dict[str, int | str | None] = {"backfilled": 0, "still_missing": 0, "problem": None}
     if not missing_file.exists():
@@ -747,7 +689,7 @@ def _backfill_predictions(
         if left.empty:
             missing_file.unlink()
         else:
-            safe_frame(left).to_csv(missing_file.with_suffix(".tmp"), index=False)
+            left.to_csv(missing_file.with_suffix(".tmp"), index=False)
             missing_file.with_suffix(".tmp").replace(missing_file)
         current = _batch_state(plan)
         current["backfilled"] = current.get("backfilled", 0) + len(done)
@@ -766,32 +708,23 @@ def import_all(
     workers: int = 1,
     progress: Progress | None = None,
 ) -> list[dict]:
-    """Every pending batch, in plan order (what the flow does with Prefect tasks), under the workspace lock; more
-    than one worker helps only on a database that takes concurrent writes."""
-    with workspace_lock(plan.workspace, "launch"):
-        pending = pending_batches(plan)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            # each worker runs in a copy of this context: it holds the lock this call took
-            futures = [
-                pool.submit(contextvars.copy_context().run, import_batch, plan, b, url, token, backend) for b in pending
-            ]
-            results = []
-            for done, future in enumerate(futures, start=1):
-                results.append(future.result())
-                if progress:
-                    progress(done, len(futures))
-        backfill_predictions(plan, url, token, backend)
+    """Every pending batch, in plan order (what the flow does with Prefect tasks); more than one
+    worker helps only on a database that takes concurrent writes."""
+    pending = pending_batches(plan)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(import_batch, plan, b, url, token, backend) for b in pending]
+        results = []
+        for done, future in enumerate(futures, start=1):
+            results.append(future.result())
+            if progress:
+                progress(done, len(futures))
+    backfill_predictions(plan, url, token, backend)
     return results
 
 
 def finish(plan: Plan, results: list[dict], url: str) -> dict:
     """The run manifest: the counts add up (rows read = imported + duplicates + quarantined +
-    already present + sampled out), gold and prediction counts, versions. Saved in the workspace, under its lock."""
-    with workspace_lock(plan.workspace, "launch"):
-        return _finish(plan, results, url)
-
-
-def _finish(plan: Plan, results: list[dict], url: str) -> dict:
+    already present + sampled out), gold and prediction counts, versions. Saved in the workspace."""
     state = _batch_state(plan)
     all_results = list(state.get("results", {}).values())
     imported_total = sum(r.get("imported", 0) for r in all_results)
@@ -816,8 +749,6 @@ def _finish(plan: Plan, results: list[dict], url: str) -> dict:
         "gold": gold_imported,
         "gold_rows_read": c["gold_rows_read"],
         "gold_quarantined": c["gold_quarantined"],
-        "gold_corrected": plan.gold_corrections.get("corrected", 0),  # saved gold answers this plan's gold file changed
-        "gold_corrected_items": plan.gold_corrections.get("corrected_items", []),
         "predictions": sum(r.get("predictions", 0) for r in all_results) + state.get("backfilled", 0),
         "missing_predictions": missing,
         "prediction_problems": sorted({r["note"] for r in all_results if r.get("note")}) if missing else [],
@@ -835,8 +766,7 @@ def _finish(plan: Plan, results: list[dict], url: str) -> dict:
         "quarantine_file": str(plan.workspace.quarantine),
         "workspace": str(plan.workspace.root),
     }
-    manifest["lines_accounted"] = c.get("lines_accounted", True)  # a plan saved before this count: not checked
-    manifest["counts_add_up"] = manifest["lines_accounted"] and (
+    manifest["counts_add_up"] = (
         manifest["rows_read"]
         == manifest["imported"]
         + manifest["duplicates"]
