@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import psycopg
 import pytest
 from smo_cli import smo, stack_env
 from warehouse_data import synthetic_workspace
@@ -50,11 +51,19 @@ def norm(rows: list) -> list[tuple]:
 
 @pytest.fixture
 def pg_url(unique):
-    url = f"{PG_SERVER}/smo_wh_{unique}"
-    pg = PgUrl.parse(url)
-    create_database(pg)
-    yield url
-    drop_database(pg)
+    """A database owned by a role that is not a superuser (`smo sql` refuses to query as one): publishing and
+    querying both go through it, as a team's warehouse role would."""
+    name, owner = f"smo_wh_{unique}", f"smo_wh_{unique}_owner"
+    admin = PgUrl.parse(f"{PG_SERVER}/postgres")
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        conn.execute(f'create role "{owner}" login')
+    create_database(admin.with_db(name))
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        conn.execute(f'alter database "{name}" owner to "{owner}"')
+    yield f"postgresql://{owner}@127.0.0.1:5432/{name}"
+    drop_database(admin.with_db(name))
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        conn.execute(f'drop role if exists "{owner}"')
 
 
 @pytest.fixture

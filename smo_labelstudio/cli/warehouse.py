@@ -13,6 +13,7 @@ from typing import Any, Optional
 import typer
 
 from smo_labelstudio.cli._errors import fail, reported
+from smo_labelstudio.core.csvcells import safe_cell
 from smo_labelstudio.core.spec import Spec, load_spec
 
 warehouse_app = typer.Typer(no_args_is_help=True, help="Publish the project's tables to SQL (DuckDB, PostgreSQL).")
@@ -32,13 +33,13 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     from smo_labelstudio.core.jsonenc import jsonable  # noqa: PLC0415 - start-up time: numpy
 
     values = [[jsonable(v) for v in row] for row in rows]
-    if fmt == "json":
+    if fmt == "json":  # raw values: JSON is for programs
         return json.dumps([dict(zip(columns, row)) for row in values], ensure_ascii=False, allow_nan=False)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([["" if v is None else v for v in row] for row in values])
+        writer.writerows([["" if v is None else safe_cell(v) for v in row] for row in values])  # no formulas
         return buf.getvalue().rstrip("\n")
     cells = [["" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in row] for row in values]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -58,26 +59,35 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
 
 @reported
 def sql(
-    query: str = typer.Argument(..., metavar="QUERY", help="One SQL statement (read-only)."),
+    query: str = typer.Argument(
+        ..., metavar="QUERY", help="One SQL statement, run read-only (no writes, no files, no settings)."
+    ),
     spec: Optional[Path] = typer.Option(
         None, "--spec", metavar="SPEC", help="The project spec: its workspace's embedded store (warehouse.duckdb)."
     ),
     fmt: str = typer.Option("table", "--format", metavar="table|csv|json", help="Output format."),
     url: Optional[str] = typer.Option(
-        None, "--url", metavar="URL", help="Query PostgreSQL instead: postgresql://user[:password]@host:port/dbname."
+        None,
+        "--url",
+        metavar="URL",
+        help="Query PostgreSQL instead: postgresql://user[:password]@host:port/dbname "
+        "(without --url and --spec: SMO_WAREHOUSE_URL).",
     ),
     schema: Optional[str] = typer.Option(
         None, "--schema", help="PostgreSQL schema (default smo, or SMO_WAREHOUSE_SCHEMA)."
     ),
 ) -> None:
     """Run a query against the project's tables and views."""
+    from smo_labelstudio.core.settings import get_settings, secret  # noqa: PLC0415 - start-up time: pydantic
     from smo_labelstudio.warehouse.publish import query as run_query  # noqa: PLC0415 - start-up time: duckdb
     from smo_labelstudio.warehouse.publish import target  # noqa: PLC0415 - start-up time: duckdb
 
     if fmt not in FORMATS:
         fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}", 2)
+    if spec is None and not url:  # the environment keeps the password off the command line
+        url = secret(get_settings().warehouse_url)
     if spec is None and not url:
-        fail("give --spec SPEC (the project's embedded store) or --url URL (PostgreSQL)", 2)
+        fail("give --spec SPEC (the project's embedded store), or --url URL or SMO_WAREHOUSE_URL (PostgreSQL)", 2)
     ws = _workspace(spec)[1] if spec is not None else None
     columns, rows = run_query(target(ws, url, schema), query)
     typer.echo(render(columns, rows, fmt))

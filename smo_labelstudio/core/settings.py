@@ -151,7 +151,9 @@ class Settings(BaseSettings):
 
     # -- the warehouse
     warehouse_url: SecretStr | None = Field(
-        None, description="PostgreSQL the warehouse tables are published to after each export (none when unset)."
+        None,
+        description="PostgreSQL the warehouse tables are published to after each flow (none when unset); "
+        "also the URL of `smo warehouse sync` without `--url` and of `smo sql` without `--url` and `--spec`.",
     )
     warehouse_schema: str = Field("smo", description="PostgreSQL schema of the warehouse tables.")
 

@@ -213,15 +213,14 @@ def _publish_duckdb_once(path: Path, project: str, tables: dict[str, pd.DataFram
         conn.close()
 
 
-def _pg_connect(url: str, read_only: bool = False):
+def _pg_connect(url: str, options: str | None = None) -> psycopg.Connection:
+    """A connection (its server options, if any); a failure is one WarehouseError line without the password."""
     pg = PgUrl.parse(url)
     try:
-        conn = psycopg.connect(pg.conninfo(), connect_timeout=10)
+        return psycopg.connect(pg.conninfo(), connect_timeout=10, options=options)
     except psycopg.Error as exc:
         message = " ".join(str(exc).split()).replace(pg.password, "***") if pg.password else " ".join(str(exc).split())
         raise WarehouseError(f"cannot connect to {redact(url)}: {message[:300]}") from None
-    conn.read_only = read_only
-    return conn
 
 
 def _publish_postgres(url: str, schema: str, project: str, tables: dict[str, pd.DataFrame]) -> None:
@@ -289,30 +288,74 @@ def publish_after_flow(ws: Workspace, spec) -> list[dict]:
 
 
 # --- querying -----------------------------------------------------------------------------------
+# `smo sql` runs text from whoever types or pastes it, so the store itself refuses what a query must not do
+# (no list of forbidden keywords to keep up to date):
+# - DuckDB: the file opened read-only, external access off (no file, URL, ATTACH, COPY or extension), no
+#   extension autoloading, no Python replacement scans, and the configuration locked before the query runs
+#   so it cannot turn any of that back on.
+# - PostgreSQL: a session whose transactions are read-only by default, inside a READ ONLY transaction that
+#   has already taken its snapshot (so `SET TRANSACTION READ WRITE` is refused), and the query sent with the
+#   extended protocol (a prepared statement: `commit; drop table x` is two statements and is refused). A role
+#   that can read or write the server's files or run programs there (a superuser, pg_read_server_files,
+#   pg_write_server_files, pg_execute_server_program) is refused: read-only transactions do not stop
+#   `pg_read_file` or `COPY ... TO '/path'`.
+
+DUCKDB_READ_ONLY = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_persistent_secrets": False,
+    "python_enable_replacements": False,
+}
+PG_READ_ONLY_OPTIONS = "-c default_transaction_read_only=on"
+PG_SERVER_ACCESS = (
+    "select r.rolsuper, pg_has_role(current_user, 'pg_read_server_files', 'USAGE'), "
+    "pg_has_role(current_user, 'pg_write_server_files', 'USAGE'), "
+    "pg_has_role(current_user, 'pg_execute_server_program', 'USAGE'), current_user "
+    "from pg_roles r where r.rolname = current_user"
+)
+SERVER_ACCESS_NAMES = ("a superuser", "pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
 
 
-def query(where: Target, sql_text: str) -> tuple[list[str], list[tuple]]:
-    """Run one read-only query; (column names, rows). A bad query is a WarehouseError with the
-    engine's one-line message."""
-    if where.pg_url:  # the postgres engine
-        with _pg_connect(where.pg_url, read_only=True) as conn:
-            conn.execute(sql.SQL("set search_path to {}, public").format(sql.Identifier(where.schema)))
-            conn.execute("set time zone 'UTC'")
-            try:
-                cur = conn.execute(sql_text)
-            except psycopg.Error as exc:
-                raise WarehouseError(" ".join(str(exc).split())[:500]) from None
-            if cur.description is None:
-                return [], []
-            return [d.name for d in cur.description], cur.fetchall()
-    path = where.duckdb_file()
+def _one_line(exc: BaseException, limit: int = 500) -> str:
+    return " ".join(str(exc).split())[:limit]
+
+
+def _pg_query(url: str, schema: str, sql_text: str) -> tuple[list[str], list[tuple]]:
+    conn = _pg_connect(url, PG_READ_ONLY_OPTIONS)
+    try:  # closed without a commit: whatever the statement did is rolled back
+        conn.read_only = True  # the transaction psycopg begins is BEGIN READ ONLY
+        row = conn.execute(PG_SERVER_ACCESS).fetchone()  # also the transaction's first snapshot
+        if row is None or any(row[:4]):
+            powers = ", ".join(n for n, has in zip(SERVER_ACCESS_NAMES, row or (True,) * 4) if has)
+            raise WarehouseError(
+                f"role {row[4] if row else '?'} can reach the database server's files or programs ({powers}), "
+                f"which a read-only transaction does not stop: query with a role that can only read the "
+                f"warehouse (see `smo sql` in the analyst guide)"
+            )
+        conn.execute(
+            "select set_config('search_path', %s, true), set_config('TimeZone', 'UTC', true)", (f"{schema}, public",)
+        )
+        try:
+            cur = conn.execute(sql_text, prepare=True)  # the extended protocol: one statement, no more
+        except psycopg.Error as exc:
+            raise WarehouseError(_one_line(exc)) from None
+        if cur.description is None:
+            return [], []
+        return [d.name for d in cur.description], cur.fetchall()
+    finally:
+        conn.close()
+
+
+def _duckdb_query(path: Path, sql_text: str) -> tuple[list[str], list[tuple]]:
     if not path.exists():
         raise WarehouseError(
             f"no warehouse at {path}: run a flow (`smo pull`) or `smo warehouse sync --spec SPEC` first"
         )
     for attempt in range(20):  # a flow publishing holds the file for a moment
         try:
-            conn = duckdb.connect(str(path), read_only=True)
+            conn = duckdb.connect(str(path), read_only=True, config=dict(DUCKDB_READ_ONLY))
             break
         except duckdb.IOException as exc:
             if attempt == 19:
@@ -321,13 +364,25 @@ def query(where: Target, sql_text: str) -> tuple[list[str], list[tuple]]:
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
     try:
-        conn.execute("set TimeZone = 'UTC'")
+        conn.execute("set TimeZone = 'UTC'")  # an ICU setting: not accepted by connect()'s config
+        conn.execute("set lock_configuration = true")
         try:
-            cur = conn.execute(sql_text)
+            statements = conn.extract_statements(sql_text)
+            if len(statements) != 1:
+                raise WarehouseError(f"expected one SQL statement, got {len(statements)}")
+            cur = conn.execute(statements[0])
         except duckdb.Error as exc:
-            raise WarehouseError(" ".join(str(exc).split())[:500]) from None
+            raise WarehouseError(_one_line(exc)) from None
         if cur.description is None:
             return [], []
         return [d[0] for d in cur.description], cur.fetchall()
     finally:
         conn.close()
+
+
+def query(where: Target, sql_text: str) -> tuple[list[str], list[tuple]]:
+    """Run one read-only statement; (column names, rows). A bad query, or one that would write or reach
+    outside the warehouse, is a WarehouseError with the engine's one-line message."""
+    if where.pg_url:  # the postgres engine
+        return _pg_query(where.pg_url, where.schema, sql_text)
+    return _duckdb_query(where.duckdb_file(), sql_text)
