@@ -151,6 +151,7 @@ def compute(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Agreement with bootstrap intervals, gold checks and consensus for one annotations file."""
+    from smo_labelstudio.core.csvcells import safe_frame  # noqa: PLC0415 - start-up time: pandas
     from smo_labelstudio.quality import io  # noqa: PLC0415 - start-up time: pandas
     from smo_labelstudio.quality.compute import run_quality  # noqa: PLC0415 - start-up time: scipy
 
@@ -162,7 +163,7 @@ def compute(
         try:
             out.mkdir(parents=True, exist_ok=True)
             written = out / "consensus.csv"
-            result.consensus.to_csv(written, index=False)
+            safe_frame(result.consensus).to_csv(written, index=False)  # labels are free text: no formulas
         except OSError as exc:
             fail(f"{out}: cannot write consensus.csv ({exc.strerror})")
     if as_json:

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.model_selection import StratifiedGroupKFold
 
+from smo_labelstudio.core.csvcells import safe_frame
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.jsonenc import jsonable
 from smo_labelstudio.core.keys import secret_key
@@ -447,7 +448,7 @@ def write_dataset(rows: pd.DataFrame, out: Path, sheet: dict, to_name: str = "te
         flat[col] = flat[col].map(lambda v: "|".join(v))
     flat["severity"] = flat["severity"].astype("Int64")
     flat["model_severity"] = flat["model_severity"].astype("Int64")
-    flat.to_csv(out / "dataset.csv", index=False, lineterminator="\n", float_format="%.6g")
+    safe_frame(flat).to_csv(out / "dataset.csv", index=False, lineterminator="\n", float_format="%.6g")
     (out / "labelstudio.json").write_text(
         json.dumps(labelstudio_tasks(rows, to_name), ensure_ascii=False, sort_keys=True, indent=1, allow_nan=False)
         + "\n",
