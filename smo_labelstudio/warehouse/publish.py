@@ -296,9 +296,9 @@ def publish_after_flow(ws: Workspace, spec) -> list[dict]:
 # - PostgreSQL: a session whose transactions are read-only by default, inside a READ ONLY transaction that
 #   has already taken its snapshot (so `SET TRANSACTION READ WRITE` is refused), and the query sent with the
 #   extended protocol (a prepared statement: `commit; drop table x` is two statements and is refused). A role
-#   that can read or write the server's files or run programs there (a superuser, pg_read_server_files,
-#   pg_write_server_files, pg_execute_server_program) is refused: read-only transactions do not stop
-#   `pg_read_file` or `COPY ... TO '/path'`.
+#   that is, or can SET ROLE to, one that reads or writes the server's files or runs programs there (a
+#   superuser, pg_read_server_files, pg_write_server_files, pg_execute_server_program) is refused:
+#   read-only transactions do not stop `pg_read_file` or `COPY ... TO '/path'`.
 
 DUCKDB_READ_ONLY = {
     "enable_external_access": False,
@@ -309,13 +309,18 @@ DUCKDB_READ_ONLY = {
     "python_enable_replacements": False,
 }
 PG_READ_ONLY_OPTIONS = "-c default_transaction_read_only=on"
-PG_SERVER_ACCESS = (
-    "select r.rolsuper, pg_has_role(current_user, 'pg_read_server_files', 'USAGE'), "
-    "pg_has_role(current_user, 'pg_write_server_files', 'USAGE'), "
-    "pg_has_role(current_user, 'pg_execute_server_program', 'USAGE'), current_user "
-    "from pg_roles r where r.rolname = current_user"
+PG_SERVER_ACCESS = (  # MEMBER, not USAGE: a role may SET ROLE to what it does not inherit, even mid-statement
+    "select exists (select 1 from pg_roles r where r.rolsuper and pg_has_role(current_user, r.oid, 'MEMBER')), "
+    "pg_has_role(current_user, 'pg_read_server_files', 'MEMBER'), "
+    "pg_has_role(current_user, 'pg_write_server_files', 'MEMBER'), "
+    "pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER'), current_user"
 )
-SERVER_ACCESS_NAMES = ("a superuser", "pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
+SERVER_ACCESS_NAMES = (
+    "a superuser",
+    "a member of pg_read_server_files",
+    "a member of pg_write_server_files",
+    "a member of pg_execute_server_program",
+)
 
 
 def _one_line(exc: BaseException, limit: int = 500) -> str:
@@ -328,11 +333,11 @@ def _pg_query(url: str, schema: str, sql_text: str) -> tuple[list[str], list[tup
         conn.read_only = True  # the transaction psycopg begins is BEGIN READ ONLY
         row = conn.execute(PG_SERVER_ACCESS).fetchone()  # also the transaction's first snapshot
         if row is None or any(row[:4]):
-            powers = ", ".join(n for n, has in zip(SERVER_ACCESS_NAMES, row or (True,) * 4) if has)
+            powers = " and ".join(n for n, has in zip(SERVER_ACCESS_NAMES, row or (True,) * 4) if has)
             raise WarehouseError(
-                f"role {row[4] if row else '?'} can reach the database server's files or programs ({powers}), "
-                f"which a read-only transaction does not stop: query with a role that can only read the "
-                f"warehouse (see `smo sql` in the analyst guide)"
+                f"role {row[4] if row else '?'} is or can become {powers}, which reaches the database server's files "
+                f"or programs whatever the transaction: query with a role that can only read the warehouse "
+                f"(see `smo sql` in the analyst guide)"
             )
         conn.execute(
             "select set_config('search_path', %s, true), set_config('TimeZone', 'UTC', true)", (f"{schema}, public",)

@@ -179,6 +179,13 @@ def test_postgres_runs_one_read_only_statement_from_smo_warehouse_url(pg, tmp_pa
     # a superuser reads the server's files whatever the transaction: refused before any query runs
     line = _one_line_error(run("select pg_read_file('/etc/passwd')", env_url=superuser_url))
     assert "a superuser" in line and "root" in line, line
+    # so is a role that can SET ROLE to one that reads them, though it does not inherit its rights
+    with psycopg.connect(PgUrl.parse(superuser_url).conninfo(), autocommit=True) as conn:
+        owner = PgUrl.parse(url).user
+        conn.execute(f'alter role "{owner}" noinherit')
+        conn.execute(f'grant pg_read_server_files to "{owner}"')
+    line = _one_line_error(run("select 1"))
+    assert "pg_read_server_files" in line and owner in line, line
     # --url wins over SMO_WAREHOUSE_URL, and a password in either never reaches the message
     for args, env_url in (
         (("select 1", "--url", "postgresql://u:s3cret@127.0.0.1:1/db"), url),
