@@ -11,6 +11,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NotRequired, TypedDict
 from urllib.parse import urlsplit
@@ -37,7 +38,7 @@ ITEM_COLUMNS = [
     "language_detected",
     "language_confidence",
 ]
-QUARANTINE_COLUMNS = ["file", "row", "external_id", "reason", "raw"]
+QUARANTINE_COLUMNS = ["file", "row", "lines", "external_id", "reason", "raw"]
 DUPLICATE_COLUMNS = ["row", "external_id", "item_id", "duplicate_of"]
 IMAGE_SCHEMES = {"http", "https", "s3", "gs", "azure-blob"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -61,10 +62,11 @@ class _Mapped(TypedDict):
 
 
 class _Quarantined(TypedDict):
-    """A `QUARANTINE_COLUMNS` row: a source row refused, with why."""
+    """A `QUARANTINE_COLUMNS` row: a source record refused, with its physical lines (`7` or `7-9`) and why."""
 
     file: str
     row: int
+    lines: str
     external_id: str | None
     reason: str | None
     raw: str
@@ -79,6 +81,7 @@ class Prepared:
     quarantine: pd.DataFrame
     rows_read: int = 0
     notes: list[str] = field(default_factory=list)
+    accounted: bool = True  # the source's lines all in records (`Source.accounted`), set by the launch
 
 
 def normalize(text: str | None) -> str:
@@ -148,7 +151,7 @@ def _problem(fields: dict, columns: Columns, needs_text: bool, needs_image: bool
 
 
 def prepare(
-    rows: list[Row],
+    rows: Iterable[Row],
     columns: Columns,
     needs_text: bool,
     needs_image: bool,
@@ -163,25 +166,38 @@ def prepare(
     known = known or {}
     key = key if key is not None else item_key()
     legacy: dict[int, str] = {}
-    parsed = [r.fields for r in rows if r.fields is not None]
-    for needed, column, what in ((needs_text, columns.text, "text"), (needs_image, columns.image, "an image")):
-        if needed and column and parsed and not any(column in f for f in parsed):
-            raise SourceError(
-                f"{file}: no column {column!r} in any row; map the right one under `columns:` "
-                f"in the spec (the file has: {', '.join(sorted(parsed[0])[:12])})"
-            )
-        if needed and not column:
+    for needed, what in ((needs_text and not columns.text, "text"), (needs_image and not columns.image, "an image")):
+        if needed:
             raise SourceError(f"the spec's label config shows {what} but `columns:` maps no column for it")
+    # needed columns no row has shown yet (checked as rows stream by: one pass over the source)
+    unseen = {c for needed, c in ((needs_text, columns.text), (needs_image, columns.image)) if needed and c}
+    first_fields: dict | None = None
     quarantined: list[_Quarantined] = []
     mapped: list[_Mapped] = []
+    spans: dict[int, str] = {}  # rows of more than one physical line: their lines
+    seen = 0
     wanted = (columns.id, columns.text, columns.image, columns.language, columns.source)
     for row in rows:
+        seen += 1
         if row.fields is None:
             quarantined.append(
-                {"file": file, "row": row.number, "external_id": None, "reason": row.problem, "raw": row.raw[:500]}
+                {
+                    "file": file,
+                    "row": row.number,
+                    "lines": row.lines,
+                    "external_id": None,
+                    "reason": row.problem,
+                    "raw": row.raw[:500],
+                }
             )
             continue
         values = row.fields
+        if first_fields is None:
+            first_fields = values
+        if unseen:
+            unseen = {c for c in unseen if c not in values}
+        if row.last > row.number:
+            spans[row.number] = row.lines
         external_id, text, image, language, source = (_text(values.get(col)) if col else None for col in wanted)
         if language is not None and langdetect.missing(language):
             language = None  # an empty cell is no language (detected below), not an unknown code
@@ -192,6 +208,7 @@ def prepare(
                 {
                     "file": file,
                     "row": row.number,
+                    "lines": row.lines,
                     "external_id": external_id,
                     "reason": problem,
                     "raw": row.raw[:500],
@@ -220,6 +237,13 @@ def prepare(
             }
         )
 
+    if first_fields is not None and unseen:
+        column = min(unseen)
+        raise SourceError(
+            f"{file}: no column {column!r} in any row; map the right one under `columns:` "
+            f"in the spec (the file has: {', '.join(sorted(first_fields)[:12])})"
+        )
+
     # An external id with two different contents: we cannot know which is right, so neither goes in.
     by_id: dict[str, set[str]] = {}
     for f in mapped:
@@ -242,6 +266,7 @@ def prepare(
                 {
                     "file": file,
                     "row": f["row"],
+                    "lines": spans.get(f["row"], str(f["row"])),
                     "external_id": eid,
                     "raw": "",
                     "reason": f"external id {eid!r} also appears with different content (row {others})",
@@ -271,7 +296,7 @@ def prepare(
         items=frame,
         duplicates=pd.DataFrame(duplicates, columns=DUPLICATE_COLUMNS),
         quarantine=pd.DataFrame(sorted(quarantined, key=lambda q: q["row"]), columns=QUARANTINE_COLUMNS),
-        rows_read=len(rows),
+        rows_read=seen,
     )
 
 

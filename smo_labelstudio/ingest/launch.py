@@ -10,6 +10,7 @@ in the workspace: Label Studio sees gold items exactly like others.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -39,7 +40,7 @@ from smo_labelstudio.core.workspace import (
     write_parquet,
 )
 from smo_labelstudio.ingest.items import QUARANTINE_COLUMNS, Prepared, prepare, stratified_sample
-from smo_labelstudio.ingest.sources import read_rows
+from smo_labelstudio.ingest.sources import file_digest, read_rows
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.labelstudio.configs import labeling_interface
 
@@ -88,7 +89,8 @@ def overlap_settings(spec: Spec) -> tuple[int, int]:
 
 
 def _file_digest(path: Path | None) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else "-"
+    """A file's SHA-256 (read in chunks: constant memory), part of the plan's key; `-` for no file."""
+    return file_digest(Path(path)) if path else "-"
 
 
 def _known_items(ws: Workspace, project_id: int) -> dict[str, str]:
@@ -124,6 +126,7 @@ def read_gold(
                 {
                     "file": str(path),
                     "row": row.number,
+                    "lines": row.lines,
                     "external_id": fields.get(spec.columns.id or "id"),
                     "reason": "gold answer `policy` "
                     + ("has unknown ids " + ", ".join(unknown) if unknown else "is empty"),
@@ -135,6 +138,7 @@ def read_gold(
                 {
                     "file": str(path),
                     "row": row.number,
+                    "lines": row.lines,
                     "external_id": fields.get(spec.columns.id or "id"),
                     "reason": f"gold answer `severity` {severity!r} is not 1-4",
                     "raw": row.raw[:500],
@@ -146,7 +150,8 @@ def read_gold(
     prepared.quarantine = pd.concat(
         [prepared.quarantine, pd.DataFrame(bad, columns=QUARANTINE_COLUMNS)], ignore_index=True
     )
-    prepared.rows_read = len(rows)
+    prepared.rows_read = rows.records  # the reader's count of the file's records, not of what `prepare` saw
+    prepared.accounted = rows.accounted()
     by_row = {r.number: r.fields for r in good if r.fields is not None}  # a row without fields is no item
     answers = []
     for item in prepared.items.itertuples(index=False):
@@ -353,9 +358,8 @@ def plan_launch(
     for item in client.task_ids_by_item(url, token, project_id):  # a lost workspace or an abandoned plan
         known.setdefault(item, item)
     key = item_key(home)  # item ids are keyed per deployment: gold and work look alike to annotators
-    prepared = prepare(
-        read_rows(data), spec.columns, **_needs(ui["label_config"]), file=str(data), known=known, key=key
-    )
+    source = read_rows(data)
+    prepared = prepare(source, spec.columns, **_needs(ui["label_config"]), file=str(data), known=known, key=key)
     items = prepared.items
     present = prepared.duplicates["duplicate_of"].str.startswith("project item")
     if sample is not None:
@@ -364,10 +368,11 @@ def plan_launch(
         sampled_out = before - len(items)
     else:
         sampled_out = 0
-    gold_items, answers, gold_quarantine, gold_rows = items.head(0), None, None, 0
+    gold_items, answers, gold_quarantine, gold_rows, gold_accounted = items.head(0), None, None, 0, True
     if gold is not None and spec.gold_rate > 0:
         gold_prepared, answers = read_gold(gold, spec, load_taxonomy().ids, known, ui["label_config"], key)
         gold_rows, gold_quarantine = gold_prepared.rows_read, gold_prepared.quarantine
+        gold_accounted = gold_prepared.accounted
         wanted = math.ceil(len(items) * spec.gold_rate / (1 - spec.gold_rate)) if len(items) else 0
         pool = gold_prepared.items
         gold_items = pool.sample(n=min(wanted, len(pool)), random_state=seed) if wanted else pool.head(0)
@@ -377,7 +382,9 @@ def plan_launch(
     batch["batch"] = np.arange(len(batch)) // batch_size
     batch["is_gold"] = batch["is_gold"].astype(bool)  # an empty frame's columns come back as object
     counts = {
-        "rows_read": prepared.rows_read,
+        "rows_read": source.records,  # counted by the reader, apart from where `prepare` put each row
+        # each physical line (Parquet row) of both files is in one record, blank or a header, by an independent count
+        "lines_accounted": source.accounted() and prepared.rows_read == source.records and gold_accounted,
         "to_import": int((~batch["is_gold"]).sum()),
         "duplicates": int((~present).sum()),
         "already_present": int(present.sum()),
@@ -423,6 +430,13 @@ def _append_quarantine(ws: Workspace, quarantine: pd.DataFrame, plan_id: str) ->
     if quarantine.empty:
         return
     frame = quarantine.assign(run=plan_id)
+    if ws.quarantine.exists():
+        with open(ws.quarantine, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if header != list(frame.columns):  # written before a column was added (`lines`): rewritten once, aligned
+            old = pd.read_csv(ws.quarantine, dtype=str, keep_default_na=False)
+            pd.concat([old, frame], ignore_index=True)[list(frame.columns)].to_csv(ws.quarantine, index=False)
+            return
     frame.to_csv(ws.quarantine, mode="a", header=not ws.quarantine.exists(), index=False)
 
 
@@ -766,7 +780,8 @@ def finish(plan: Plan, results: list[dict], url: str) -> dict:
         "quarantine_file": str(plan.workspace.quarantine),
         "workspace": str(plan.workspace.root),
     }
-    manifest["counts_add_up"] = (
+    manifest["lines_accounted"] = c.get("lines_accounted", True)  # a plan saved before this count: not checked
+    manifest["counts_add_up"] = manifest["lines_accounted"] and (
         manifest["rows_read"]
         == manifest["imported"]
         + manifest["duplicates"]
