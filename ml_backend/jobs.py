@@ -9,8 +9,10 @@ import logging
 import os
 import queue
 import threading
+from pathlib import Path
 
 from smo_labelstudio.labelstudio.rest import export_project
+from smo_labelstudio.model.modelstore import ModelStore
 from smo_labelstudio.model.training import retrain_from_export
 
 log = logging.getLogger("smo.ml_backend.jobs")
@@ -40,12 +42,16 @@ def _pending_key(project_id: int) -> str:
 
 
 def run_retrain(project_id: int) -> dict:
-    """The job body (RQ worker or thread): clear the pending mark first, then train."""
+    """The job body (RQ worker or thread): clear the pending mark first, then read the project with the
+    backend's own Label Studio token (whatever the hint carried is never used) and train."""
     conn = _redis()
     if conn is not None:
         conn.delete(_pending_key(project_id))
     with _pending_lock:
         _pending.discard(project_id)
+    if project_id not in ModelStore(Path(os.environ["SMO_MODEL_DIR"])).connected_projects():
+        log.warning("retrain for project %s skipped: not connected to this backend", project_id)
+        return {"skipped": "project not connected"}
     tasks = export_project(os.environ["SMO_LS_URL"], os.environ["SMO_LS_TOKEN"], project_id)
     metrics = retrain_from_export(os.environ["SMO_MODEL_DIR"], tasks, project_id)
     log.warning(

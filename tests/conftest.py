@@ -95,9 +95,11 @@ def prefect_api(test_stack_settings: Settings) -> str:
 
 @dataclass
 class Backend:
+    """`auth` is the predict-only pair Label Studio holds; `admin_auth` the admin pair it never sees."""
+
     url: str
     auth: tuple[str, str]
-    webhook_secret: str
+    admin_auth: tuple[str, str]
     model_dir: Path
 
 
@@ -111,7 +113,7 @@ def ml_backend(label_studio: LabelStudioServer, test_stack_settings: Settings) -
     yield Backend(
         url=f"http://127.0.0.1:{test_stack_settings.backend_port}",
         auth=(b["user"], b["password"]),
-        webhook_secret=b["webhook_secret"],
+        admin_auth=("admin", b["admin_password"]),
         model_dir=MLBackend(test_stack_settings).model_dir,
     )
     stack.down(test_stack_settings, _say, only=("ml-backend", "ml-worker"))

@@ -232,7 +232,7 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
     assert {
         "SMO_BACKEND_USER",
         "SMO_BACKEND_PASSWORD",
-        "SMO_WEBHOOK_SECRET",
+        "SMO_BACKEND_ADMIN_PASSWORD",
         "SMO_MODEL_DIR",
         "SMO_REDIS_URL",
         "SMO_LS_URL",
@@ -253,21 +253,21 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
         "SMO_BACKEND_URL",
         "SMO_BACKEND_USER",
         "SMO_BACKEND_PASSWORD",
-        "SMO_WEBHOOK_SECRET",
+        "SMO_BACKEND_ADMIN_PASSWORD",
         "SMO_HOME",
         "PREFECT_API_URL",
         "SMO_APP_DIR",
         "SMO_TASK_RUNNER",
         "SMO_DASK_ADDRESS",
     }
-    assert {"SMO_LS_URL", "SMO_LS_TOKEN", "SMO_WEBHOOK_SECRET", "SMO_HOME"} <= code_reads(
+    assert {"SMO_LS_URL", "SMO_LS_TOKEN", "SMO_BACKEND_ADMIN_PASSWORD", "SMO_HOME"} <= code_reads(
         REPO_ROOT / "smo_labelstudio"
     ) | {"SMO_BACKEND_URL"}
     for name in ("prefect-worker", "prefect-deploy", "dask-worker"):
         env = environment(services[name])
         assert flows_read <= set(env), f"{name} lacks {sorted(flows_read - set(env))}"
     worker, backend = environment(services["prefect-worker"]), environment(services["ml-backend"])
-    for key in ("SMO_BACKEND_USER", "SMO_BACKEND_PASSWORD", "SMO_WEBHOOK_SECRET", "SMO_LS_TOKEN"):
+    for key in ("SMO_BACKEND_USER", "SMO_BACKEND_PASSWORD", "SMO_BACKEND_ADMIN_PASSWORD", "SMO_LS_TOKEN"):
         assert worker[key] == backend[key], f"{key} differs between the flows and the backend"
     assert environment(services["label-studio"])["LABEL_STUDIO_USER_TOKEN"] == worker["SMO_LS_TOKEN"]
 
@@ -548,7 +548,8 @@ def test_prefect_deploy_all_registers_every_deployment_and_a_worker_runs_one(pre
 def test_the_backend_image_files_are_enough_to_serve_and_refuse_strangers(tmp_path):
     """What ml_backend/Dockerfile copies, laid out as in the image (/app), imported by the backend's own
     environment (constraints/ml-backend.txt, as the image installs): it starts, answers /health with the
-    credentials compose passes and refuses a request without them or a webhook without the secret."""
+    credentials compose passes, refuses a request without them, the predict-only credential on an admin
+    route, and label-studio-ml's own routes."""
     from smo_labelstudio.stack.envs import ML_BACKEND_ENV
 
     dockerfile = REPO_ROOT / "ml_backend" / "Dockerfile"
@@ -568,10 +569,12 @@ def test_the_backend_image_files_are_enough_to_serve_and_refuse_strangers(tmp_pa
     python = ML_BACKEND_ENV.ensure()
     probe = (
         "import base64, json, _wsgi\n"
-        "c = _wsgi.app.test_client()\n"
+        "from werkzeug.test import Client\n"
+        "c = Client(_wsgi.app)\n"
         "auth = {'Authorization': 'Basic ' + base64.b64encode(b'backend:pw').decode()}\n"
-        "print(json.dumps([c.get('/health').status_code, c.get('/health', headers=auth).status_code,\n"
-        "                  c.post('/webhook', json={'action': 'ANNOTATION_CREATED'}, headers=auth).status_code]))\n"
+        "codes = [c.get('/health').status_code, c.get('/health', headers=auth).status_code]\n"
+        "codes += [c.get('/versions', headers=auth).status_code, c.post('/train', headers=auth).status_code]\n"
+        "print(json.dumps(codes))\n"
     )
     env = {
         "PATH": os.environ["PATH"],
@@ -579,7 +582,7 @@ def test_the_backend_image_files_are_enough_to_serve_and_refuse_strangers(tmp_pa
         "SMO_MODEL_DIR": str(tmp_path / "models"),
         "SMO_BACKEND_USER": "backend",
         "SMO_BACKEND_PASSWORD": "pw",
-        "SMO_WEBHOOK_SECRET": "s3cret",
+        "SMO_BACKEND_ADMIN_PASSWORD": "s3cret",
         "HOME": str(tmp_path),
     }
     out = subprocess.run(
@@ -591,4 +594,4 @@ def test_the_backend_image_files_are_enough_to_serve_and_refuse_strangers(tmp_pa
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [401, 200, 403]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [401, 200, 403, 404]

@@ -18,7 +18,7 @@ ENDPOINTS = [("GET", "/health"), ("POST", "/predict"), ("POST", "/setup"), ("GET
 
 
 def _versions(backend) -> dict:
-    return httpx.get(backend.url + "/versions", auth=backend.auth, timeout=10).json()
+    return httpx.get(backend.url + "/versions", auth=backend.admin_auth, timeout=10).json()
 
 
 def test_requests_without_the_right_credentials_are_refused(ml_backend):
@@ -26,16 +26,16 @@ def test_requests_without_the_right_credentials_are_refused(ml_backend):
         assert httpx.request(method, ml_backend.url + path, json={}).status_code == 401, path
         wrong = httpx.request(method, ml_backend.url + path, json={}, auth=(ml_backend.auth[0], "nope"))
         assert wrong.status_code == 401, path
-    hook = httpx.post(
-        ml_backend.url + "/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}}, auth=ml_backend.auth
-    )
-    assert hook.status_code == 403 and "X-SMO-Webhook-Secret" in hook.json()["error"]
+    # the predict-only credential Label Studio holds cannot list versions; the admin one can
+    assert httpx.get(ml_backend.url + "/versions", auth=ml_backend.auth).status_code == 403
+    assert httpx.get(ml_backend.url + "/versions", auth=ml_backend.admin_auth).status_code == 200
 
 
 @pytest.mark.parametrize(
     "body, status, words",
     [
         (None, 400, "JSON object"),
+        ([{"data": {"text": "a list, not an object"}}], 400, "JSON object"),
         ({}, 400, "no tasks"),
         ({"tasks": []}, 400, "no tasks"),
         ({"tasks": [{"id": 7, "data": {"image": "x.png"}}]}, 400, "task 7 has no text"),
@@ -115,7 +115,7 @@ def test_label_studio_gets_predictions_and_annotations_retrain_the_model(ml_back
     ui = configs.labeling_interface("text_moderation")
     project = client.create_project(ls_client, f"backend {unique}", ui["label_config"])
     client.connect_backend(
-        label_studio.url, label_studio.token, project, ml_backend.url, *ml_backend.auth, ml_backend.webhook_secret
+        label_studio.url, label_studio.token, project, ml_backend.url, ml_backend.auth, ml_backend.admin_auth
     )
     # A made-up group, so the test teaches the model something the starter data does not have.
     texts = [f"the Zorblaxian people of sector {i} are a plague and must be removed" for i in range(13)]
@@ -181,6 +181,7 @@ def test_without_redis_retraining_runs_in_process(label_studio, ls_client, uniqu
     project = client.create_project(
         ls_client, f"in-process {unique}", configs.labeling_interface("text_moderation")["label_config"]
     )
+    store.connect(project)  # what `smo backend connect` does through the backend's /connect
     client.import_tasks(
         ls_client, project, [{"data": {"text": f"buy Quuxcoin {i}, guaranteed 900% return"}} for i in range(10)]
     )

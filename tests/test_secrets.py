@@ -88,7 +88,7 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(
     started = datetime.now(UTC)
     home, out = tmp_path / "home", tmp_path / "export"
     spec, data, gold = _files(tmp_path, f"secrets {unique}")
-    env = stack_env(label_studio, ml_backend, home) | {"SMO_WEBHOOK_SECRET": ml_backend.webhook_secret}
+    env = stack_env(label_studio, ml_backend, home) | {"SMO_BACKEND_ADMIN_PASSWORD": ml_backend.admin_auth[1]}
     outputs = []
 
     def run(e: dict, *args: str, ok=(0,)) -> subprocess.CompletedProcess:
@@ -142,7 +142,7 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(
         "ls token": label_studio.token,
         "admin password": label_studio.password,
         "backend password": ml_backend.auth[1],
-        "webhook secret": ml_backend.webhook_secret,
+        "backend admin password": ml_backend.admin_auth[1],
         "invite token": invite,
     }
     for i, a in enumerate(annotators, start=1):

@@ -88,7 +88,7 @@ def test_up_twice_env_status_down(tmp_path):
             "SMO_BACKEND_URL",
             "SMO_BACKEND_USER",
             "SMO_BACKEND_PASSWORD",
-            "SMO_WEBHOOK_SECRET",
+            "SMO_BACKEND_ADMIN_PASSWORD",
             "PREFECT_API_URL",
         }
         r = httpx.get(

@@ -37,13 +37,13 @@ def test_unreadable_state_is_a_clear_error(tmp_path):
 def test_env_lines_are_shell_safe(tmp_path):
     state = {
         "label_studio": {"token": "t" * 40},
-        "backend": {"user": "u", "password": "p'w $x", "webhook_secret": "s&1 `id`"},
+        "backend": {"user": "u", "password": "p'w $x", "admin_password": "s&1 `id`"},
         "services": {},
     }
     stack.save_state(tmp_path, state)
     lines = stack.env_lines(Settings(home=tmp_path, ls_port=8123))
     out = subprocess.run(
-        ["bash", "-c", "\n".join(lines) + '\necho "$SMO_BACKEND_PASSWORD|$SMO_LS_URL|$SMO_WEBHOOK_SECRET"'],
+        ["bash", "-c", "\n".join(lines) + '\necho "$SMO_BACKEND_PASSWORD|$SMO_LS_URL|$SMO_BACKEND_ADMIN_PASSWORD"'],
         capture_output=True,
         text=True,
     )

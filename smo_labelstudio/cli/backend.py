@@ -33,10 +33,18 @@ def backend_train(
         help="CSV or JSONL with text, labels (policy ids, |-separated), "
         "optional severity and language. Default: generated starter data.",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed for the held-out split and the model."),
+    validation: Optional[str] = typer.Option(
+        None,
+        "--validation",
+        metavar="FILE",
+        help="Freeze this file (same format as --data) as the fixed validation set every later promotion "
+        "is judged on; its rows never train. Default: the set already frozen, else a fifth of the first data.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for the first validation split and the model."),
     as_json: bool = typer.Option(False, "--json", help="Print the version's metrics as one JSON object."),
 ) -> None:
-    """Train a model version; it is promoted only if its held-out macro F1 is not worse than the current one."""
+    """Train a model version; it is promoted only if its macro F1 on the fixed validation set is not worse
+    than the current model's."""
     from smo_labelstudio.core.taxonomy import load_taxonomy  # noqa: PLC0415 - start-up time
     from smo_labelstudio.model.training import (  # noqa: PLC0415 - start-up time: scikit-learn
         read_training_file,
@@ -46,7 +54,10 @@ def backend_train(
 
     labels = load_taxonomy().ids
     rows = read_training_file(Path(data), labels) if data else starter_data(seed=seed)
-    metrics = train_version(_model_store(), rows, labels, seed=seed, source=data or "generated starter data")
+    held = read_training_file(Path(validation), labels) if validation else None
+    metrics = train_version(
+        _model_store(), rows, labels, seed=seed, source=data or "generated starter data", validation=held
+    )
     if as_json:
         typer.echo(json.dumps(metrics))
         return
@@ -60,7 +71,7 @@ def backend_train(
     )
     typer.echo(
         f"{metrics['version']}: macro F1 {metrics['macro_f1']:.3f}, micro F1 {metrics['micro_f1']:.3f} "
-        f"on {metrics['n_test']} held-out rows ({metrics['n_train']} trained); {verdict}"
+        f"on the {metrics['n_test']} rows of the fixed validation set ({metrics['n_train']} trained); {verdict}"
     )
 
 
@@ -89,8 +100,8 @@ def backend_versions(as_json: bool = typer.Option(False, "--json", help="Print o
 def backend_connect(
     project: int = typer.Option(..., "--project", help="Label Studio project id."),
 ) -> None:
-    """Register the stack's ML backend with a project: predictions for tasks opened without one,
-    and retraining on completed work through Label Studio's webhook."""
+    """Register the stack's ML backend with a project: predictions for tasks opened without one, and
+    retraining on its completed work (Label Studio's webhook only hints; the backend re-reads the project)."""
     from smo_labelstudio.labelstudio import client  # noqa: PLC0415 - start-up time: the SDK is slow to import
 
     current = settings()
@@ -104,9 +115,8 @@ def backend_connect(
         token,
         project,
         stack.backend_url(stack._as_recorded(current, state)),
-        backend["user"],
-        backend["password"],
-        backend["webhook_secret"],
+        (backend["user"], backend["password"]),
+        ("admin", backend["admin_password"]),
     )
     typer.echo(
         f"project {project}: ML backend {result['ml_backend_id']} connected (state {result['state']}), "

@@ -129,10 +129,14 @@ class Settings(BaseSettings):
     backend_url: str | None = Field(
         None, description="The ML backend's URL (default: the local stack's, from its state)."
     )
-    backend_user: str | None = Field(None, description="The ML backend's basic-auth user.")
-    backend_password: SecretStr | None = Field(None, description="The ML backend's basic-auth password.")
-    webhook_secret: SecretStr | None = Field(
-        None, description="Shared secret Label Studio's training webhook sends to the ML backend."
+    backend_user: str | None = Field(None, description="The ML backend's predict-only basic-auth user.")
+    backend_password: SecretStr | None = Field(
+        None, description="The ML backend's predict-only basic-auth password (Label Studio holds it)."
+    )
+    backend_admin_password: SecretStr | None = Field(
+        None,
+        description="The ML backend's admin password (basic-auth user `admin`): connects projects and lists "
+        "versions. Never given to Label Studio, which holds only the predict-only user and password.",
     )
     training_queue: str = Field(
         "smo-training", description="RQ queue name of training jobs (one per stack sharing a Redis)."

@@ -277,23 +277,32 @@ WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELE
 
 
 def connect_backend(
-    url: str, token: str, project_id: int, backend_url: str, user: str, password: str, webhook_secret: str
+    url: str,
+    token: str,
+    project_id: int,
+    backend_url: str,
+    predict_auth: tuple[str, str],
+    admin_auth: tuple[str, str],
 ) -> dict:
-    """Register the ML backend with a project (idempotent): basic auth, predictions fetched when a
-    task without one is opened, and the training webhook Label Studio creates given our credentials."""
+    """Register the ML backend with a project (idempotent). Label Studio gets only the predict-only
+    credential (every member can read ML-backend and webhook settings in Community): in the ML-backend
+    setting, and in the training webhook, which sends no payload and only hints that the project
+    changed. Then the backend itself is told, with the admin credential Label Studio never sees, that
+    this project may retrain it."""
+    backend_url = backend_url.rstrip("/")
     with http_client(url, token, timeout=60) as http:
         existing = [
             b
             for b in _json(http.get("/api/ml", params={"project": project_id}))
-            if b.get("url", "").rstrip("/") == backend_url.rstrip("/")
+            if b.get("url", "").rstrip("/") == backend_url
         ]
         body = {
             "url": backend_url,
             "project": project_id,
             "title": "smo pre-annotation",
             "auth_method": "BASIC_AUTH",
-            "basic_auth_user": user,
-            "basic_auth_pass": password,
+            "basic_auth_user": predict_auth[0],
+            "basic_auth_pass": predict_auth[1],
             "is_interactive": False,
             "auto_update": True,
         }
@@ -307,24 +316,36 @@ def connect_backend(
                 json={"evaluate_predictions_automatically": True, "show_collab_predictions": True},
             )
         )
-        hook_url = backend_url.rstrip("/") + "/webhook"
+        hook_url = f"{backend_url}/webhook?project={int(project_id)}"
         hooks = [
-            h for h in _json(http.get("/api/webhooks/", params={"project": project_id})) if h.get("url") == hook_url
+            h
+            for h in _json(http.get("/api/webhooks/", params={"project": project_id}))
+            if str(h.get("url", "")).startswith(backend_url + "/webhook")  # older ones too: their headers go
         ]
-        basic = httpx.BasicAuth(user, password)._auth_header
         hook = {
             "url": hook_url,
             "project": project_id,
-            "send_payload": True,
+            "send_payload": False,
             "send_for_all_actions": False,
             "actions": WEBHOOK_ACTIONS,
             "is_active": True,
-            "headers": {"Authorization": basic, "X-SMO-Webhook-Secret": webhook_secret},
+            "headers": {"Authorization": httpx.BasicAuth(*predict_auth)._auth_header},
         }
         if hooks:
             webhook = _json(http.patch(f"/api/webhooks/{hooks[0]['id']}/", json=hook))
+            for extra in hooks[1:]:
+                http.delete(f"/api/webhooks/{extra['id']}/")
         else:
             webhook = _json(http.post("/api/webhooks/", json=hook))
+    with httpx.Client(base_url=backend_url, auth=admin_auth, timeout=30) as admin:
+        connected = admin.post("/connect", json={"project": int(project_id)})
+    if connected.status_code != 200:
+        error = LabelStudioError(
+            f"the ML backend at {backend_url} answered {connected.status_code} to /connect; "
+            "is SMO_BACKEND_ADMIN_PASSWORD the backend's?"
+        )
+        error.status = connected.status_code
+        raise error
     return {"ml_backend_id": backend["id"], "webhook_id": webhook["id"], "state": backend.get("state")}
 
 
@@ -340,8 +361,8 @@ def _json(resp: httpx.Response):
 
 
 def backend_settings() -> tuple[str, tuple[str, str]] | None:
-    """The ML backend's URL and basic-auth pair from `SMO_BACKEND_*`, else the stack's state; None
-    when no backend is configured."""
+    """The ML backend's URL and predict-only basic-auth pair from `SMO_BACKEND_*`, else the stack's
+    state; None when no backend is configured."""
     settings = get_settings()
     url, user, password = settings.backend_url, settings.backend_user, secret(settings.backend_password)
     if not url:
@@ -349,18 +370,24 @@ def backend_settings() -> tuple[str, tuple[str, str]] | None:
         record, creds = state.get("services", {}).get("ml-backend"), state.get("backend", {})
         if not record:
             return None
-        url, user, password = f"http://127.0.0.1:{record['port']}", creds.get("user"), creds.get("password")
+        url = record.get("url") or f"http://127.0.0.1:{record['port']}"  # recorded since the backend left 127.0.0.1
+        user, password = creds.get("user"), creds.get("password")
     return url.rstrip("/"), (user or "", password or "")
 
 
+def backend_admin_auth() -> tuple[str, str] | None:
+    """The ML backend's admin basic-auth pair (`SMO_BACKEND_ADMIN_PASSWORD`, else the stack's state)."""
+    password = secret(get_settings().backend_admin_password) or load_state().get("backend", {}).get("admin_password")
+    return ("admin", password) if password else None
+
+
 def connect_stack_backend(url: str, token: str, project_id: int) -> dict | None:
-    """Register the configured ML backend with a project when its webhook secret is known
-    (`SMO_WEBHOOK_SECRET` or the stack's state); None when there is no backend to connect."""
-    backend = backend_settings()
-    webhook_secret = secret(get_settings().webhook_secret) or load_state().get("backend", {}).get("webhook_secret")
-    if backend is None or not webhook_secret:
+    """Register the configured ML backend with a project when its admin password is known
+    (`SMO_BACKEND_ADMIN_PASSWORD` or the stack's state); None when there is no backend to connect."""
+    backend, admin = backend_settings(), backend_admin_auth()
+    if backend is None or admin is None:
         return None
-    return connect_backend(url, token, project_id, backend[0], *backend[1], webhook_secret)
+    return connect_backend(url, token, project_id, backend[0], backend[1], admin)
 
 
 def set_overlap(url: str, token: str, project_id: int, maximum_annotations: int, cohort_percentage: int) -> bool:

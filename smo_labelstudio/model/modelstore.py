@@ -1,7 +1,9 @@
 """Model versions on disk: every version kept with its metrics; `current` names the promoted one.
 
-Layout: `<dir>/versions/<version>/{model.joblib,metrics.json}` and `<dir>/current` (a version name,
-replaced atomically). Readers re-load only when `current` changes, so a promotion reaches every
+Layout: `<dir>/versions/<version>/{model.joblib,metrics.json,training_data.jsonl}`, `<dir>/current` (a
+version name, replaced atomically), `<dir>/validation.jsonl` (the fixed validation set promotions are
+judged on) and `<dir>/projects.json` (the Label Studio projects an operator connected: the only ones a
+webhook may retrain from). Readers re-load only when `current` changes, so a promotion reaches every
 worker process without a restart.
 """
 
@@ -33,6 +35,27 @@ class ModelStore:
     @property
     def versions_dir(self) -> Path:
         return self.root / "versions"
+
+    @property
+    def validation_path(self) -> Path:
+        return self.root / "validation.jsonl"
+
+    @property
+    def projects_path(self) -> Path:
+        return self.root / "projects.json"
+
+    def connected_projects(self) -> set[int]:
+        """Label Studio project ids an operator connected (`smo backend connect`)."""
+        try:
+            return {int(p) for p in json.loads(self.projects_path.read_text()).get("projects", [])}
+        except FileNotFoundError:
+            return set()
+
+    def connect(self, project_id: int) -> None:
+        """Record a project as connected: its webhooks' hints may now retrain the model."""
+        with self._lock:
+            projects = sorted(self.connected_projects() | {int(project_id)})
+            atomic_write(self.projects_path, lambda tmp: Path(tmp).write_text(json.dumps({"projects": projects})))
 
     def new_version_name(self) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")

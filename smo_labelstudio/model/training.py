@@ -1,7 +1,9 @@
 """Training the pre-annotation model: from a file, from generated starter data, or from consensus
 labels of completed work in Label Studio (its export, read by labelstudio.rest). A new version is
-promoted only when its held-out macro F1 is not worse than the current model's on the same held-out
-rows. No Prefect, no SDK, no HTTP: the ML backend's environment runs this too."""
+promoted only when its macro F1 on the store's fixed validation set is not worse than the current
+model's on the same set. That set is frozen once (the operator's file, else a stratified fifth of the
+first training data), kept outside every training set, and never read from Label Studio, so a poisoned
+project cannot move it. No Prefect, no SDK, no HTTP: the ML backend's environment runs this too."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from smo_labelstudio.core.errors import InputError
+from smo_labelstudio.core.files import atomic_write
 from smo_labelstudio.model.modelstore import ModelStore, ModelStoreError
 from smo_labelstudio.model.textmodel import NO_VIOLATION, PolicyModel
 
@@ -169,29 +172,71 @@ def _split(df: pd.DataFrame, seed: int, test_share: float = 0.2) -> tuple[pd.Dat
     return df.drop(index=test.index), test
 
 
+def _read_rows(path: Path) -> pd.DataFrame:
+    df = pd.read_json(path, lines=True, dtype=False)
+    if "severity" in df:
+        df["severity"] = df["severity"].astype(object).where(df["severity"].notna(), None)
+    return df
+
+
+def validation_set(store: ModelStore) -> pd.DataFrame | None:
+    """The store's fixed validation set (None before the first training)."""
+    return _read_rows(store.validation_path) if store.validation_path.exists() else None
+
+
+def set_validation(store: ModelStore, rows: pd.DataFrame) -> None:
+    """Freeze `rows` as the validation set every later promotion is judged on (an operator's choice)."""
+    if len(rows) < 10:
+        raise TrainingDataError(f"a validation set needs at least 10 rows, not {len(rows)}")
+    frozen = rows[COLUMNS].reset_index(drop=True)
+    atomic_write(
+        store.validation_path,
+        lambda tmp: frozen.to_json(tmp, orient="records", lines=True, force_ascii=False),
+    )
+
+
 def train_version(
-    store: ModelStore, data: pd.DataFrame, labels: list[str], seed: int = 0, source: str = "file", **extra
+    store: ModelStore,
+    data: pd.DataFrame,
+    labels: list[str],
+    seed: int = 0,
+    source: str = "file",
+    validation: pd.DataFrame | None = None,
+    **extra,
 ) -> dict:
-    """Train a new version, keep it with its metrics and its training data, promote it if its
-    held-out macro F1 is not worse than the current model's on the same rows. Returns the metrics
-    (`extra` keys are recorded with them)."""
+    """Train a new version on `data` minus any row of the fixed validation set, keep it with its metrics
+    and its training rows, and promote it if its validation macro F1 is not worse than the current
+    model's. `validation` replaces the fixed set; without one, the first training freezes a stratified
+    fifth of its data. Returns the metrics (`extra` keys are recorded with them)."""
     data = data.reset_index(drop=True)
-    train, test = _split(data, seed)
+    if "origin" not in data:
+        data["origin"] = "base"
+    if validation is not None:
+        set_validation(store, validation)
+    fixed = validation_set(store)
+    if fixed is None:
+        data, fixed = _split(data, seed)
+        set_validation(store, fixed)
+        fixed = validation_set(store)
+    assert fixed is not None  # frozen just above
+    train = data[~data["text"].isin(set(fixed["text"]))].reset_index(drop=True)
+    if len(train) < 10:
+        raise TrainingDataError(f"{len(train)} training rows outside the validation set; at least 10 are needed")
     model = PolicyModel(labels=labels, random_state=seed).fit(
         train["text"].tolist(), train["labels"].tolist(), train["severity"].tolist()
     )
-    metrics = model.score(test["text"].tolist(), test["labels"].tolist())
+    held_texts, held_labels = fixed["text"].tolist(), fixed["labels"].tolist()
+    metrics = model.score(held_texts, held_labels)
     current = store.current_version()
-    baseline = None
-    if current:
-        baseline = store.load(current).score(test["text"].tolist(), test["labels"].tolist())["macro_f1"]
+    baseline = store.load(current).score(held_texts, held_labels)["macro_f1"] if current else None
     promoted = baseline is None or metrics["macro_f1"] >= baseline
     version = store.new_version_name()
     metrics.update(
         {
             "version": version,
             "n_train": len(train),
-            "n_test": len(test),
+            "n_test": len(fixed),
+            "validation": "fixed",
             "source": source,
             "labels": labels,
             "previous_version": current,
@@ -202,7 +247,7 @@ def train_version(
         }
     )
     folder = store.save(version, model, metrics)
-    data.to_json(folder / "training_data.jsonl", orient="records", lines=True, force_ascii=False)
+    train[COLUMNS + ["origin"]].to_json(folder / "training_data.jsonl", orient="records", lines=True, force_ascii=False)
     if promoted:
         store.promote(version)
     return metrics
@@ -220,16 +265,32 @@ def ensure_starter_model(store: ModelStore, labels: list[str]) -> str:
     return promoted
 
 
+def _annotator(ann: dict, position: int) -> object:
+    """Who made an annotation: its `completed_by` user id (an int, or a dict with `id`)."""
+    who = ann.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("id")
+    return who if who is not None else ("anonymous", position)
+
+
 def consensus_from_export(tasks: list[dict]) -> pd.DataFrame:
     """Consensus training rows from a Label Studio JSON export: per task, the policies chosen by more
-    than half of its non-cancelled annotations, and the (lower) median severity of those who gave one."""
+    than half of its distinct annotators (each account's latest annotation counts once, however many it
+    posted; cancelled ones not at all), and the (lower) median severity of those who gave one."""
     rows = []
     for task in tasks:
         text = (task.get("data") or {}).get("text")
+        latest: dict[object, dict] = {}
+        for i, ann in enumerate(task.get("annotations") or []):
+            if not isinstance(ann, dict):
+                continue
+            who = _annotator(ann, i)
+            if who not in latest or (ann.get("id") or 0) >= (latest[who].get("id") or 0):
+                latest[who] = ann
         votes: Counter[str] = Counter()
         severities: list[int] = []
         n = 0
-        for ann in task.get("annotations") or []:
+        for ann in latest.values():
             if ann.get("was_cancelled"):
                 continue
             n += 1
@@ -238,7 +299,7 @@ def consensus_from_export(tasks: list[dict]) -> pd.DataFrame:
                     votes.update(set(item.get("value", {}).get("choices", [])))
                 elif item.get("from_name") == "severity":
                     severities += [int(c) for c in item.get("value", {}).get("choices", []) if str(c).isdigit()]
-        if not text or n == 0:
+        if not isinstance(text, str) or not text.strip() or n == 0:
             continue
         labels = sorted(lab for lab, v in votes.items() if v * 2 > n)
         if not labels:
@@ -253,17 +314,25 @@ def consensus_from_export(tasks: list[dict]) -> pd.DataFrame:
 
 
 def retrain_from_export(store_dir: str, tasks: list[dict], project_id: int) -> dict:
-    """The background retrain job: current training data plus consensus labels of completed work,
-    `tasks` being the project's Label Studio JSON export (labelstudio.rest reads it)."""
+    """The background retrain job for a connected project, `tasks` being its Label Studio JSON export
+    (labelstudio.rest reads it with the backend's own token): the current model's training rows, with
+    this project's earlier rows replaced by its consensus now (so rows of a rejected version never
+    carry over, and corrected annotations replace poisoned ones), judged on the fixed validation set."""
     store = ModelStore(Path(store_dir))
+    if int(project_id) not in store.connected_projects():
+        raise ModelStoreError(f"project {project_id} is not connected to this backend; `smo backend connect` it")
     current = store.current_version()
     if not current:
         raise ModelStoreError(f"no promoted model in {store_dir} to retrain from")
     labels = store.metrics(current)["labels"]
-    base = pd.read_json(store.versions_dir / current / "training_data.jsonl", lines=True, dtype=False)
+    base = _read_rows(store.versions_dir / current / "training_data.jsonl")
+    if "origin" not in base:
+        base["origin"] = "base"
+    origin = f"project:{int(project_id)}"
     fresh = consensus_from_export(tasks)
-    fresh = fresh[fresh["labels"].map(lambda labs: set(labs) <= set(labels))]
-    data = pd.concat([base[~base["text"].isin(fresh["text"])], fresh], ignore_index=True)
+    fresh = fresh[fresh["labels"].map(lambda labs: set(labs) <= set(labels))].assign(origin=origin)
+    kept = base[(base["origin"] != origin) & ~base["text"].isin(fresh["text"])]
+    data = pd.concat([kept, fresh], ignore_index=True)
     data["severity"] = data["severity"].astype(object).where(data["severity"].notna(), None)
     return train_version(
         store, data, labels, source=f"label-studio project {project_id}", project=project_id, consensus_rows=len(fresh)

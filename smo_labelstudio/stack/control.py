@@ -60,7 +60,8 @@ def _credentials(state: dict) -> None:
     state.setdefault("backend", {})
     state["backend"].setdefault("user", BACKEND_USER)
     state["backend"].setdefault("password", secrets.token_urlsafe(24))
-    state["backend"].setdefault("webhook_secret", secrets.token_urlsafe(24))
+    state["backend"].pop("webhook_secret", None)  # webhooks carry no secret now: they are only hints
+    state["backend"].setdefault("admin_password", secrets.token_urlsafe(24))  # never given to Label Studio
     state.setdefault("services", {})
 
 
@@ -197,7 +198,7 @@ def env_lines(settings: Settings) -> list[str]:
         "SMO_BACKEND_URL": backend_url(settings),
         "SMO_BACKEND_USER": backend["user"],
         "SMO_BACKEND_PASSWORD": backend["password"],
-        "SMO_WEBHOOK_SECRET": backend["webhook_secret"],
+        "SMO_BACKEND_ADMIN_PASSWORD": backend["admin_password"],
         "PREFECT_API_URL": f"http://{settings.host}:{settings.prefect_port}/api",
     }
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]

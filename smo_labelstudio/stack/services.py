@@ -389,7 +389,7 @@ class MLBackend(_Service):
         return (backend.get("user", ""), backend.get("password", ""))
 
     def environ(self, state: dict | None = None) -> dict[str, str]:
-        """Credentials for basic auth and webhooks, the model store, how to reach Label Studio and Redis."""
+        """The predict-only and admin credentials, the model store, how to reach Label Studio and Redis."""
         state = state or {}
         backend, ls = state.get("backend", {}), state.get("label_studio", {})
         env = _clean_environ()
@@ -401,7 +401,7 @@ class MLBackend(_Service):
                 "SMO_MODEL_DIR": str(self.model_dir),
                 "SMO_BACKEND_USER": backend.get("user", ""),
                 "SMO_BACKEND_PASSWORD": backend.get("password", ""),
-                "SMO_WEBHOOK_SECRET": backend.get("webhook_secret", ""),
+                "SMO_BACKEND_ADMIN_PASSWORD": backend.get("admin_password", ""),
                 "SMO_LS_URL": f"http://{self.s.host}:{self.s.ls_port}",
                 "SMO_LS_TOKEN": ls.get("token", ""),
                 # Only with a worker to serve the queue (started when Redis answers); else in-process.
