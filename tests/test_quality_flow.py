@@ -16,9 +16,10 @@ from smo_labelstudio.core.workspace import Workspace, write_json, write_parquet
 ACCURACIES = {f"ann-{i}": 0.92 for i in range(5)} | {"ann-bad": 0.35}
 
 
-def _spec(tmp_path, title: str, **quality):
+def _spec(tmp_path, title: str, adjudicators: list[str] | None = None, **quality):
     data = yaml.safe_load(EXAMPLE_SPEC.read_text())
     data["title"] = title
+    data["adjudicators"] = adjudicators or []
     data["quality"].update(quality)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -121,11 +122,11 @@ def test_flow_posts_artifacts_and_emits_the_gate_event(prefect_api, tmp_path, mo
     assert len(asyncio.run(_artifacts_and_events(state.state_details.flow_run_id, resource))[1]) == 1
 
 
-def _review_tasks(ls, title: str) -> list:
-    from smo_labelstudio.quality.adjudication import review_title
+def _review_tasks(ls, ws: Workspace) -> list:
+    from smo_labelstudio.quality.adjudication import review_record
 
-    project = next(p for p in ls.projects.list(title=review_title(title)) if p.title == review_title(title))
-    return project.id, list(ls.tasks.list(project=project.id, fields="all"))
+    project = review_record(ws)["project_id"]
+    return project, list(ls.tasks.list(project=project, fields="all"))
 
 
 def test_adjudication_queue_in_label_studio(label_studio, ls_client, tmp_path, monkeypatch, unique):
@@ -136,7 +137,7 @@ def test_adjudication_queue_in_label_studio(label_studio, ls_client, tmp_path, m
     monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SMO_LS_URL", label_studio.url)
     monkeypatch.setenv("SMO_LS_TOKEN", label_studio.token)
-    _, spec = _spec(tmp_path, f"Quality adjudication {unique}")
+    _, spec = _spec(tmp_path, f"Quality adjudication {unique}", adjudicators=[label_studio.email])
     ws = Workspace.for_title(spec.title)
     items = truth(120, seed=9)
     source = create_project(ls_client, spec.title, labeling_interface("text_moderation")["label_config"])
@@ -162,28 +163,33 @@ def test_adjudication_queue_in_label_studio(label_studio, ls_client, tmp_path, m
     elapsed = time.perf_counter() - started
     low = set(first.result.to_review["task"])
     assert low and first.summary()["adjudication"]["queued"] == len(low)
-    review_id, tasks = _review_tasks(ls_client, spec.title)
+    review_id, tasks = _review_tasks(ls_client, ws)
     assert {t.data["external_id"] for t in tasks} == low
     assert not low & gold_ids
 
-    # what the adjudicator sees: each annotator's answer, and nothing from the gold answers
+    # what the adjudicator sees: each annotator's answer under a pseudonym, and nothing from the gold answers
+    from smo_labelstudio.core.keys import secret_key
+    from smo_labelstudio.quality.adjudication import review_pseudonym
+
+    key = secret_key(ws.root / "export_key")
     gold = set(gold_ids)
     for t in tasks:
         assert t.data["text"] == f"text of {t.data['external_id']}"
         theirs = labels[labels["external_id"] == t.data["external_id"]]
         predictions = [p if isinstance(p, dict) else p.model_dump() for p in t.predictions]
         versions = sorted(p["model_version"] for p in predictions)
-        assert versions == sorted(f"annotator:{a}" for a in theirs["annotator"].unique())
+        who_is = {review_pseudonym(key, a): a for a in theirs["annotator"].unique()}
+        assert versions == sorted(who_is)
         assert not gold & set(json.dumps(t.data).split('"'))
         for prediction in predictions:
-            who = prediction["model_version"].removeprefix("annotator:")
+            who = who_is[prediction["model_version"]]
             chosen = {c for r in prediction["result"] if r["from_name"] == "policy" for c in r["value"]["choices"]}
             mine = theirs[(theirs["annotator"] == who) & (theirs["control"] == "policy")]
             assert chosen == set(mine["label"])
 
     second = run_pass(spec, n_boot=50)  # nothing new to queue: a task already queued is not queued twice
     assert second.summary()["adjudication"] == {**first.summary()["adjudication"], "queued": 0}
-    assert len(_review_tasks(ls_client, spec.title)[1]) == len(low)
+    assert len(_review_tasks(ls_client, ws)[1]) == len(low)
 
     decided = sorted(low)[0]
     task_id = next(t.id for t in tasks if t.data["external_id"] == decided)

@@ -78,6 +78,8 @@ def _print_pass(s: dict[str, Any]) -> None:
     if "adjudication" in s:
         a = s["adjudication"]
         echo(f"adjudication: {a['queued']} queued now, {a['in_review']} in review at {a['url']}")
+        if a.get("note"):
+            echo(f"adjudication: {a['note']}")
     echo(f"report: {s['report']['html']}")
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smo_labelstudio.core.errors import ConfigError
 from smo_labelstudio.core.paths import REPO_ROOT, list_configs
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.core.yamlfile import load_model
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 
 class SpecError(ConfigError):
@@ -64,6 +67,19 @@ class Spec(_Strict):
     quality: Quality = Quality()
     deadline: str | None = None
     wellness: Wellness = Wellness()
+    adjudicators: list[str] = Field(
+        default_factory=list,
+        description="the Label Studio e-mails whose annotations in the review project decide low-confidence tasks; "
+        "annotations by anyone else are ignored, and with none listed no adjudication answer is read",
+    )
+
+    @field_validator("adjudicators")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not _EMAIL.fullmatch(v.strip())]
+        if bad:
+            raise ValueError(f"adjudicators: {bad[0]!r} is not an e-mail address (list Label Studio account e-mails)")
+        return sorted({v.strip().lower() for v in value})
 
     @model_validator(mode="after")
     def _refers_to_what_exists(self) -> Spec:

@@ -319,7 +319,7 @@ def plan_launch(
     inputs = json.dumps(
         {
             "project_id": project_id,
-            "spec": spec.model_dump(),
+            "spec": spec.model_dump(exclude={"adjudicators"}),  # who adjudicates is no part of what a launch imports
             "data": _file_digest(data),
             "gold": _file_digest(gold),
             "sample": sample,

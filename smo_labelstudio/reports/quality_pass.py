@@ -11,7 +11,7 @@ from typing import Any
 from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.labelstudio.client import connect, connection_settings
-from smo_labelstudio.quality.adjudication import queue_for_review, sync_adjudicated
+from smo_labelstudio.quality.adjudication import adjudicators_note, queue_for_review, sync_adjudicated
 from smo_labelstudio.quality.check import CheckResult, MissingInputError, compute_check, load_inputs
 from smo_labelstudio.quality.inputs import gold_policy_keys
 from smo_labelstudio.quality.tables import save_quality_tables
@@ -74,8 +74,9 @@ def connect_label_studio() -> tuple[Any, str]:
 
 
 def read_back(ws: Workspace, spec: Spec, ls: Any) -> int:
-    """Adjudicated labels from the review project into the workspace; the number of tasks decided."""
-    decided = sync_adjudicated(ls, ws, spec.title)
+    """Adjudicated labels from the recorded review project, by the spec's adjudicators, into the workspace; the
+    number of tasks decided."""
+    decided = sync_adjudicated(ls, ws, spec.adjudicators)
     return 0 if decided is None else int(decided["external_id"].nunique())
 
 
@@ -101,8 +102,11 @@ def queue(ws: Workspace, spec: Spec, result: CheckResult, inputs: dict, ls: Any,
         raise MissingInputError(f"no project.json in {ws.root}: launch the project before queueing adjudication")
     gold_ids = set(gold_policy_keys(inputs["gold"])["task"]) | _all_gold_ids(inputs)
     info = queue_for_review(
-        ls, int(project["project_id"]), spec.title, inputs["labels"], result.to_review, gold_ids, base_url
+        ls, ws, int(project["project_id"]), spec.title, inputs["labels"], result.to_review, gold_ids, base_url
     )
+    note = adjudicators_note(ls, spec.adjudicators)
+    if note:
+        info["note"] = note
     result.extra["adjudication"] = info
     return info
 

@@ -40,8 +40,8 @@ def _files(tmp_path: Path, title: str, rows=ROWS) -> tuple[Path, Path, Path]:
     data = tmp_path / "items.csv"
     data.write_text("id,text,language\n" + "\n".join(f'{i},"{t}",{lang}' for i, t, lang in rows) + "\n")
     gold = tmp_path / "gold.csv"
-    rows = "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
-    gold.write_text(f"id,text,language,policy,severity\n{rows}\n")
+    answers = "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
+    gold.write_text(f"id,text,language,policy,severity\n{answers}\n")
     spec = tmp_path / "spec.yaml"
     text = Path("specs/example.yaml").read_text().replace("title: Text moderation - example batch", f"title: {title}")
     spec.write_text(text.replace("gold_rate: 0.05", "gold_rate: 0.2"))
