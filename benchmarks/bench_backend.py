@@ -51,7 +51,7 @@ def main() -> None:
     )
     state = stack.up(settings, lambda m: print("  " + m, flush=True), only=("ml-backend",))
     try:
-        url = f"http://127.0.0.1:{settings.backend_port}"
+        url = MLBackend(settings).url
         auth = (state["backend"]["user"], state["backend"]["password"])
         version, model = ModelStore(MLBackend(settings).model_dir).current()
         texts = bench_texts()

@@ -111,7 +111,7 @@ def ml_backend(label_studio: LabelStudioServer, test_stack_settings: Settings) -
     state = stack.up(test_stack_settings, _say, only=("ml-backend", "ml-worker"))
     b = state["backend"]
     yield Backend(
-        url=f"http://127.0.0.1:{test_stack_settings.backend_port}",
+        url=MLBackend(test_stack_settings).url,  # its own loopback address (Settings.backend_host)
         auth=(b["user"], b["password"]),
         admin_auth=("admin", b["admin_password"]),
         model_dir=MLBackend(test_stack_settings).model_dir,

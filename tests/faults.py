@@ -200,8 +200,14 @@ def label_studio_env(extra: dict[str, str]) -> Iterator[None]:
 
 def own_guarded_label_studio(home: Path) -> tuple[Settings, dict]:
     """A Label Studio of the test's own with 1.23's defaults for a team's server: local ML backends
-    blocked (ML_BLOCK_LOCAL_IP) and SSRF protection on for webhooks."""
-    guarded = {"LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "true", "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "true"}
+    blocked (ML_BLOCK_LOCAL_IP) and SSRF protection on with the default banned subnets (no address let through,
+    unlike the stack's)."""
+    guarded = {
+        "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "true",
+        "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "true",
+        "LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS": "true",
+        "LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS": "",
+    }
     with label_studio_env(guarded):
         return own_label_studio(home)
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
 from smo_labelstudio.core.paths import CONSTRAINTS_DIR
 from smo_labelstudio.core.postgres import PgUrl, redact
+from smo_labelstudio.labelstudio.ssrf import DEFAULT_BANNED_SUBNETS, banned_subnets_except
 from smo_labelstudio.stack import control as stack
 from smo_labelstudio.stack import procs
 from smo_labelstudio.stack.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
-from smo_labelstudio.stack.services import LabelStudio, PrefectServer, Settings
+from smo_labelstudio.stack.services import LabelStudio, MLBackend, PrefectServer, Settings
 
 
 def test_state_file_is_private_and_keeps_credentials(tmp_path):
@@ -85,8 +88,10 @@ def test_label_studio_is_configured_for_a_local_deployment(tmp_path):
     assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "false"  # as a fresh Label Studio: personal access tokens
     legacy = LabelStudio(Settings(home=tmp_path, legacy_token=True)).environ()
     assert legacy["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"  # `smo stack up --legacy-token`
-    assert env["LABEL_STUDIO_ML_BLOCK_LOCAL_IP"] == "false"
-    assert env["LABEL_STUDIO_SSRF_PROTECTION_ENABLED"] == "false"
+    # SSRF protection on, the default banned list replaced by the same list without the backend's address
+    assert env["LABEL_STUDIO_ML_BLOCK_LOCAL_IP"] == env["LABEL_STUDIO_SSRF_PROTECTION_ENABLED"] == "true"
+    assert env["LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS"] == "false"
+    assert env["LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS"] == ",".join(banned_subnets_except("127.0.0.2"))
     assert env["SENTRY_DSN"] == "" and env["FRONTEND_SENTRY_DSN"] == ""
     assert "VIRTUAL_ENV" not in env and "PYTHONPATH" not in env
     pg_env = LabelStudio(Settings(home=tmp_path, postgres_url="postgresql://u@h:1/d")).environ()
@@ -94,6 +99,63 @@ def test_label_studio_is_configured_for_a_local_deployment(tmp_path):
     prefect = PrefectServer(Settings(home=tmp_path, postgres_url="postgresql://u@h:1/d")).environ()
     assert prefect["PREFECT_API_DATABASE_CONNECTION_URL"].endswith("/d_prefect")
     assert prefect["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_the_backend_listens_on_the_one_address_label_studio_may_reach(tmp_path):
+    """The backend binds its own loopback address, the only one carved out of Label Studio's banned list;
+    Label Studio, Prefect (and the machine's Redis and PostgreSQL) stay on 127.0.0.1, which stays banned."""
+    settings = Settings(home=tmp_path, backend_port=9191)
+    backend, ls = MLBackend(settings), LabelStudio(settings)
+    assert backend.url == stack.backend_url(settings) == "http://127.0.0.2:9191"
+    assert "127.0.0.2:9191" in backend.argv()[0] and ls.host == PrefectServer(settings).host == "127.0.0.1"
+    banned = [ipaddress.ip_network(n) for n in ls.environ()["LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS"].split(",")]
+    assert not any(ipaddress.ip_address(backend.host) in n for n in banned)
+    for address in ("127.0.0.1", "127.0.0.3", "169.254.169.254", "10.1.2.3", "172.17.0.1", "192.168.0.1", "::1"):
+        assert any(ipaddress.ip_address(address) in n for n in banned), address
+    # the carve-out removes one address, nothing else
+    default = [ipaddress.ip_network(n) for n in DEFAULT_BANNED_SUBNETS]
+    assert sum(n.num_addresses for n in banned) == sum(n.num_addresses for n in default) - 1
+
+
+def test_stack_files_holding_secrets_are_made_private(tmp_path):
+    """`up` (stack.protect) tightens what an older version left readable: the state file, Label Studio's data
+    folder (its SQLite database holds every token), Prefect's and the logs; reading the state file tightens
+    it too. Workspaces (reports colleagues read) are left alone."""
+    (tmp_path / "label-studio" / "media" / "upload").mkdir(parents=True)
+    db = tmp_path / "label-studio" / "label_studio.sqlite3"
+    db.write_text("tokens")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "label-studio.log").write_text("log")
+    (tmp_path / "prefect").mkdir()
+    (tmp_path / "prefect" / "prefect.db").write_text("db")
+    (tmp_path / "workspaces").mkdir()
+    (tmp_path / "workspaces" / "report.html").write_text("report")
+    state = stack.state_path(tmp_path)
+    state.write_text("{}")
+    for path in [*tmp_path.rglob("*"), tmp_path]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    stack.protect(tmp_path)
+    mode = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+    assert mode["label-studio/label_studio.sqlite3"] == mode["logs/label-studio.log"] == 0o600
+    assert mode["prefect/prefect.db"] == mode["stack.json"] == 0o600
+    assert mode["label-studio"] == mode["label-studio/media/upload"] == mode["logs"] == mode["prefect"] == 0o700
+    assert mode["workspaces/report.html"] == 0o644 and mode["workspaces"] == 0o755
+    state.chmod(0o644)
+    assert stack.load_state(tmp_path) == {} and stat.S_IMODE(state.stat().st_mode) == 0o600
+
+
+def test_service_processes_and_logs_are_private(tmp_path):
+    """What a service creates is its user's only (umask 077), and so is its log."""
+    log = tmp_path / "logs" / "svc.log"
+    created = tmp_path / "made-by-the-service"
+    record = procs.spawn(
+        [sys.executable, "-c", f"open({str(created)!r}, 'w').write('x'); print('hello')"], env={}, cwd=None, log=log
+    )
+    deadline = time.monotonic() + 10
+    while procs.alive(record) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stat.S_IMODE(created.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600 and stat.S_IMODE(log.parent.stat().st_mode) == 0o700
 
 
 def _pins(name: str) -> dict:

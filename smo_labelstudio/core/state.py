@@ -1,12 +1,14 @@
 """The local stack's state file (`<SMO_HOME>/stack.json`): where it is and how to read it.
 
-`stack/` writes it; Label Studio connection settings fall back to it after the environment, so
-reading it lives down here rather than in the stack layer.
+`stack/` writes it (mode 0600: it holds the admin's password and tokens); Label Studio connection settings
+fall back to it after the environment, so reading it lives down here rather than in the stack layer.
+Reading it tightens a file left readable by others back to 0600.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,21 @@ def load_state(home: Path | None = None) -> dict[str, Any]:
     path = state_path(state_home() if home is None else home)
     if not path.exists():
         return {}
+    _private(path)
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise StateError(f"state file {path} is unreadable ({exc}); move it away and run `smo stack up`") from None
+
+
+def _private(path: Path) -> None:
+    """Tighten our own state file to 0600 when others could read it (an older version left it so)."""
+    try:
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            path.chmod(0o600)
+    except OSError:
+        pass  # reading it then says what is wrong
 
 
 def annotator_secret(home: Path | None = None) -> str | None:

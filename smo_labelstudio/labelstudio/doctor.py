@@ -11,9 +11,13 @@ The checks, in order (a failed one skips those that need it):
 - webhooks: creates an inactive webhook to the ML backend's `/webhook` in it: Label Studio refuses
   URLs on local or private addresses unless its SSRF protection allows them
   (`core/utils/io.py validate_url_for_ssrf`, `SSRF_PROTECTION_ENABLED`, `USE_DEFAULT_BANNED_SUBNETS`);
-- ml_backend: connects the ML backend to it (`POST /api/ml/`): Label Studio refuses local addresses
+- ml_backend: connects the ML backend to it (`POST /api/ml/`): Label Studio refuses banned addresses
   when `ML_BLOCK_LOCAL_IP` is on, then calls the backend's `/health` and `/setup` itself, so a
   success proves Label Studio reaches the backend.
+
+The fix advised for a refused backend address keeps SSRF protection on and lets through that one address
+(labelstudio/ssrf.py, as `smo stack up` and docker-compose.yml do); turning protection off would let every
+member's URL imports reach internal addresses (cloud metadata, the Prefect API, Redis).
 """
 
 from __future__ import annotations
@@ -33,11 +37,15 @@ TESTED_WITH = "1.23"
 SCRATCH_CONFIG = (
     '<View><Text name="text" value="$text"/><Choices name="policy" toName="text"><Choice value="ok"/></Choices></View>'
 )
-SSRF_FIX = (
-    "set LABEL_STUDIO_SSRF_PROTECTION_ENABLED=false on the Label Studio server (or USE_DEFAULT_BANNED_SUBNETS=false "
-    "with USER_ADDITIONAL_BANNED_SUBNETS listing what to keep banned), or put the backend on a public address"
+ALLOW_ONE = (
+    "keep SSRF protection on and let through only the backend's address: on the Label Studio server set "
+    "LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS=false and LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS to Label "
+    "Studio's default list without that address (smo_labelstudio.labelstudio.ssrf.banned_subnets_except; see "
+    "Operations > Secrets, SSRF), or put the backend on a public address; never SSRF_PROTECTION_ENABLED=false or "
+    "ML_BLOCK_LOCAL_IP=false, which let every member's URL imports reach internal addresses"
 )
-ML_FIX = "set LABEL_STUDIO_ML_BLOCK_LOCAL_IP=false on the Label Studio server, or put the backend on a routable address"
+SSRF_FIX = ALLOW_ONE
+ML_FIX = ALLOW_ONE
 
 
 @dataclass

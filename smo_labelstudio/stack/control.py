@@ -1,6 +1,8 @@
 """The local stack: bring services up, report on them, stop them, export how to reach them.
 
-State (credentials and the processes we started) lives in `<home>/stack.json`, mode 0600.
+State (credentials and the processes we started) lives in `<home>/stack.json`, mode 0600. What the
+services write (Label Studio's database and uploads, Prefect's database, the logs) is their user's only:
+they run with umask 077 and `up` tightens files an older version left readable.
 `up` is idempotent; a failure stops whatever this call started, so nothing is left half-up.
 """
 
@@ -47,6 +49,26 @@ def save_state(home: Path, state: dict) -> None:
     atomic_write(state_path(home), lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)), mode=0o600)
 
 
+PRIVATE = ("label-studio", "prefect", "logs")  # folders of <home> that hold tokens, databases or logs
+
+
+def protect(home: Path) -> None:
+    """Make the stack's state file and the folders in PRIVATE readable by their owner only (files 0600,
+    folders 0700): Label Studio's SQLite database holds every API token in plain text."""
+    state = state_path(home)
+    if state.exists():
+        state.chmod(0o600)
+    for name in PRIVATE:
+        root = home / name
+        if not root.is_dir():
+            continue
+        root.chmod(0o700)
+        for path in root.rglob("*"):
+            if path.is_symlink():
+                continue
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
+
 def _credentials(state: dict) -> None:
     state.setdefault(
         "label_studio",
@@ -80,6 +102,7 @@ def up(settings: Settings, say: Say = print, only: tuple[str, ...] | None = None
     state["database"] = settings.database
     state["services"] = running
     save_state(home, state)
+    protect(home)
 
     started: list[str] = []
     current = "stack"
@@ -96,17 +119,20 @@ def up(settings: Settings, say: Say = print, only: tuple[str, ...] | None = None
                     save_state(home, state)
                     continue
                 raise StackError(f"{svc.name}: running (pid {record['pid']}) but not healthy (log: {svc.log})")
-            if svc.port and procs.port_in_use(settings.host, svc.port):
+            if svc.port and procs.port_in_use(svc.host, svc.port):
                 raise StackError(
                     f"{svc.name}: port {svc.port} is already in use by another program "
                     f"(set {svc.port_setting} to move it; log: {svc.log})"
                 )
             svc.prepare(state, say)
             save_state(home, state)
+            protect(home)  # what prepare copied or created (a seeded database, a log)
             argv, cwd = svc.argv()
             say(f"{svc.name}: starting" + (f" on {svc.url}" if svc.port else ""))
             record = procs.spawn(argv, env=svc.environ(state), cwd=cwd, log=svc.log)
             record["port"] = svc.port
+            if svc.port:
+                record["url"] = svc.url
             state["services"][svc.name] = record
             save_state(home, state)
             started.append(svc.name)
@@ -182,7 +208,8 @@ def status(settings: Settings) -> dict:
 
 
 def backend_url(settings: Settings) -> str:
-    return f"http://{settings.host}:{settings.backend_port}"
+    """Where the stack's ML backend listens (its own loopback address: Settings.backend_host)."""
+    return f"http://{settings.backend_host}:{settings.backend_port}"
 
 
 def env_lines(settings: Settings) -> list[str]:

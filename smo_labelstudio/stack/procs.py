@@ -26,10 +26,19 @@ def _start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+PRIVATE_UMASK = 0o077  # what our services create (databases, uploads, logs) only their user can read
+
+
+def open_log(log: Path):
+    """`log` opened for appending, created 0600 in a 0700 folder: logs may hold tokens or task text."""
+    log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return open(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+
+
 def spawn(argv: list[str], *, env: Mapping[str, str], cwd: Path | None, log: Path) -> dict:
-    """Start `argv` in its own session with output appended to `log`; return its record."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    """Start `argv` in its own session with output appended to `log` and a private umask (files it
+    creates are its user's only); return its record."""
+    with open_log(log) as out:
         proc = subprocess.Popen(
             argv,
             env=dict(env),
@@ -38,6 +47,7 @@ def spawn(argv: list[str], *, env: Mapping[str, str], cwd: Path | None, log: Pat
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
     return {"pid": proc.pid, "start_time": _start_time(proc.pid), "log": str(log)}
 

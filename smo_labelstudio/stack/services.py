@@ -23,8 +23,10 @@ from smo_labelstudio.core.paths import REPO_ROOT, cache_home
 from smo_labelstudio.core.postgres import PgUrl
 from smo_labelstudio.core.settings import get_settings, secret
 from smo_labelstudio.core.taxonomy import load_taxonomy
+from smo_labelstudio.labelstudio import ssrf
 from smo_labelstudio.labelstudio.auth import LEGACY, PAT, token_kind
 from smo_labelstudio.labelstudio.users import issue_pat, legacy_token, login, pat_works, set_legacy_tokens
+from smo_labelstudio.stack import procs
 from smo_labelstudio.stack.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
 
 Say = Callable[[str], None]
@@ -43,6 +45,9 @@ class Settings:
 
     home: Path
     host: str = "127.0.0.1"
+    # The ML backend listens on a loopback address of its own: Label Studio's SSRF protection bans addresses,
+    # not ports, so this one address is let through and 127.0.0.1 (Prefect, Redis, PostgreSQL) stays banned.
+    backend_host: str = "127.0.0.2"
     ls_port: int = 8080
     prefect_port: int = 4200
     backend_port: int = 9090
@@ -85,13 +90,19 @@ def _clean_environ() -> dict[str, str]:
 
 
 def _run_logged(name: str, argv: list[str], env: dict, cwd: Path | None, log: Path, timeout: float) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with procs.open_log(log) as out:
         out.write(f"$ {' '.join(argv)}\n".encode())
         out.flush()
         try:
             code = subprocess.run(
-                argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout
+                argv,
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                umask=procs.PRIVATE_UMASK,
             ).returncode
         except subprocess.TimeoutExpired:
             raise ServiceError(f"{name}: {argv[1]} did not finish in {timeout:.0f} s (log: {log})") from None
@@ -132,8 +143,13 @@ class _Service:
         raise NotImplementedError
 
     @property
+    def host(self) -> str:
+        """The address it listens on."""
+        return self.s.host
+
+    @property
     def url(self) -> str:
-        return f"http://{self.s.host}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def log(self) -> Path:
@@ -168,17 +184,16 @@ class LabelStudio(_Service):
     def environ(
         self, state: dict | None = None, pg: PgUrl | None = None, data_dir: Path | None = None
     ) -> dict[str, str]:
-        """Settings for a local deployment: legacy tokens off unless asked for (`legacy_token`), localhost ML
-        backends and webhooks allowed, error reporting, analytics and version checks off so no content leaves
-        the machine."""
+        """Settings for a local deployment: legacy tokens off unless asked for (`legacy_token`), SSRF protection
+        on with only the ML backend's address let through (labelstudio/ssrf.py), error reporting, analytics and
+        version checks off so no content leaves the machine."""
         env = _clean_environ()
         env.update(
             {
                 "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir or self.data_dir),
                 "LABEL_STUDIO_HOST": self.url,
                 "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true" if self.s.legacy_token else "false",
-                "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
-                "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+                **ssrf.label_studio_settings(self.s.backend_host),
                 "SENTRY_DSN": "",
                 "LABEL_STUDIO_SENTRY_DSN": "",
                 "FRONTEND_SENTRY_DSN": "",
@@ -301,7 +316,7 @@ class LabelStudio(_Service):
                 str(LABEL_STUDIO_ENV.bin("gunicorn")),
                 "core.wsgi:application",
                 "--bind",
-                f"{self.s.host}:{self.port}",
+                f"{self.host}:{self.port}",
                 "--workers",
                 str(self.s.ls_workers),
                 "--threads",
@@ -377,6 +392,11 @@ class MLBackend(_Service):
         return self.s.backend_port
 
     @property
+    def host(self) -> str:
+        """Its own loopback address, the one Label Studio's SSRF protection lets through (Settings.backend_host)."""
+        return self.s.backend_host
+
+    @property
     def health_url(self) -> str | None:  # `| None`: nor a health URL
         return self.url + "/health"
 
@@ -437,7 +457,7 @@ class MLBackend(_Service):
                 str(REPO_ROOT / "ml_backend"),
                 "_wsgi:app",
                 "--bind",
-                f"{self.s.host}:{self.port}",
+                f"{self.host}:{self.port}",
                 "--workers",
                 str(self.workers),
                 "--threads",
