@@ -216,7 +216,8 @@ def test_every_variable_is_in_env_example_and_no_literal_secrets(raw, example_en
                 assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value), f"{name}: {key} is not a required ${{VAR}}"
             masked = re.sub(r"\$\{[^}]*\}", "VAR", value)
             for credentials in re.findall(r"://([^/@\s]+)@", masked):
-                assert set(credentials.split(":")) == {"VAR"}, f"{name}: {key} has credentials written out"
+                user, _, password = credentials.rpartition(":")
+                assert password == "VAR" and user in ("VAR", "default"), f"{name}: {key} has credentials written out"
     text = COMPOSE.read_text()
     token = re.compile(r"\b[0-9a-f]{32,}\b")
     assert not token.search(text), "a token-like literal in docker-compose.yml"
@@ -241,7 +242,7 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
     for name in ("ml-backend", "ml-worker"):
         env = environment(services[name])
         assert backend_reads <= set(env), f"{name} lacks {sorted(backend_reads - set(env))}"
-        assert env["SMO_REDIS_URL"] == "redis://redis:6379/0"
+        assert env["SMO_REDIS_URL"] == "redis://default:stand-in-redis_password@redis:6379/0"
     assert environment(services["ml-backend"])["SMO_MODEL_DIR"].startswith("/data/smo")
     # what the local stack gives the backend, compose gives too (PYTHONPATH is the image's)
     local = MLBackend(Settings(home=tmp_path)).environ({})
@@ -271,7 +272,7 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
         assert worker[key] == backend[key], f"{key} differs between the flows and the backend"
     assert environment(services["label-studio"])["LABEL_STUDIO_USER_TOKEN"] == worker["SMO_LS_TOKEN"]
 
-    # Label Studio: every fixed setting `smo stack up --legacy-token` uses (private-network backends, legacy
+    # Label Studio: every fixed setting `smo stack up --legacy-token` uses (SSRF protection on, legacy
     # token, nothing sent out), plus PostgreSQL. Compose provisions the admin's token at init
     # (LABEL_STUDIO_USER_TOKEN), which only a legacy token can be; see the comment in docker-compose.yml.
     ls = environment(services["label-studio"])
@@ -284,6 +285,7 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN",
             "LABEL_STUDIO_ML_BLOCK_LOCAL_IP",
             "LABEL_STUDIO_SSRF_PROTECTION_ENABLED",
+            "LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS",
             "SENTRY_DSN",
             "LABEL_STUDIO_SENTRY_DSN",
             "FRONTEND_SENTRY_DSN",
@@ -292,7 +294,7 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
             "LATEST_VERSION_CHECK",
         }
     }
-    assert len(fixed) == 9 and {k: ls.get(k) for k in fixed} == fixed
+    assert len(fixed) == 10 and {k: ls.get(k) for k in fixed} == fixed
     assert ls["DJANGO_DB"] == "postgresql" and ls["POSTGRE_HOST"] == "postgres"
     assert ls["POSTGRE_PASSWORD"] == environment(services["postgres"])["POSTGRES_PASSWORD"]
 
@@ -303,6 +305,75 @@ def test_variables_our_code_reads_are_set_where_it_runs(compose, tmp_path, monke
     assert prefect["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
     init = (REPO_ROOT / "deploy" / "postgres-init.sql").read_text()
     assert "CREATE DATABASE prefect" in init and "pg_trgm" in init
+
+
+def _strings(value) -> list[str]:
+    """Every string in a loaded file (commands, environments, health checks)."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_redis_requires_a_password_and_every_redis_url_carries_it(raw, compose):
+    """Compose's Redis (the training queue: a job on it runs code next to the Label Studio token) needs a
+    password from .env; every service that uses Redis has it in its URL; no command line shows it."""
+    redis = compose["services"]["redis"]
+    assert environment(raw["services"]["redis"])["REDIS_PASSWORD"] == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    server = " ".join(redis["command"])
+    assert 'requirepass "$REDIS_PASSWORD"' in server and "exec redis-server -" in server  # config on stdin
+    assert "REDISCLI_AUTH=" in " ".join(redis["healthcheck"]["test"])
+    password = "stand-in-redis_password"
+    urls = {
+        (name, text)
+        for name, service in compose["services"].items()
+        for text in _strings(service)
+        for text in re.findall(r"redis://\S+", text)
+    }
+    users = {name for name, _ in urls}
+    assert {"ml-backend", "ml-worker"} <= users, urls
+    for name, url in urls:
+        assert url.startswith(f"redis://default:{password}@redis:6379/"), (name, url)
+    for name, service in compose["services"].items():  # `ps` on the host shows command lines
+        assert password not in " ".join(_strings(service.get("command", []))), name
+    worker = compose["services"]["ml-worker"]
+    assert "--url" not in worker["command"] and environment(worker)["RQ_REDIS_URL"].startswith("redis://default:")
+
+
+def test_ssrf_protection_stays_on_and_lets_through_only_the_backend(compose):
+    """Label Studio keeps SSRF protection and the ML-backend check on; its banned list is the default with
+    only ml-backend's fixed address carved out: cloud metadata, the other services' addresses (prefect-server,
+    redis, postgres on the same network), loopback and private ranges stay banned."""
+    import ipaddress
+
+    from smo_labelstudio.labelstudio.ssrf import DEFAULT_BANNED_SUBNETS, banned_subnets_except
+
+    for name, service in compose["services"].items():
+        for key, value in environment(service).items():
+            if key.endswith(("SSRF_PROTECTION_ENABLED", "ML_BLOCK_LOCAL_IP")):
+                assert value == "true", f"{name}: {key}={value}"
+    ls = environment(compose["services"]["label-studio"])
+    assert ls["LABEL_STUDIO_SSRF_PROTECTION_ENABLED"] == ls["LABEL_STUDIO_ML_BLOCK_LOCAL_IP"] == "true"
+    assert ls["LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS"] == "false"
+    backend = compose["services"]["ml-backend"]["networks"]["default"]["ipv4_address"]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(backend) in ipaddress.ip_network(subnet)
+    banned = ls["LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS"]
+    assert " " not in banned and banned.split(",") == banned_subnets_except(backend)
+    nets = [ipaddress.ip_network(n) for n in banned.split(",")]
+
+    def refused(address: str) -> bool:
+        return any(ipaddress.ip_address(address) in n for n in nets)
+
+    assert not refused(backend)
+    others = [str(a) for a in ipaddress.ip_network(subnet).hosts() if str(a) != backend]
+    for address in ["169.254.169.254", "127.0.0.1", "10.0.0.1", "192.168.1.1", "::1", "fe80::1", *others]:
+        assert refused(address), address
+    # the carved-out list covers exactly the default list's addresses but the backend's
+    default = [ipaddress.ip_network(n) for n in DEFAULT_BANNED_SUBNETS]
+    assert sum(n.num_addresses for n in nets) == sum(n.num_addresses for n in default) - 1
+    assert refused("8.8.8.8") is False  # a public address stays allowed
 
 
 def _dockerfile_copies(dockerfile: Path) -> list[str]:
