@@ -54,6 +54,9 @@ def run_retrain(project_id: int) -> dict:
         return {"skipped": "project not connected"}
     tasks = export_project(os.environ["SMO_LS_URL"], os.environ["SMO_LS_TOKEN"], project_id)
     metrics = retrain_from_export(os.environ["SMO_MODEL_DIR"], tasks, project_id)
+    if "skipped" in metrics:
+        log.warning("retrain for project %s skipped: %s", project_id, metrics["skipped"])
+        return metrics
     log.warning(
         "retrained for project %s: version %s macro F1 %.3f promoted=%s",
         project_id,

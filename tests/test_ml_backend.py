@@ -8,10 +8,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
+from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.labelstudio import client, configs
 from smo_labelstudio.labelstudio.auth import auth_header
+from smo_labelstudio.model import training
+from smo_labelstudio.model.modelstore import ModelStore, ModelStoreError
 from smo_labelstudio.model.textmodel import MAX_TEXT_CHARS
 
 ENDPOINTS = [("GET", "/health"), ("POST", "/predict"), ("POST", "/setup"), ("GET", "/versions"), ("POST", "/webhook")]
@@ -204,3 +208,64 @@ def test_without_redis_retraining_runs_in_process(label_studio, ls_client, uniqu
     assert 2 <= len(store.versions()) <= 3
     # the newest promoted version serves: the first retrain's, or the second's when the burst queued one
     assert store.current_version() >= metrics["version"] > before
+
+
+def test_consensus_counts_each_account_once():
+    def ann(ann_id: int, who, label: str, cancelled: bool = False) -> dict:
+        result = [{"from_name": "policy", "value": {"choices": [label]}}]
+        return {"id": ann_id, "completed_by": who, "result": result, "was_cancelled": cancelled}
+
+    export = [
+        # one account says spam three times, another says no violation: 1 vote of 2, no majority
+        {
+            "data": {"text": "a"},
+            "annotations": [
+                ann(1, 7, "spam_scams"),
+                ann(2, 7, "spam_scams"),
+                ann(3, 7, "spam_scams"),
+                ann(4, 8, "no_violation"),
+            ],
+        },
+        # an account's latest annotation is its vote (the expanded `completed_by` form too)
+        {
+            "data": {"text": "b"},
+            "annotations": [ann(5, {"id": 7}, "hate"), ann(6, 7, "spam_scams"), ann(7, 8, "spam_scams")],
+        },
+        # a later cancellation withdraws the account's vote
+        {"data": {"text": "c"}, "annotations": [ann(8, 7, "hate"), ann(9, 7, "hate", cancelled=True)]},
+    ]
+    df = training.consensus_from_export(export)
+    assert df["text"].tolist() == ["b"] and df["labels"].tolist() == [["spam_scams"]]
+
+
+def test_promotion_is_judged_on_a_fixed_validation_set_kept_out_of_training(tmp_path):
+    labels = load_taxonomy().ids
+    store = ModelStore(tmp_path / "models")
+    first = training.train_version(store, training.starter_data(n_per_label=15), labels)["version"]  # freezes a fifth
+    frozen = training.validation_set(store)
+    assert frozen is not None and len(frozen) >= 10
+
+    def trained_texts(version: str) -> set[str]:
+        return set(pd.read_json(store.versions_dir / version / "training_data.jsonl", lines=True)["text"])
+
+    assert not trained_texts(first) & set(frozen["text"])
+    # Retraining from a project: only a connected one; a repeated hint with nothing new trains nothing.
+    export = [
+        {
+            "data": {"text": t},
+            "annotations": [{"completed_by": 1, "result": [{"from_name": "policy", "value": {"choices": ["hate"]}}]}],
+        }
+        for t in frozen["text"][:5]
+    ]
+    with pytest.raises(ModelStoreError, match="not connected"):
+        training.retrain_from_export(str(store.root), export, 41)
+    store.connect(41)
+    once = training.retrain_from_export(str(store.root), export, 41)
+    assert once["n_test"] == len(frozen) and once["consensus_rows"] == 5
+    assert not trained_texts(once["version"]) & set(frozen["text"])  # validation rows never train
+    again = training.retrain_from_export(str(store.root), export, 41)
+    assert "unchanged" in again["skipped"] and len(store.versions()) == 2
+    # An operator's file replaces the set; every later promotion is judged on it.
+    own = training.starter_data(n_per_label=2, seed=5)
+    replaced = training.train_version(store, training.starter_data(n_per_label=15, seed=3), labels, validation=own)
+    assert replaced["n_test"] == len(own) and training.validation_set(store)["text"].tolist() == own["text"].tolist()

@@ -7,6 +7,7 @@ project cannot move it. No Prefect, no SDK, no HTTP: the ML backend's environmen
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from pathlib import Path
@@ -331,9 +332,28 @@ def retrain_from_export(store_dir: str, tasks: list[dict], project_id: int) -> d
     origin = f"project:{int(project_id)}"
     fresh = consensus_from_export(tasks)
     fresh = fresh[fresh["labels"].map(lambda labs: set(labs) <= set(labels))].assign(origin=origin)
+    digest = hashlib.sha256(fresh[COLUMNS].to_json(orient="records", force_ascii=False).encode()).hexdigest()
+    last = _last_run(store, int(project_id))
+    if last is not None and last.get("consensus_sha256") == digest:  # a repeated hint: nothing new to learn
+        return {"skipped": "the project's consensus is unchanged since version " + last["version"], **last}
     kept = base[(base["origin"] != origin) & ~base["text"].isin(fresh["text"])]
     data = pd.concat([kept, fresh], ignore_index=True)
     data["severity"] = data["severity"].astype(object).where(data["severity"].notna(), None)
     return train_version(
-        store, data, labels, source=f"label-studio project {project_id}", project=project_id, consensus_rows=len(fresh)
+        store,
+        data,
+        labels,
+        source=f"label-studio project {project_id}",
+        project=project_id,
+        consensus_rows=len(fresh),
+        consensus_sha256=digest,
     )
+
+
+def _last_run(store: ModelStore, project_id: int) -> dict | None:
+    """Metrics of the newest version trained from a project, if any."""
+    for version in reversed(store.versions()):
+        metrics = store.metrics(version)
+        if metrics.get("project") == project_id:
+            return metrics
+    return None
