@@ -116,6 +116,11 @@ def pull_cmd(
         f"({summary['tasks_fetched']:,} tasks fetched in {summary['seconds']} s)"
     )
     typer.echo(f"tables: {summary['tables']['annotations']}, {summary['tables']['labels']}")
+    if summary.get("labels_quarantined"):
+        typer.echo(
+            f"labels not in the taxonomy: {summary['labels_quarantined']:,} quarantined (left out of quality and "
+            f"reports): {summary['tables']['labels_quarantine']}"
+        )
 
 
 @spec_app.command("new")

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import cast
 
 import pandas as pd
 
 from smo_labelstudio.core.errors import ServiceError
+from smo_labelstudio.core.paths import LABEL_CONFIGS_DIR
+from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.core.workspace import (
     ANNOTATION_COLUMNS,
     LABEL_COLUMNS,
@@ -31,8 +34,12 @@ from smo_labelstudio.core.workspace import (
     write_parquet,
 )
 from smo_labelstudio.labelstudio.exports import LS_TIME, ProjectExports, SnapshotFailed
+from smo_labelstudio.labelstudio.label_config import KINDS, config_labels, render_config
 
 MARGIN = timedelta(seconds=1)  # the Date header's resolution: re-reading a task twice is harmless
+QUARANTINE_COLUMNS = [*LABEL_COLUMNS, "reason"]
+NOT_IN_TAXONOMY = "label not in the taxonomy"
+UNKNOWN_CONTROL = "control not in the label config"
 
 
 class PullError(ServiceError):
@@ -40,8 +47,43 @@ class PullError(ServiceError):
 
 
 def item_ledger(ws: Workspace) -> pd.DataFrame:
-    """item_id -> external_id, is_gold for every item our launches planned (gold ids prefixed `gold:`)."""
-    return read_plan(ws, ["item_id", "external_id", "is_gold"])[["item_id", "external_id", "is_gold"]]
+    """item_id -> external_id, is_gold, language for every item our launches planned (gold ids prefixed
+    `gold:`); the language is the one we imported, not what a task's data says now (any account can edit it)."""
+    columns = ["item_id", "external_id", "is_gold", "language"]
+    return read_plan(ws, columns)[columns]
+
+
+def quarantine_table(ws: Workspace) -> Path:
+    """Where pulled labels that are not in the taxonomy go (`tables/labels_quarantine.parquet`)."""
+    return ws.labels.with_name("labels_quarantine.parquet")
+
+
+def allowed_labels(project: dict) -> dict[str, set[str]]:
+    """The stored values each control may hold: the project's label config in label_configs/ (generated from
+    the taxonomy; never the copy in Label Studio, which any account can edit), else every config the taxonomy
+    generates."""
+    path = LABEL_CONFIGS_DIR / f"{project.get('config')}.xml"
+    if project.get("config") and path.is_file():
+        return config_labels(path.read_text(encoding="utf-8"))
+    tax, allowed = load_taxonomy(), dict[str, set[str]]()
+    for kind in KINDS:
+        for control, values in config_labels(render_config(tax, kind)).items():
+            allowed.setdefault(control, set()).update(values)
+    return allowed
+
+
+def quarantine_labels(labels: pd.DataFrame, allowed: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The label rows whose control and value the label config holds, and the rest with a reason each:
+    labels are free text in Label Studio's API, and only the taxonomy's reach the quality engine and reports."""
+    known_control = labels["control"].isin(list(allowed))
+    known = pd.Series(
+        [c in allowed and lab in allowed[c] for c, lab in zip(labels["control"], labels["label"])],
+        index=labels.index,
+        dtype=bool,
+    )
+    refused = labels[~known].assign(reason=NOT_IN_TAXONOMY)
+    refused.loc[~known_control[~known], "reason"] = UNKNOWN_CONTROL
+    return labels[known].reset_index(drop=True), refused.reset_index(drop=True)[QUARANTINE_COLUMNS]
 
 
 def _values(item: dict) -> list[tuple[str, str, float | None, float | None]]:
@@ -83,7 +125,8 @@ def tidy(
     for task in tasks:
         data = task.get("data") or {}
         known = by_item.get(data.get("item_id"), {})
-        external, gold, language = known.get("external_id"), bool(known.get("is_gold", False)), data.get("language")
+        external, gold = known.get("external_id"), bool(known.get("is_gold", False))
+        language = known.get("language") if known.get("language") is not None else data.get("language")
         for ann in task.get("annotations") or []:
             prediction = ann.get("prediction") if isinstance(ann.get("prediction"), dict) else None
             changed = None
@@ -160,10 +203,12 @@ def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
         since = datetime.strptime(state["watermark"], LS_TIME).replace(tzinfo=UTC)
         tasks, mode = ls.changed_since(pid, since), "incremental"
         old_ann, old_lab = read_table(ws.annotations), read_table(ws.labels)
+        old_q = read_table(quarantine_table(ws)) if quarantine_table(ws).exists() else None
     else:
         tasks, mode = ls.export_annotated(pid), "full"
         old_ann = pd.DataFrame(columns=ANNOTATION_COLUMNS)
         old_lab = pd.DataFrame(columns=LABEL_COLUMNS)
+        old_q = None
     new_ann, new_lab = tidy(tasks, pid, ledger, users)
     touched = {t["id"] for t in tasks}
     kept_ann = old_ann[~old_ann["task"].isin(touched)]
@@ -183,6 +228,9 @@ def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
     labels = (
         pd.concat([old_lab[~old_lab["task"].isin(touched)], new_lab], ignore_index=True) if len(old_lab) else new_lab
     )
+    labels, refused = quarantine_labels(labels, allowed_labels(project))
+    if old_q is not None and len(old_q):
+        refused = pd.concat([old_q[~old_q["task"].isin(touched)], refused], ignore_index=True)
     if mode == "incremental" and len(annotations) > ls.annotation_count(pid):
         # A deleted task bumps nothing a changed-since view can see: more rows here than annotations in
         # Label Studio means some task is gone, so the task list (ids only) says which rows to drop.
@@ -191,18 +239,26 @@ def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
         summary["tasks_deleted"] = len(gone)
         annotations = annotations[~annotations["task"].isin(gone)]
         labels = labels[~labels["task"].isin(gone)]
+        refused = refused[~refused["task"].isin(gone)]
     annotations = annotations.sort_values(["task", "annotation_id"]).reset_index(drop=True)
     labels = labels.sort_values(["task", "annotation_id", "control", "label"]).reset_index(drop=True)
     write_parquet(ws.annotations, annotations)
+    refused = refused.sort_values(["task", "annotation_id", "control", "label"]).reset_index(drop=True)
     write_parquet(ws.labels, labels)
+    write_parquet(quarantine_table(ws), refused)
     watermark = (server_now.astimezone(UTC) - MARGIN).strftime(LS_TIME)
     write_json(ws.pull_state, {"project_id": pid, "watermark": watermark, "pulled_at": time.time(), "mode": mode})
     summary.update(
         {
             "annotations": len(annotations),
             "labels": len(labels),
+            "labels_quarantined": len(refused),
             "seconds": round(time.perf_counter() - t0, 3),
-            "tables": {"annotations": str(ws.annotations), "labels": str(ws.labels)},
+            "tables": {
+                "annotations": str(ws.annotations),
+                "labels": str(ws.labels),
+                "labels_quarantine": str(quarantine_table(ws)),
+            },
         }
     )
     return summary
