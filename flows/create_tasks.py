@@ -23,6 +23,7 @@ from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.ingest import launch
 from smo_labelstudio.labelstudio import client
+from smo_labelstudio.reports.safe import md_link, md_text
 
 # Typed as the task runner the flow decorator takes: ThreadPoolTaskRunner's own type parameter infers as Never.
 ONE_AT_A_TIME = cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=1))
@@ -61,11 +62,13 @@ def write_manifest(plan: launch.Plan, results: list[dict], url: str) -> dict:
 
 
 def manifest_markdown(m: dict) -> str:
-    """The run summary a project manager reads in the Prefect UI."""
+    """The run summary a project manager reads in the Prefect UI (every value as Markdown text, the link
+    only to an http(s) address)."""
+    t = md_text
     lines = [
-        f"# Launch: project {m['project_id']}",
+        f"# Launch: project {t(m['project_id'])}",
         "",
-        f"[Open in Label Studio]({m['project_url']})",
+        md_link("Open in Label Studio", m["project_url"]),
         "",
         "| | rows |",
         "|---|---:|",
@@ -85,11 +88,11 @@ def manifest_markdown(m: dict) -> str:
         lines.append(f"| {key.replace('_', ' ')} | {m[key]:,} |")
     lines += [
         "",
-        f"Counts add up: **{m['counts_add_up']}**. Quarantined rows and reasons: `{m['quarantine_file']}`.",
-        f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
+        f"Counts add up: **{t(m['counts_add_up'])}**. Quarantined rows and reasons: {t(m['quarantine_file'])}.",
+        f"Versions: {t(', '.join(f'{k} {v}' for k, v in m['versions'].items()))}.",
     ]
     if m["prediction_problems"]:
-        lines.append(f"Predictions missing because: {'; '.join(m['prediction_problems'])}.")
+        lines.append(f"Predictions missing because: {t('; '.join(m['prediction_problems']))}.")
     return "\n".join(lines)
 
 

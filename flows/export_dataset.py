@@ -14,6 +14,7 @@ from smo_labelstudio.core.params import ExportDatasetParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
 from smo_labelstudio.export.dataset import Export, export_workspace
+from smo_labelstudio.reports.safe import md_text
 
 
 @task(cache_policy=NO_CACHE, name="build, gate, split and write the dataset")
@@ -27,7 +28,7 @@ def post_datasheet(result: Export, title: str) -> None:
     create_markdown_artifact(
         key=f"export-{key}",
         markdown=(result.out / "datasheet.md").read_text(encoding="utf-8"),
-        description=f"Datasheet of the dataset in {result.out}",
+        description=f"Datasheet of the dataset in {md_text(result.out)}",
     )
 
 

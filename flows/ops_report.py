@@ -20,6 +20,7 @@ from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
 from smo_labelstudio.metrics import operations as om
 from smo_labelstudio.reports import operations as ops
+from smo_labelstudio.reports.safe import md_text, plain_rows
 from smo_labelstudio.reports.shell import ReportFiles
 
 
@@ -55,14 +56,14 @@ def post_artifacts(spec, report: om.OpsReport, files: ReportFiles) -> None:
         table = frame.astype(object).where(frame.notna(), None)
         create_table_artifact(
             key=f"ops-{name}-{key}",
-            table=table.to_dict(orient="records"),
-            description=f"{name.capitalize()} ({spec.title})",
+            table=plain_rows(table.to_dict(orient="records")),
+            description=f"{name.capitalize()} ({md_text(spec.title)})",
         )
     create_link_artifact(
         key=f"ops-report-{key}",
         link=files.html.resolve().as_uri(),
         link_text="Operations report (HTML)",
-        description=str(files.html),
+        description=md_text(files.html),
     )
 
 

@@ -14,6 +14,7 @@ from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, WorkspaceFileError
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.pull import completions as pull
+from smo_labelstudio.reports.safe import md_text
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -26,6 +27,24 @@ def _worth_retrying(task, task_run, state) -> bool:
     except Exception:
         return True
     return False
+
+
+def pull_markdown(summary: dict) -> str:
+    """The pull summary a project manager reads in the Prefect UI (every value as Markdown text)."""
+    t, tables = md_text, summary["tables"]
+    return (
+        f"# Pull: project {t(summary['project_id'])} ({t(summary['mode'])})\n\n"
+        "| annotations in table | new | updated | deleted | tasks fetched | labels quarantined | seconds |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {summary['annotations']:,} | {summary['new']:,} | {summary['updated']:,} | {summary['deleted']:,} | "
+        f"{summary['tasks_fetched']:,} | {summary.get('labels_quarantined', 0):,} | {t(summary['seconds'])} |\n\n"
+        f"Tables: {t(tables['labels'])}"
+        + (
+            f"\n\nLabels not in the taxonomy (not used by quality or reports): {t(tables['labels_quarantine'])}"
+            if summary.get("labels_quarantined")
+            else ""
+        )
+    )
 
 
 # A pull replaces rows: a retry cannot duplicate.
@@ -41,15 +60,7 @@ def pull_completions(params: PullParams) -> dict:
     url, token = client.connection_settings()
     ws = Workspace.for_title(spec.title)
     summary = pull_tables(ws, url, token, params.full)
-    create_markdown_artifact(
-        f"# Pull: project {summary['project_id']} ({summary['mode']})\n\n"
-        "| annotations in table | new | updated | deleted | tasks fetched | seconds |\n"
-        "|---:|---:|---:|---:|---:|---:|\n"
-        f"| {summary['annotations']:,} | {summary['new']:,} | {summary['updated']:,} | {summary['deleted']:,} | "
-        f"{summary['tasks_fetched']:,} | {summary['seconds']} |\n\nTables: `{summary['tables']['labels']}`",
-        key=f"pull-{summary['project_id']}",
-        description="Pull summary",
-    )
+    create_markdown_artifact(pull_markdown(summary), key=f"pull-{summary['project_id']}", description="Pull summary")
     get_run_logger().info("pull: %s", {k: summary[k] for k in ("mode", "annotations", "new", "updated", "deleted")})
     publish(ws, spec, summary)
     return summary

@@ -18,6 +18,7 @@ from smo_labelstudio.core.spec import Spec, load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
 from smo_labelstudio.reports import quality_pass as qp
 from smo_labelstudio.reports.quality import render_markdown
+from smo_labelstudio.reports.safe import md_text, plain_rows
 
 
 @task(cache_policy=NO_CACHE, name="read back adjudications")
@@ -54,13 +55,15 @@ def post_artifacts(outcome: qp.PassOutcome) -> None:
     columns = ["annotator", "n_answers", "gold_n", "gold_accuracy", "ci_low", "ci_high", "flagged", "reason"]
     table = result.annotators[columns].astype(object).where(result.annotators[columns].notna(), None)
     create_table_artifact(
-        key=f"quality-annotators-{key}", table=table.to_dict(orient="records"), description="Annotators on gold"
+        key=f"quality-annotators-{key}",
+        table=plain_rows(table.to_dict(orient="records")),
+        description="Annotators on gold",
     )
     create_link_artifact(
         key=f"quality-report-{key}",
         link=outcome.report.html.resolve().as_uri(),
         link_text="Quality report (HTML)",
-        description=str(outcome.report.html),
+        description=md_text(outcome.report.html),
     )
 
 

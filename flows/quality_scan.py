@@ -18,6 +18,7 @@ from flows.warehouse_step import publish
 from smo_labelstudio.core.params import QualityScanParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.reports import quality_pass as qp
+from smo_labelstudio.reports.safe import plain_rows
 from smo_labelstudio.stack.taskrunners import task_runner
 
 
@@ -38,19 +39,21 @@ def project_pass(spec: str, adjudicate: bool, method: str, n_boot: int) -> qp.Pa
 
 
 def gates_table(outcomes: list[qp.PassOutcome]) -> list[dict]:
-    """One row per project: its counts and which gates failed."""
-    return [
-        {
-            "title": o.spec.title,
-            "project_id": o.project.get("project_id"),
-            "n_tasks": o.result.counts["n_tasks"],
-            "n_annotators": o.result.counts["n_annotators"],
-            "passed": not o.result.failed_gates,
-            "failed_gates": ", ".join(g.name for g in o.result.failed_gates),
-            "report": str(o.report.html),
-        }
-        for o in outcomes
-    ]
+    """One row per project: its counts and which gates failed (text cells escaped: titles are free text)."""
+    return plain_rows(
+        [
+            {
+                "title": o.spec.title,
+                "project_id": o.project.get("project_id"),
+                "n_tasks": o.result.counts["n_tasks"],
+                "n_annotators": o.result.counts["n_annotators"],
+                "passed": not o.result.failed_gates,
+                "failed_gates": ", ".join(g.name for g in o.result.failed_gates),
+                "report": str(o.report.html),
+            }
+            for o in outcomes
+        ]
+    )
 
 
 @flow(name="quality-scan", task_runner=task_runner(), log_prints=True)
