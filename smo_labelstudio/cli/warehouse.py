@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,6 +29,15 @@ def _workspace(spec: Path) -> tuple[Spec, Any]:
     return loaded, Workspace.for_title(loaded.title)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """Control characters as escapes (`\\x1b`, `\\n`): a cell cannot move the cursor, recolour or retitle the
+    terminal, nor break the table's lines."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     """Rows as an aligned text table, CSV, or a JSON list of row objects."""
     from smo_labelstudio.core.jsonenc import jsonable  # noqa: PLC0415 - start-up time: numpy
@@ -41,7 +51,11 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
         writer.writerow(columns)
         writer.writerows([["" if v is None else safe_cell(v) for v in row] for row in values])  # no formulas
         return buf.getvalue().rstrip("\n")
-    cells = [["" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in row] for row in values]
+    columns = [_printable(c) for c in columns]
+    cells = [
+        ["" if v is None else str(v).lower() if isinstance(v, bool) else _printable(str(v)) for v in row]
+        for row in values
+    ]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     numeric = [
         bool(values)

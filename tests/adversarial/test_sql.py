@@ -282,3 +282,13 @@ def test_quality_compute_consensus_csv_quotes_a_formula_label(tmp_path):
     rows = list(csv.DictReader((tmp_path / "consensus.csv").open(encoding="utf-8", newline="")))
     assert [r["label"] for r in rows] == ["'=1+1"] * 3, rows
     assert all(float(r["confidence"]) > 0 for r in rows)
+
+
+def test_smo_sql_table_shows_control_characters_as_escapes(duck):
+    """A hostile cell cannot clear, recolour or retitle the analyst's terminal, nor break the table."""
+    run, _ = duck
+    out = run("select 'a' || chr(27) || '[2J' || chr(10) || 'b' || chr(155) as \"x\u001b]0;t\u0007\"")
+    assert out.exit_code == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\x9b" not in out.stdout and "\x07" not in out.stdout, repr(out.stdout)
+    assert "a\\x1b[2J\\nb\\x9b" in out.stdout and "x\\x1b]0;t\\x07" in out.stdout, out.stdout
+    assert out.stdout.splitlines()[-1] == "(1 row)"
