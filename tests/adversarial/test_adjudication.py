@@ -52,6 +52,7 @@ def test_only_the_recorded_review_project_and_the_listed_adjudicators_count(
     from smo_labelstudio.labelstudio.configs import labeling_interface
     from smo_labelstudio.labelstudio.users import ensure_annotators
     from smo_labelstudio.quality.adjudication import review_record, review_title
+    from smo_labelstudio.reports import quality_pass as qp
     from smo_labelstudio.reports.quality_pass import run_pass
 
     monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
@@ -64,7 +65,7 @@ def test_only_the_recorded_review_project_and_the_listed_adjudicators_count(
 
     # the source project and its pulled tables; annotators are e-mails, as a pull records them
     config = labeling_interface("text_moderation")["label_config"]
-    items = truth(120, seed=9)
+    items = truth(60, seed=9)
     source = create_project(ls_client, title, config)
     import_tasks(
         ls_client, source, [{"data": {"text": f"text of {e}", "language": "en"}} for e in items["external_id"]]
@@ -128,16 +129,19 @@ def test_only_the_recorded_review_project_and_the_listed_adjudicators_count(
     )
     _answer(label_studio, adjudicator, planted["task_ids"][0])
 
-    second = run_pass(spec, n_boot=20)
-    decided = second.result.consensus[second.result.consensus["source"] == "adjudicated"]
+    # the pass's read-back and check (the report is the same as above)
+    assert qp.read_back(ws, spec, ls_client) == 1
+    second, inputs = qp.check(ws, spec, n_boot=20)
+    decided = second.consensus[second.consensus["source"] == "adjudicated"]
     assert set(decided["task"]) == {by_adjudicator}
     assert decided[["control", "label"]].values.tolist() == [["policy", "misinformation"], ["severity", "4"]]
-    assert {by_outsider, by_admin, planted_for} <= set(second.result.to_review["task"])
-    assert second.summary()["adjudication"]["queued"] == 0  # planted and decoy tasks queue nothing either
+    assert {by_outsider, by_admin, planted_for} <= set(second.to_review["task"])
+    assert qp.queue(ws, spec, second, inputs, ls_client, "")["queued"] == 0  # planted and decoy tasks queue nothing
 
-    # no adjudicators listed: no answer is accepted, said in one line
-    unlisted = run_pass(_spec(tmp_path, title, []), n_boot=20)
-    assert unlisted.summary()["consensus"]["adjudicated"] == 0
-    assert unlisted.summary()["adjudication"]["note"] == (
+    # no adjudicators listed: no answer is accepted (what was read before no longer counts), said in one line
+    unlisted = _spec(tmp_path, title, [])
+    assert qp.read_back(ws, unlisted, ls_client) == 0
+    assert qp.check(ws, unlisted, n_boot=20)[0].summary()["consensus"]["adjudicated"] == 0
+    assert qp.adjudicators_note(ls_client, unlisted.adjudicators) == (
         "no `adjudicators:` in the spec, so no answer in the review project is accepted"
     )
