@@ -259,5 +259,8 @@ def test_a_poisoned_project_cannot_change_the_promoted_model(ml_backend, label_s
     )
     _hint(ml_backend, clean)
     after = _wait_for_version(ml_backend.model_dir, clean)
-    origins = {r["origin"] for r in _rows(ml_backend.model_dir, after["version"])}
+    trained = _rows(ml_backend.model_dir, after["version"])
+    origins = {r["origin"] for r in trained}
     assert f"project:{clean}" in origins and f"project:{project}" not in origins
+    validation = (ml_backend.model_dir / "validation.jsonl").read_text().splitlines()
+    assert not {json.loads(line)["text"] for line in validation} & {r["text"] for r in trained}
