@@ -269,3 +269,16 @@ def test_promotion_is_judged_on_a_fixed_validation_set_kept_out_of_training(tmp_
     own = training.starter_data(n_per_label=2, seed=5)
     replaced = training.train_version(store, training.starter_data(n_per_label=15, seed=3), labels, validation=own)
     assert replaced["n_test"] == len(own) and training.validation_set(store)["text"].tolist() == own["text"].tolist()
+
+
+def test_connect_with_a_state_from_before_the_admin_password_is_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from smo_labelstudio.cli.backend import app
+    from smo_labelstudio.stack import control
+
+    monkeypatch.setenv("SMO_HOME", str(tmp_path))
+    control.save_state(tmp_path, {"backend": {"user": "u", "password": "p", "webhook_secret": "old"}})
+    result = CliRunner().invoke(app, ["connect", "--project", "1"])
+    assert result.exit_code == 1 and "run `smo stack up` once" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -109,6 +109,8 @@ def backend_connect(
     backend = state.get("backend")
     if not backend:
         fail("no stack state; run `smo stack up` first")
+    if not backend.get("admin_password"):
+        fail("the stack state has no ML backend admin password (made before issue 16); run `smo stack up` once")
     url, token = client.connection_settings()
     result = client.connect_backend(
         url,
