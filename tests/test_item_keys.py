@@ -72,6 +72,7 @@ def test_items_imported_under_old_unkeyed_ids_are_duplicates_not_new_tasks(tmp_p
     p = _prepare(path, known=held, key=os.urandom(32))
     assert list(p.items["external_id"]) == ["a3"]
     assert sorted(p.duplicates["duplicate_of"]) == [f"project item {_old('a1', 'item')}", "project item old-2"]
+    assert _old("a1", "item") in set(p.duplicates["item_id"])  # the id the project holds, not a new one
     gold = prepare(
         read_rows(path),
         Columns(),

@@ -276,7 +276,9 @@ def prepare(
         f["item_id"] = item_id(eid, key, kind)
         f["is_gold"] = kind == "gold"
         earlier = first_by_id.get(eid) or first_by_hash.get(f["content_hash"])
-        held = known.get(f["item_id"]) or known.get(legacy[f["row"]]) or known.get(f["content_hash"])
+        if f["item_id"] not in known and legacy[f["row"]] in known:
+            f["item_id"] = legacy[f["row"]]  # imported before ids were keyed: it keeps the id the project holds
+        held = known.get(f["item_id"]) or known.get(f["content_hash"])
         if earlier is not None:
             duplicates.append(
                 {"row": f["row"], "external_id": eid, "item_id": f["item_id"], "duplicate_of": f"row {earlier}"}
