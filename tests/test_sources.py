@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smo_labelstudio.core.spec import Columns
+from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.ingest import sources
-from smo_labelstudio.ingest.items import prepare
-from smo_labelstudio.ingest.launch import _file_digest
+from smo_labelstudio.ingest.items import QUARANTINE_COLUMNS, prepare
+from smo_labelstudio.ingest.launch import _append_quarantine, _file_digest
 from smo_labelstudio.ingest.sources import SourceError, count_lines, read_rows
 
 KEY = b"k" * 32
@@ -347,3 +348,19 @@ def test_jsonl_files_mixing_good_and_bad_records_account_for_every_record(tmp_pa
     path = tmp_path_factory.mktemp("jsonl") / "mixed.jsonl"
     path.write_bytes(b"".join(p.data for p in pieces))
     _check_accounted(path, pieces, first_line=1)
+
+
+def test_a_quarantine_file_from_before_the_lines_column_is_rewritten_once_aligned(tmp_path):
+    ws = Workspace(tmp_path)
+    ws.quarantine.write_text("file,row,external_id,reason,raw,run\nold.csv,4,x1,NUL byte in the record,x,p1\n")
+    new = pd.DataFrame([["new.csv", 7, "7-9", None, "quote opened on line 7 ...", "y"]], columns=QUARANTINE_COLUMNS)
+    _append_quarantine(ws, new, "p2")
+    _append_quarantine(ws, new, "p3")  # now aligned: appended
+    with open(ws.quarantine, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == [*QUARANTINE_COLUMNS, "run"]
+    assert [(r["file"], r["row"], r["lines"], r["run"]) for r in rows] == [
+        ("old.csv", "4", "", "p1"),
+        ("new.csv", "7", "7-9", "p2"),
+        ("new.csv", "7", "7-9", "p3"),
+    ]
