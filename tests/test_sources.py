@@ -294,7 +294,7 @@ def jsonl_pieces(draw) -> list[Piece]:
         elif kind in JSON_BAD:
             pieces.append(Piece(JSON_BAD[kind](n), kind))
         else:
-            chars = st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="#\ufffd\uff03\ufe5f")
+            chars = st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="#\ufffd\uff03\ufe5f")
             text = "t" + draw(st.text(chars, max_size=20)) + f" #{n}"  # '#' only here: no two texts the same
             line = json.dumps({"id": f"g{n}", "text": text, "language": "en"}, ensure_ascii=draw(st.booleans()))
             piece = Piece(line.encode() + draw(st.sampled_from([b"\n", b"\r\n"])), "good", f"g{n}")
