@@ -10,6 +10,10 @@ import ast
 import os
 import re
 import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,6 +48,40 @@ def ls_client_module(label_studio):
     return client.connect(label_studio.url, label_studio.token)
 
 
+# a 1x1 PNG, what an image task's media URL serves
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f6b0000000049454e44ae426082"
+)
+
+
+@contextmanager
+def listener(host: str) -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server of the test's own on `host`: its base URL and the paths it was asked for."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            body = b'[{"text": "fetched"}]' if self.path.endswith(".json") else PNG
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _internal_urls() -> dict[str, str]:
     """Addresses a member must not reach through Label Studio: cloud metadata, this session's Prefect API,
     the machine's Redis (no password) and PostgreSQL, a private range, loopback by name and the metadata
@@ -73,9 +111,11 @@ def _import_url(url: str, ls_url: str, token: str, project: int) -> httpx.Respon
 def test_a_members_url_import_of_an_internal_address_is_refused(label_studio, member, project):
     """Cloud metadata, the Prefect API, Redis, PostgreSQL, 10/8, `localhost` and the metadata address as a
     number: each refused with Label Studio's SSRF error, and no task created."""
-    for name, url in _internal_urls().items():
-        resp = _import_url(url, label_studio.url, member.token, project)
-        assert resp.status_code >= 400 and REFUSED in resp.text, (name, resp.status_code, resp.text[:300])
+    with listener("127.0.0.1") as (local, hits):
+        for name, url in {**_internal_urls(), "listener": local + "/tasks.json"}.items():
+            resp = _import_url(url, label_studio.url, member.token, project)
+            assert resp.status_code >= 400 and REFUSED in resp.text, (name, resp.status_code, resp.text[:300])
+    assert hits == []  # refused before connecting: nothing on 127.0.0.1 was asked for anything
     tasks = httpx.get(
         f"{label_studio.url}/api/tasks", params={"project": project}, headers=label_studio.headers, timeout=60
     )
@@ -134,6 +174,36 @@ def test_the_ml_backend_still_works_through_the_protection(label_studio, ml_back
     # the backend's basic auth), so the refusals above are the banned list at work, not a broken fetch
     through = _import_url(ml_backend.url + "/tasks.json", label_studio.url, label_studio.token, project)
     assert REFUSED not in through.text, through.text[:300]
+
+
+IMAGE_CONFIG = (
+    '<View><Image name="image" value="$image"/>'
+    '<RectangleLabels name="box" toName="image"><Label value="thing"/></RectangleLabels></View>'
+)
+
+
+def test_media_urls_in_task_data_are_not_fetched_from_internal_addresses(label_studio, ls_client, ml_backend):
+    """The task-data path: an export with `download_resources` downloads each task's media into the archive.
+    A member's task pointing at 127.0.0.1 gets nothing fetched; one on the backend's address (the one let
+    through) is fetched, so the export did try."""
+    with listener("127.0.0.1") as (internal, refused), listener(urlsplit(ml_backend.url).hostname) as (allowed, hits):
+        project = client.create_project(ls_client, "ssrf media", IMAGE_CONFIG)
+        box = {"x": 10, "y": 10, "width": 20, "height": 20, "rectanglelabels": ["thing"]}
+        result = [{"from_name": "box", "to_name": "image", "type": "rectanglelabels", "value": box}]
+        result[0] |= {"original_width": 1, "original_height": 1}
+        tasks = [
+            {"data": {"image": f"{url}/{name}.png"}, "annotations": [{"result": result}]}
+            for url, name in ((internal, "internal"), (allowed, "allowed"))
+        ]
+        client.import_tasks(ls_client, project, tasks)
+        export = httpx.get(
+            f"{label_studio.url}/api/projects/{project}/export",
+            params={"exportType": "YOLO_WITH_IMAGES", "download_resources": "true"},
+            headers=label_studio.headers,
+            timeout=120,
+        )
+        assert export.status_code == 200, export.text[:300]
+    assert refused == [] and hits == ["/allowed.png"], (refused, hits)
 
 
 def test_files_holding_tokens_are_private(label_studio):
