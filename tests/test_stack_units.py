@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -16,7 +17,7 @@ from smo_labelstudio.labelstudio.ssrf import DEFAULT_BANNED_SUBNETS, banned_subn
 from smo_labelstudio.stack import control as stack
 from smo_labelstudio.stack import procs
 from smo_labelstudio.stack.envs import LABEL_STUDIO_ENV, ML_BACKEND_ENV
-from smo_labelstudio.stack.services import LabelStudio, MLBackend, PrefectServer, Settings
+from smo_labelstudio.stack.services import LabelStudio, MLBackend, MLWorker, PrefectServer, Settings, redis_answers
 
 
 def test_state_file_is_private_and_keeps_credentials(tmp_path):
@@ -156,6 +157,35 @@ def test_service_processes_and_logs_are_private(tmp_path):
         time.sleep(0.05)
     assert stat.S_IMODE(created.stat().st_mode) == 0o600
     assert stat.S_IMODE(log.stat().st_mode) == 0o600 and stat.S_IMODE(log.parent.stat().st_mode) == 0o700
+
+
+def test_a_redis_password_is_used_and_kept_off_command_lines(tmp_path):
+    """A Redis URL with a password (a shared machine's Redis should have one): the stack's check
+    authenticates with it, and the worker gets the URL through RQ_REDIS_URL, not its command line."""
+    port, password = procs.free_port(), "p@ss word:1"
+    server = subprocess.Popen(
+        ["redis-server", "-", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        server.communicate(f'requirepass "{password}"\n'.encode(), timeout=0.1)
+    except subprocess.TimeoutExpired:
+        pass  # still serving, as it should
+    try:
+        url = f"redis://default:{quote(password, safe='')}@127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while not redis_answers(url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert redis_answers(url)
+        assert not redis_answers(f"redis://127.0.0.1:{port}/0")  # NOAUTH
+        assert not redis_answers(f"redis://default:wrong@127.0.0.1:{port}/0")
+        worker = MLWorker(Settings(home=tmp_path, redis_url=url))
+        assert url not in " ".join(worker.argv()[0]) and "--url" not in worker.argv()[0]
+        assert worker.environ({})["RQ_REDIS_URL"] == url
+    finally:
+        server.kill()
+        server.wait()
 
 
 def _pins(name: str) -> dict:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from smo_labelstudio.core import errors, postgres
 from smo_labelstudio.core.paths import REPO_ROOT, cache_home
@@ -488,14 +488,17 @@ class MLWorker(MLBackend):
     def prepare(self, state: dict, say: Say) -> None:
         ML_BACKEND_ENV.ensure(say)
 
+    def environ(self, state: dict | None = None) -> dict[str, str]:
+        """The backend's, plus the Redis URL for `rq worker` (RQ_REDIS_URL: a password in it stays off the
+        command line, which `ps` shows every user)."""
+        return super().environ(state) | {"RQ_REDIS_URL": self.s.redis_url}
+
     def argv(self) -> tuple[list[str], Path | None]:
         return (
             [
                 str(ML_BACKEND_ENV.bin("rq")),
                 "worker",
                 self.training_queue,
-                "--url",
-                self.s.redis_url,
                 "--path",
                 str(REPO_ROOT / "ml_backend"),
                 "--path",
@@ -510,13 +513,33 @@ def _legacy() -> str:
     return secrets.token_hex(20)
 
 
+def _resp(*words: str) -> bytes:
+    """One Redis command in its wire format (RESP), safe for any bytes in a password."""
+    parts = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        data = word.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
 def redis_answers(url: str) -> bool:
-    """True when a Redis server answers PING at `url` (redis://host:port/db)."""
+    """True when a Redis server answers PING at `url` (redis://[user:password@]host:port/db), after AUTH
+    with the URL's password when it has one."""
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            replies = 1
+            if parts.password is not None:
+                sock.sendall(_resp("AUTH", unquote(parts.username or "default"), unquote(parts.password)))
+                replies = 2
+            sock.sendall(_resp("PING"))
+            answer = b""
+            while answer.count(b"\r\n") < replies:
+                chunk = sock.recv(256)
+                if not chunk:
+                    return False
+                answer += chunk
+            return answer.split(b"\r\n")[replies - 1].startswith(b"+PONG")
     except OSError:
         return False
 
