@@ -188,6 +188,42 @@ def test_a_redis_password_is_used_and_kept_off_command_lines(tmp_path):
         server.wait()
 
 
+def test_up_restarts_a_service_started_by_an_older_version(tmp_path, monkeypatch):
+    """A service running from before SSRF protection stayed on (its record has no URL: Label Studio with the
+    protection off, the backend on 127.0.0.1) is stopped and started again with this version's settings."""
+
+    class Sleeper(PrefectServer):
+        name = "sleeper"
+
+        @property
+        def health_url(self) -> str | None:
+            return None
+
+        def prepare(self, state: dict, say) -> None:
+            pass
+
+        def argv(self) -> tuple[list[str], None]:
+            return [sys.executable, "-c", "import time; time.sleep(60)"], None
+
+    settings = Settings(home=tmp_path, prefect_port=procs.free_port())
+    monkeypatch.setattr(stack, "services", lambda s: [Sleeper(s)])
+    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    record = {"pid": old.pid, "start_time": procs._start_time(old.pid), "port": 1}
+    state: dict = {"database": settings.database, "services": {"sleeper": record}}
+    stack.save_state(tmp_path, state)
+    said: list[str] = []
+    try:
+        new = stack.up(settings, said.append)["services"]["sleeper"]
+        assert old.wait(timeout=10) is not None and new["pid"] != old.pid and procs.alive(new)
+        assert new["url"] == Sleeper(settings).url and "sleeper: restarting with this version's settings" in said
+        again: list[str] = []
+        stack.up(settings, again.append)  # recorded with its URL now: kept
+        assert procs.alive(new) and any("already running" in m for m in again)
+    finally:
+        stack.down(settings, lambda _m: None)
+        old.kill()
+
+
 def _pins(name: str) -> dict:
     lines = (CONSTRAINTS_DIR / name).read_text().splitlines()
     return dict(line.lower().split("==", 1) for line in lines if "==" in line)

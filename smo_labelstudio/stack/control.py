@@ -112,6 +112,13 @@ def up(settings: Settings, say: Say = print, only: tuple[str, ...] | None = None
                 continue
             current = svc.name
             record = running.get(svc.name)
+            if record and svc.port and record.get("url") != svc.url:
+                # started by a version before SSRF protection stayed on (no recorded URL), or at another address:
+                # its settings are not these, so it starts again
+                say(f"{svc.name}: restarting with this version's settings")
+                procs.stop(running.pop(svc.name))
+                save_state(home, state)
+                record = None
             if record:
                 if procs.wait_healthy(svc.health_url, record, timeout=120, auth=svc.health_auth(state)) is None:
                     say(f"{svc.name}: already running at {svc.url}")
