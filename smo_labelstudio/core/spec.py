@@ -33,12 +33,41 @@ class Columns(_Strict):
     source: str | None = None
 
 
+class DynamicOverlap(_Strict):
+    """More annotators where consensus is weak: after each pull and quality check, every task whose
+    calibrated consensus confidence is below `target` and that has fewer than `max_annotators` answers
+    gets one more annotator, lowest confidence first, until `budget` extra answers are spent."""
+
+    target: float = Field(
+        0.9, gt=0, le=1, description="the calibrated consensus confidence a task should reach; below it, it is raised"
+    )
+    max_annotators: int = Field(5, ge=2, le=20, description="no task is raised past this many annotators")
+    budget: int = Field(
+        ge=0,
+        description="extra answers dynamic overlap may ask for over the whole project (one per raise); "
+        "raises already recorded in the workspace count against it",
+    )
+
+
 class Overlap(_Strict):
-    """Every task gets `annotators`; a `share` of tasks gets `extra_annotators` instead."""
+    """Every task gets `annotators`; a `share` of tasks gets `extra_annotators` instead; `dynamic`
+    (optional) then raises weak tasks one annotator at a time."""
 
     annotators: int = Field(1, ge=1, le=20)
     share: float = Field(0.2, ge=0, le=1)
     extra_annotators: int = Field(3, ge=1, le=20)
+    dynamic: DynamicOverlap | None = Field(
+        None, description="dynamic overlap (more annotators where confidence is low); off when absent"
+    )
+
+    @model_validator(mode="after")
+    def _cap_above_static(self) -> Overlap:
+        if self.dynamic is not None and self.dynamic.max_annotators <= self.annotators:
+            raise ValueError(
+                f"overlap.dynamic.max_annotators ({self.dynamic.max_annotators}) must exceed overlap.annotators "
+                f"({self.annotators}), or no task could ever be raised"
+            )
+        return self
 
 
 class Quality(_Strict):
