@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams
 from smo_labelstudio.core.spec import load_spec
@@ -91,12 +92,16 @@ def manifest_markdown(m: dict) -> str:
         f"Counts add up: **{t(m['counts_add_up'])}**. Quarantined rows and reasons: {t(m['quarantine_file'])}.",
         f"Versions: {t(', '.join(f'{k} {v}' for k, v in m['versions'].items()))}.",
     ]
+    if m.get("gold_corrected"):
+        shown = ", ".join(f"`{item}`" for item in m["gold_corrected_items"][:20])
+        lines.append(f"Gold answers corrected: **{m['gold_corrected']}** item(s): {shown}.")
     if m["prediction_problems"]:
         lines.append(f"Predictions missing because: {t('; '.join(m['prediction_problems']))}.")
     return "\n".join(lines)
 
 
 @flow(name="create-tasks", task_runner=ONE_AT_A_TIME, log_prints=False, on_failure=[record_failure])
+@one_per_project("launch")
 def create_tasks(params: LaunchParams) -> dict:
     """Read, validate, de-duplicate, sample, mix in gold, pre-annotate and import; write the manifest."""
     log = get_run_logger()

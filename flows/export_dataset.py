@@ -9,6 +9,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import ExportDatasetParams
 from smo_labelstudio.core.spec import load_spec
@@ -33,6 +34,7 @@ def post_datasheet(result: Export, title: str) -> None:
 
 
 @flow(name="export-dataset", log_prints=True, on_failure=[record_failure])
+@one_per_project("export")
 def export_dataset(params: ExportDatasetParams) -> dict:
     """Export one project's evaluated dataset."""
     spec = load_spec(Path(params.spec))

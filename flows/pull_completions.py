@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import PullParams
 from smo_labelstudio.core.spec import load_spec
@@ -54,6 +55,7 @@ def pull_tables(workspace: Workspace, url: str, token: str, full: bool) -> dict:
 
 
 @flow(name="pull-completions", log_prints=False, on_failure=[record_failure])
+@one_per_project("pull")
 def pull_completions(params: PullParams) -> dict:
     """Incremental since the last successful pull; updated and deleted annotations reflected."""
     spec = load_spec(Path(params.spec))

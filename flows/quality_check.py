@@ -12,6 +12,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import QualityCheckParams
 from smo_labelstudio.core.spec import Spec, load_spec
@@ -68,6 +69,7 @@ def post_artifacts(outcome: qp.PassOutcome) -> None:
 
 
 @flow(name="quality-check", log_prints=True, on_failure=[record_failure])
+@one_per_project("quality")
 def quality_check(params: QualityCheckParams) -> dict:
     """Check one project's labels against its spec's quality gates."""
     spec = load_spec(Path(params.spec))

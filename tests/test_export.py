@@ -429,7 +429,7 @@ def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_
     assert second.returncode == 0, second.stderr
     for f in sorted(out.iterdir()):
         assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
-    ws = Workspace(tmp_path / "home" / "workspaces" / f"export-{unique}")
+    ws = Workspace.for_title(f"export {unique}", tmp_path / "home")
     assert (ws.root / "export_key").stat().st_mode & 0o077 == 0
 
     # the Prefect flow writes the same files as the command

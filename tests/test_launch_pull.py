@@ -100,7 +100,7 @@ def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(
     for t in tasks:
         visible = json.dumps({k: t.get(k) for k in ("data", "meta")}, ensure_ascii=False)
         assert "gold" not in visible and "g1" not in visible and set(t["data"]) <= {"item_id", "text", "language"}
-    ws = Workspace(tmp_path / "home" / "workspaces" / f"launch-{unique}")
+    ws = Workspace.for_title(f"launch {unique}", tmp_path / "home")
     answers = pd.read_parquet(ws.gold_answers)
     assert set(answers["external_id"]) == {"gold:g1", "gold:g2", "gold:g3"}
     quarantine = pd.read_csv(ws.quarantine)
@@ -222,7 +222,7 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(
     assert (second["annotations"], second["new"], second["updated"], second["deleted"]) == (4, 1, 1, 1)
     assert "tasks_deleted" not in second  # the counts matched: no task listing
 
-    ws = Workspace(tmp_path / "home" / "workspaces" / f"pull-{unique}")
+    ws = Workspace.for_title(f"pull {unique}", tmp_path / "home")
     labels = pd.read_parquet(ws.labels)
     assert sorted(labels.loc[labels["annotation_id"] == ids[0], "label"]) == ["harassment", "hate"]
     assert ids[1] not in set(labels["annotation_id"]) and labels["external_id"].notna().all()
@@ -294,7 +294,7 @@ def test_launch_simulate_pull_quality_end_to_end_and_gold_hidden_from_annotators
 
     pulled = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
     assert pulled["annotations"] == 45
-    ws = Workspace(tmp_path / "home" / "workspaces" / f"spine-{unique}")
+    ws = Workspace.for_title(f"spine {unique}", tmp_path / "home")
     labels = pd.read_parquet(ws.labels)
     gold_rows = labels[labels["is_gold"]]
     assert set(gold_rows["external_id"]) == {"gold:g1", "gold:g2", "gold:g3"} and gold_rows["annotator"].nunique() == 3
@@ -361,7 +361,7 @@ def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefe
         assert asyncio.run(daily("export-dataset/smo"))[0] == []
         run = run_deployment("pull-completions/smo", parameters={"params": {"spec": str(spec)}}, timeout=180)
         assert run.state.is_completed(), run.state
-        assert Workspace(tmp_path / "home" / "workspaces" / f"serve-{unique}").pull_state.exists()
+        assert Workspace.for_title(f"serve {unique}", tmp_path / "home").pull_state.exists()
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

@@ -182,7 +182,7 @@ def test_pat_runs_launch_simulate_pull_quality_export_and_a_refused_access_token
     paths = [p for _m, p, _a in proxy.seen]
     assert paths.index(refused[0]) > paths.index("/api/users/")  # refused mid-pull, after the first read
     assert _refresh_count(proxy) == 2  # one trade at the start, one after the 401
-    annotations = pd.read_parquet(Workspace(tmp_path / "home" / "workspaces" / f"pat-line-{unique}").annotations)
+    annotations = pd.read_parquet(Workspace.for_title(f"pat line {unique}", tmp_path / "home").annotations)
     assert len(annotations) == 45  # one row per Label Studio annotation (labels holds one per control and value)
 
 

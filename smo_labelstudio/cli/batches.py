@@ -93,6 +93,13 @@ def launch(
         f"gold {manifest['gold']:,}; predictions {manifest['predictions']:,} "
         f"(missing {manifest['missing_predictions']:,}{': ' + problems if problems else ''})"
     )
+    if manifest.get("gold_corrected"):
+        shown = manifest["gold_corrected_items"]
+        typer.echo(
+            f"gold answers corrected: {manifest['gold_corrected']:,} item(s) ({', '.join(shown[:10])}"
+            + (", ..." if len(shown) > 10 else "")
+            + ")"
+        )
     if manifest["quarantined"] or manifest["gold_quarantined"]:
         typer.echo(f"quarantined rows and reasons: {manifest['quarantine_file']}")
 

@@ -41,6 +41,16 @@ def _positive_float(value: Any) -> Any:
     return number
 
 
+def _seconds_or_zero(value: Any) -> Any:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a number of seconds") from None
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
 def _flag(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip().lower()
@@ -66,6 +76,7 @@ def _stripped(value: Any) -> Any:
 
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 Seconds = Annotated[float, BeforeValidator(_positive_float)]
+SecondsOrZero = Annotated[float, BeforeValidator(_seconds_or_zero)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
@@ -152,6 +163,13 @@ class Settings(BaseSettings):
     )
     dask_workers: PositiveInt = Field(2, description="Workers of the local Dask cluster.")
     dask_processes: Flag = Field(True, description="`true`: Dask worker processes; `false`: threads.")
+
+    # -- workspaces
+    lock_timeout: SecondsOrZero = Field(
+        600.0,
+        description="Seconds a launch, pull, quality check, export or adjudication waits for another one holding "
+        "the same workspace before it gives up with one line naming the holder (0: give up at once).",
+    )
 
     # -- the warehouse
     warehouse_url: SecretStr | None = Field(

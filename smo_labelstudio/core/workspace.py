@@ -1,6 +1,11 @@
 """A labeling project's workspace: the files we keep about one project, outside Label Studio.
 
-One folder per spec title under `$SMO_HOME/workspaces/`. Gold answers live only here (Label Studio
+One folder per spec title under `$SMO_HOME/workspaces/`, named `<slug>-<hash>`: the title's slug (for people)
+and the first 8 hex digits of the SHA-256 of the exact title (for identity: titles in any script, and titles
+that slug alike, get folders of their own). The title is recorded in `workspace.json`; a folder recording
+another title is refused in one line. A folder of the old scheme (`<slug>` alone) that records the same title
+(in `project.json`, or `workspace.json`) or none is used where it is: its work carries on, nothing moves.
+Gold answers live only here (Label Studio
 Community lets every account read every project), as do run manifests, quarantined rows, the pulled
 tables the quality engine reads, and reports. Writers replace files atomically.
 
@@ -20,10 +25,13 @@ tables the quality engine reads, and reports. Writers replace files atomically.
     tables/labels.parquet    one row per annotation, control and chosen value (the tidy long table)
     tables/pull_state.json   where the last successful pull stopped
     reports/                 quality and export reports
+    workspace.json           {"title"}: the exact spec title this folder belongs to
+    workspace.lock, workspace.lock.json  the workspace lock (core/lock.py) and who holds it
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -33,7 +41,7 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow
 
-from smo_labelstudio.core.errors import InputError
+from smo_labelstudio.core.errors import ConfigError, InputError
 from smo_labelstudio.core.files import atomic_write
 from smo_labelstudio.core.paths import state_home
 
@@ -69,8 +77,26 @@ LABEL_COLUMNS = [
 
 
 def slug(title: str) -> str:
-    """A folder name for a spec title: lower case, letters, digits and dashes."""
+    """A readable name for a spec title: lower case, letters, digits and dashes (not unique: see `workspace_key`)."""
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "project"
+
+
+def workspace_key(title: str) -> str:
+    """A workspace's folder name: the title's slug (at most 60 characters) and a short hash of the exact title."""
+    return f"{slug(title)[:60].strip('-') or 'project'}-{hashlib.sha256(title.encode()).hexdigest()[:8]}"
+
+
+class WorkspaceTitleError(ConfigError):
+    """A workspace folder records another spec title than the one that asked for it."""
+
+
+def recorded_title(root: Path) -> str | None:
+    """The spec title a workspace folder belongs to (`workspace.json`, else `project.json`); None if it names none."""
+    for name in ("workspace.json", "project.json"):
+        title = (read_json(Path(root) / name) or {}).get("title")
+        if title is not None:
+            return str(title)
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,7 +105,22 @@ class Workspace:
 
     @classmethod
     def for_title(cls, title: str, home: Path | None = None) -> Workspace:
-        return cls((home or state_home()) / "workspaces" / slug(title))
+        """The workspace of a spec title (see the module docstring): `<slug>-<hash>`, or the old scheme's `<slug>`
+        folder when it holds this title's work; `WorkspaceTitleError` when the folder records another title."""
+        workspaces = (home or state_home()) / "workspaces"
+        root = workspaces / workspace_key(title)
+        legacy = workspaces / slug(title)
+        if not root.exists() and legacy.is_dir() and recorded_title(legacy) in (None, title):
+            root = legacy  # made before folders were keyed by a hash: carry on in it
+        recorded = recorded_title(root) if root.exists() else None
+        if recorded is not None and recorded != title:
+            raise WorkspaceTitleError(
+                f"workspace {root} belongs to the spec title {recorded!r}, not {title!r}: use that title, "
+                f"or move the folder away"
+            )
+        if recorded is None and root.exists():
+            write_json(root / "workspace.json", {"title": title})  # claimed: another title gets a folder of its own
+        return cls(root)
 
     @property
     def project_file(self) -> Path:

@@ -46,6 +46,7 @@ from smo_labelstudio.core.csvcells import safe_frame
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.jsonenc import jsonable
 from smo_labelstudio.core.keys import secret_key
+from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.runlogs import record_export
 from smo_labelstudio.core.workspace import GOLD_PREFIX, Workspace, read_json, read_plan, read_table
 from smo_labelstudio.export.neardup import group_keys
@@ -668,7 +669,13 @@ def _to_name(config: str) -> str:
 def export_workspace(
     ws: Workspace, spec, out: Path, method: str = "smoothed-ds", seed: int = 0, n_boot: int = 500, compare: bool = True
 ) -> Export:
-    """Read the workspace's pulled tables, build, gate, split and write the dataset to `out`."""
+    """Read the workspace's pulled tables, build, gate, split and write the dataset to `out`, holding the workspace
+    lock (a pull or a launch never changes the tables under it)."""
+    with workspace_lock(ws, "export"):
+        return _export_workspace(ws, spec, out, method, seed, n_boot, compare)
+
+
+def _export_workspace(ws: Workspace, spec, out: Path, method: str, seed: int, n_boot: int, compare: bool) -> Export:
     if method not in METHODS:
         raise ExportError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     try:

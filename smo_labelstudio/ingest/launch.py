@@ -10,6 +10,7 @@ in the workspace: Label Studio sees gold items exactly like others.
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import hashlib
 import json
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,7 @@ import pandas as pd
 
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.keys import item_key
+from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.core.workspace import (
@@ -64,6 +66,7 @@ class Plan:
     versions: dict
     label_config: str
     overlap: tuple[int, int] = (1, 100)  # the spec's (`maximum_annotations`, cohort %), applied after the last batch
+    gold_corrections: dict = field(default_factory=dict)  # `_merge_gold_answers`' report, kept in plan.json
 
     @property
     def folder(self) -> Path:
@@ -113,7 +116,8 @@ def read_gold(
     path: Path, spec: Spec, labels: list[str], known: dict[str, str], label_config: str, key: bytes | None = None
 ) -> tuple[Prepared, pd.DataFrame]:
     """Gold items (prepared like any rows, kind "gold") and their answers: `policy` (policy ids,
-    `|`-separated) and optional `severity`. A row with an unknown or missing answer is quarantined."""
+    `|`-separated) and optional `severity`. A row with an unknown or missing answer is quarantined. Answers
+    cover the items to import and the gold items the project already holds (a corrected answer replaces theirs)."""
     rows = read_rows(path)
     good, bad = [], []
     for row in rows:
@@ -154,7 +158,9 @@ def read_gold(
     prepared.accounted = rows.accounted()
     by_row = {r.number: r.fields for r in good if r.fields is not None}  # a row without fields is no item
     answers = []
-    for item in prepared.items.itertuples(index=False):
+    held = prepared.duplicates[prepared.duplicates["item_id"].isin(known)]  # this gold item itself, imported before
+    held = held[["row", "external_id", "item_id"]].drop_duplicates("item_id")
+    for item in pd.concat([prepared.items[["row", "external_id", "item_id"]], held]).itertuples(index=False):
         fields = by_row[item.row]
         for policy in str(fields["policy"]).split("|"):
             if policy.strip():
@@ -192,10 +198,13 @@ def ensure_project(
     home: Path | None = None,
     adopt: int | None = None,
 ) -> int:
-    """The workspace's project (`resolve_project`), with the spec's overlap set."""
+    """The workspace's project (`resolve_project`), with the spec's overlap set; under the workspace lock, so two
+    first launches never create two projects."""
     ui = ui or labeling_interface(spec.config)
-    project_id = resolve_project(spec, url, token, Workspace.for_title(spec.title, home), ui, adopt)
-    client.set_overlap(url, token, project_id, *overlap_settings(spec))
+    ws = Workspace.for_title(spec.title, home)
+    with workspace_lock(ws, "launch"):
+        project_id = resolve_project(spec, url, token, ws, ui, adopt)
+        client.set_overlap(url, token, project_id, *overlap_settings(spec))
     return project_id
 
 
@@ -310,7 +319,25 @@ def plan_launch(
     adopt: int | None = None,
 ) -> Plan:
     """Read, validate, de-duplicate, sample and mix in gold; save the plan (or load the saved one). The
-    project is the workspace's (`resolve_project`; `adopt` names another), part of the plan's key."""
+    project is the workspace's (`resolve_project`; `adopt` names another), part of the plan's key. Holds the
+    workspace lock (core/lock.py); hold it around plan, imports and `finish` to make the whole launch one
+    (the flow and `launch` do)."""
+    with workspace_lock(Workspace.for_title(spec.title, home), "launch"):
+        return _plan_launch(spec, data, url, token, gold, sample, batch_size, seed, home, adopt)
+
+
+def _plan_launch(
+    spec: Spec,
+    data: Path,
+    url: str,
+    token: str,
+    gold: Path | None,
+    sample: float | int | None,
+    batch_size: int,
+    seed: int,
+    home: Path | None,
+    adopt: int | None,
+) -> Plan:
     if batch_size < 1:
         raise LaunchError("batch size must be at least 1")
     ui = labeling_interface(spec.config)
@@ -352,6 +379,7 @@ def plan_launch(
             versions,
             label_config,
             overlap_settings(spec),
+            saved.get("gold_corrections", {}),
         )
 
     known = _known_items(ws, project_id)
@@ -376,7 +404,7 @@ def plan_launch(
         wanted = math.ceil(len(items) * spec.gold_rate / (1 - spec.gold_rate)) if len(items) else 0
         pool = gold_prepared.items
         gold_items = pool.sample(n=min(wanted, len(pool)), random_state=seed) if wanted else pool.head(0)
-        answers = answers[answers["item_id"].isin(gold_items["item_id"])]
+        answers = answers[answers["item_id"].isin(gold_items["item_id"]) | answers["item_id"].isin(known)]
     batch = pd.concat([items, gold_items], ignore_index=True)
     batch = batch.sample(frac=1, random_state=seed).reset_index(drop=True)  # gold spread through the batch
     batch["batch"] = np.arange(len(batch)) // batch_size
@@ -401,14 +429,14 @@ def plan_launch(
     folder.mkdir(parents=True, exist_ok=True)
     write_parquet(folder / "quarantine.parquet", quarantine.astype(str))
     write_parquet(folder / "duplicates.parquet", prepared.duplicates)
-    if answers is not None and len(answers):
-        _merge_gold_answers(ws, answers)
+    corrections = _merge_gold_answers(ws, answers) if answers is not None and len(answers) else {}
     write_json(
         folder / "plan.json",
         {
             "plan_id": plan_id,
             "project_id": project_id,
             "counts": counts,
+            "gold_corrections": corrections,
             "data": str(data),
             "gold": str(gold) if gold else None,
             "created": time.time(),
@@ -416,13 +444,25 @@ def plan_launch(
     )
     write_parquet(folder / "plan.parquet", batch)  # last: its presence means the plan is complete
     _append_quarantine(ws, quarantine, plan_id)
-    return Plan(ws, plan_id, project_id, batch, counts, versions, label_config, overlap_settings(spec))
+    return Plan(ws, plan_id, project_id, batch, counts, versions, label_config, overlap_settings(spec), corrections)
 
 
-def _merge_gold_answers(ws: Workspace, answers: pd.DataFrame) -> None:
+def _merge_gold_answers(ws: Workspace, answers: pd.DataFrame) -> dict:
+    """Save the gold answers: each (item, control) the new answers give replaces the saved answer of that item and
+    control (a corrected gold file corrects, never adds to, an item's answer, imported or not); returns what
+    changed: `corrected` (items whose saved answer changed) and `corrected_items` (their external ids)."""
     old = read_table(ws.gold_answers) if ws.gold_answers.exists() else answers.head(0)
-    merged = pd.concat([old, answers]).drop_duplicates(["item_id", "control", "label"], keep="last")
-    write_parquet(ws.gold_answers, merged)
+    keys = ["item_id", "control"]
+    replaced = old.merge(answers[keys].drop_duplicates(), on=keys, how="inner")
+    before = replaced.groupby(keys)["label"].agg(frozenset)
+    after = answers.merge(replaced[keys].drop_duplicates(), on=keys).groupby(keys)["label"].agg(frozenset)
+    changed = sorted({item for item, _ in before.index[before != after.reindex(before.index)]})
+    kept = old.merge(answers[keys].drop_duplicates(), on=keys, how="left", indicator=True)
+    kept = kept[kept["_merge"] == "left_only"].drop(columns="_merge")
+    merged = pd.concat([kept, answers.drop_duplicates([*keys, "label"])], ignore_index=True)
+    write_parquet(ws.gold_answers, merged[list(old.columns) if len(old.columns) else list(answers.columns)])
+    ids = answers.drop_duplicates("item_id").set_index("item_id")["external_id"]
+    return {"corrected": len(changed), "corrected_items": sorted(str(ids[item]) for item in changed)}
 
 
 def _append_quarantine(ws: Workspace, quarantine: pd.DataFrame, plan_id: str) -> None:
@@ -440,6 +480,8 @@ def _append_quarantine(ws: Workspace, quarantine: pd.DataFrame, plan_id: str) ->
     frame.to_csv(ws.quarantine, mode="a", header=not ws.quarantine.exists(), index=False)
 
 
+# batches.json is read, changed and written by the threads of one launch (`import_all`'s workers); other processes
+# are kept out by the workspace lock every entry point holds (core/lock.py).
 _batch_lock = threading.Lock()
 
 
@@ -530,22 +572,24 @@ def _replans(overlap: tuple[int, int]) -> bool:
 def import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[str, tuple[str, str]] | None) -> dict:
     """Pre-annotate and import one batch, exactly once (see the module docstring); after the plan's last
     batch, apply the spec's overlap (one re-plan, see `IMPORT_OVERLAP`). An import that fails puts the spec's
-    overlap back before the error goes up (best effort: a killed launch's re-run sets it in `ensure_project`)."""
-    try:
-        result = _import_batch(plan, batch, url, token, backend)
-    except Exception:
-        if _replans(plan.overlap):
-            try:
-                with _overlap_lock:
-                    _failed_plans.add(plan.plan_id)
-                    client.set_overlap(url, token, plan.project_id, *plan.overlap)
-            except Exception:  # noqa: BLE001, S110 - Label Studio failing is what the raised error reports
-                pass
-        raise
-    if _replans(plan.overlap) and (plan.plan_id in _failed_plans or not pending_batches(plan)):
-        with _overlap_lock:
-            client.set_overlap(url, token, plan.project_id, *plan.overlap)
-    return result
+    overlap back before the error goes up (best effort: a killed launch's re-run sets it in `ensure_project`).
+    Under the workspace lock: another process's launch finds the batch done, never imports it again."""
+    with workspace_lock(plan.workspace, "launch"):
+        try:
+            result = _import_batch(plan, batch, url, token, backend)
+        except Exception:
+            if _replans(plan.overlap):
+                try:
+                    with _overlap_lock:
+                        _failed_plans.add(plan.plan_id)
+                        client.set_overlap(url, token, plan.project_id, *plan.overlap)
+                except Exception:  # noqa: BLE001, S110 - Label Studio failing is what the raised error reports
+                    pass
+            raise
+        if _replans(plan.overlap) and (plan.plan_id in _failed_plans or not pending_batches(plan)):
+            with _overlap_lock:
+                client.set_overlap(url, token, plan.project_id, *plan.overlap)
+        return result
 
 
 def _import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[str, tuple[str, str]] | None) -> dict:
@@ -651,7 +695,14 @@ def backfill_predictions(
     """Pre-annotate the tasks an earlier run imported without predictions (`missing_predictions.csv`),
     now that the backend answers: predictions are posted through Label Studio's predictions API, a task
     that already has a prediction of the same model version is skipped (a re-run adds none twice), and
-    the list keeps only what is still missing (it is removed when empty)."""
+    the list keeps only what is still missing (it is removed when empty). Under the workspace lock."""
+    with workspace_lock(plan.workspace, "launch"):
+        return _backfill_predictions(plan, url, token, backend, chunk)
+
+
+def _backfill_predictions(
+    plan: Plan, url: str, token: str, backend: tuple[str, tuple[str, str]] | None, chunk: int
+) -> dict:
     missing_file = plan.folder / "missing_predictions.csv"
     out: dict[str, int | str | None] = {"backfilled": 0, "still_missing": 0, "problem": None}
     if not missing_file.exists():
@@ -722,23 +773,32 @@ def import_all(
     workers: int = 1,
     progress: Progress | None = None,
 ) -> list[dict]:
-    """Every pending batch, in plan order (what the flow does with Prefect tasks); more than one
-    worker helps only on a database that takes concurrent writes."""
-    pending = pending_batches(plan)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(import_batch, plan, b, url, token, backend) for b in pending]
-        results = []
-        for done, future in enumerate(futures, start=1):
-            results.append(future.result())
-            if progress:
-                progress(done, len(futures))
-    backfill_predictions(plan, url, token, backend)
+    """Every pending batch, in plan order (what the flow does with Prefect tasks), under the workspace lock; more
+    than one worker helps only on a database that takes concurrent writes."""
+    with workspace_lock(plan.workspace, "launch"):
+        pending = pending_batches(plan)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # each worker runs in a copy of this context: it holds the lock this call took
+            futures = [
+                pool.submit(contextvars.copy_context().run, import_batch, plan, b, url, token, backend) for b in pending
+            ]
+            results = []
+            for done, future in enumerate(futures, start=1):
+                results.append(future.result())
+                if progress:
+                    progress(done, len(futures))
+        backfill_predictions(plan, url, token, backend)
     return results
 
 
 def finish(plan: Plan, results: list[dict], url: str) -> dict:
     """The run manifest: the counts add up (rows read = imported + duplicates + quarantined +
-    already present + sampled out), gold and prediction counts, versions. Saved in the workspace."""
+    already present + sampled out), gold and prediction counts, versions. Saved in the workspace, under its lock."""
+    with workspace_lock(plan.workspace, "launch"):
+        return _finish(plan, results, url)
+
+
+def _finish(plan: Plan, results: list[dict], url: str) -> dict:
     state = _batch_state(plan)
     all_results = list(state.get("results", {}).values())
     imported_total = sum(r.get("imported", 0) for r in all_results)
@@ -763,6 +823,8 @@ def finish(plan: Plan, results: list[dict], url: str) -> dict:
         "gold": gold_imported,
         "gold_rows_read": c["gold_rows_read"],
         "gold_quarantined": c["gold_quarantined"],
+        "gold_corrected": plan.gold_corrections.get("corrected", 0),  # saved gold answers this plan's gold file changed
+        "gold_corrected_items": plan.gold_corrections.get("corrected_items", []),
         "predictions": sum(r.get("predictions", 0) for r in all_results) + state.get("backfilled", 0),
         "missing_predictions": missing,
         "prediction_problems": sorted({r["note"] for r in all_results if r.get("note")}) if missing else [],

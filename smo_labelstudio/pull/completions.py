@@ -21,6 +21,7 @@ from typing import cast
 import pandas as pd
 
 from smo_labelstudio.core.errors import ServiceError
+from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.paths import LABEL_CONFIGS_DIR
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.core.workspace import (
@@ -182,7 +183,8 @@ def pull(ws: Workspace, url: str, token: str, full: bool = False) -> dict:
     any point is safe: the watermark is saved last, so the next pull re-reads and replaces."""
     ls = ProjectExports(url, token)
     try:
-        return _pull(ws, ls, full)
+        with workspace_lock(ws, "pull"):  # another pull, a launch, a quality check: one at a time
+            return _pull(ws, ls, full)
     except SnapshotFailed as exc:
         raise PullError(str(exc)) from None
     finally:

@@ -22,6 +22,7 @@ from typing import Any, cast
 import pandas as pd
 
 from smo_labelstudio.core.keys import keyed_hex, secret_key
+from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.workspace import Workspace, read_json, write_json, write_parquet
 from smo_labelstudio.labelstudio.client import NO_RETRY, create_project, task_data
 from smo_labelstudio.quality.check import MissingInputError, adjudicated_path
@@ -284,8 +285,9 @@ def sync_adjudicated(ls: Any, ws: Workspace, adjudicators: list[str]) -> pd.Data
         return None
     allowed = adjudicator_ids(ls, adjudicators)[0] if adjudicators else {}
     tasks = {int(t): e for t, e in record.get("tasks", {}).items()}
-    decided = read_adjudicated(ls, int(record["project_id"]), tasks, allowed) if allowed else _empty()
-    write_parquet(adjudicated_path(ws), decided)
+    with workspace_lock(ws, "adjudication"):
+        decided = read_adjudicated(ls, int(record["project_id"]), tasks, allowed) if allowed else _empty()
+        write_parquet(adjudicated_path(ws), decided)
     return decided
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.jsonenc import jsonable
+from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.spec import Quality
 from smo_labelstudio.core.workspace import Workspace, read_json, read_table
 from smo_labelstudio.quality import (
@@ -112,7 +113,13 @@ class CheckResult:
 
 
 def load_inputs(ws: Workspace) -> dict[str, Any]:
-    """The workspace tables the check reads; a MissingInputError when the labels were never pulled."""
+    """The workspace tables the check reads (under the workspace lock: never half of a pull); a MissingInputError
+    when the labels were never pulled."""
+    with workspace_lock(ws, "quality"):
+        return _load_inputs(ws)
+
+
+def _load_inputs(ws: Workspace) -> dict[str, Any]:
     if not ws.labels.exists():
         raise MissingInputError(f"no labels table at {ws.labels}: run `smo pull` first")
     labels = read_table(ws.labels)

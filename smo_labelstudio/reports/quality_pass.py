@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.labelstudio.client import connect, connection_settings
@@ -129,8 +130,13 @@ def report(ws: Workspace, spec: Spec, result: CheckResult, project: dict[str, An
 def run_pass(
     spec: Spec, *, adjudicate: bool = True, method: str = "smoothed-ds", n_boot: int = 1000, home: Path | None = None
 ) -> PassOutcome:
-    """Every step in order; without `adjudicate`, Label Studio is not contacted."""
+    """Every step in order, holding the workspace lock; without `adjudicate`, Label Studio is not contacted."""
     ws = Workspace.for_title(spec.title, home)
+    with workspace_lock(ws, "quality"):
+        return _run_pass(ws, spec, adjudicate, method, n_boot)
+
+
+def _run_pass(ws: Workspace, spec: Spec, adjudicate: bool, method: str, n_boot: int) -> PassOutcome:
     ls: Any = None
     base_url = ""
     if adjudicate:
