@@ -1,6 +1,8 @@
 """Quality check of one labeling project: read back adjudications, check gold and agreement, queue
 low-confidence tasks for adjudication, write the report, post artifacts, and emit
-`smo.quality.gate-failed` (resource `smo.project.<id>`) when a gate fails so automations can react.
+`smo.quality.gate-failed` (resource `smo.project.<id>`) when a gate fails so automations can react; with the
+spec's `qualification`, pause annotators below the bar (their withdrawn tasks get another annotator) and emit
+`smo.annotator.paused` (resource `smo.annotator.<e-mail>`) once per pause.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import QualityCheckParams
 from smo_labelstudio.core.spec import Spec, load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
+from smo_labelstudio.labelstudio.client import connection_settings, http_client
+from smo_labelstudio.quality import qualification
 from smo_labelstudio.reports import quality_pass as qp
 from smo_labelstudio.reports.quality import render_markdown
 from smo_labelstudio.reports.safe import md_text, plain_rows
@@ -37,6 +41,13 @@ def check(ws: Workspace, spec: Spec, method: str, n_boot: int) -> tuple[qp.Check
 def queue(ws: Workspace, spec, result, inputs) -> dict:
     ls, url = qp.connect_label_studio()
     return qp.queue(ws, spec, result, inputs, ls, url)
+
+
+@task(cache_policy=NO_CACHE, name="pause annotators below the bar")
+def pause(ws: Workspace, spec: Spec, inputs: dict) -> dict:
+    url, token = connection_settings()
+    with http_client(url, token) as http:
+        return qp.pause(ws, spec, inputs, http)
 
 
 @task(cache_policy=NO_CACHE, name="write the report")
@@ -80,6 +91,11 @@ def quality_check(params: QualityCheckParams) -> dict:
     result, inputs = check(ws, spec, params.method, params.n_boot)
     if params.adjudicate:
         queue(ws, spec, result, inputs)
+    if spec.qualification is not None and inputs["project"].get("project_id"):
+        result.extra.setdefault("qualification", {}).update(pause(ws, spec, inputs))
+    for event in qp.pause_events(ws, spec, inputs["project"]):  # smo.annotator.paused, once per pause
+        emit_event(**event)
+        qualification.mark(ws, event["payload"]["annotator"], "notified")
     files = write(ws, spec, result, inputs["project"])
     outcome = qp.PassOutcome(spec, ws, result, files, inputs["project"])
     post_artifacts(outcome)

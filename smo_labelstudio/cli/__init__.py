@@ -8,6 +8,7 @@ import sys
 import typer
 
 from smo_labelstudio.cli import (
+    annotators,
     backend,
     batches,
     configs,
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.add_typer(stack.app, name="stack")
 app.add_typer(configs.app, name="configs")
 app.add_typer(quality.app, name="quality")
+app.add_typer(annotators.app, name="annotators")
 app.command("simulate")(simulate.simulate)
 app.add_typer(backend.app, name="backend")
 app.command("launch")(batches.launch)

@@ -78,6 +78,33 @@ class Quality(_Strict):
     min_confidence: float = Field(0.7, ge=0, le=1)
 
 
+class Qualification(_Strict):
+    """Onboarding and pause on gold: an annotator's answers count only once they pass a sequential test on
+    their gold answers (Wald's SPRT: accuracy `good_accuracy` against `bad_accuracy`), and stop counting,
+    back to their last passing check, when a later test flags them (see quality/qualification.py)."""
+
+    gold_tasks: int = Field(
+        10, ge=1, le=200, description="the qualification batch: gold tasks Label Studio serves a new annotator first"
+    )
+    good_accuracy: float = Field(0.9, gt=0, lt=1, description="gold accuracy of an annotator who should pass")
+    bad_accuracy: float = Field(0.6, gt=0, lt=1, description="gold accuracy at which an annotator must be stopped")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="chance of stopping an annotator at good_accuracy")
+    beta: float = Field(0.1, gt=0, lt=0.5, description="chance of letting an annotator at bad_accuracy go on")
+    remove_from_organization: bool = Field(
+        False,
+        description="on a pause, also remove the annotator from the Label Studio organization (Community's only "
+        "way to stop a user taking tasks; an administrator restores the membership)",
+    )
+
+    @model_validator(mode="after")
+    def _bad_below_good(self) -> Qualification:
+        if self.bad_accuracy >= self.good_accuracy:
+            raise ValueError(
+                f"qualification: bad_accuracy ({self.bad_accuracy}) must be below good_accuracy ({self.good_accuracy})"
+            )
+        return self
+
+
 class Wellness(_Strict):
     """Exposure limits for the operations report: items at or above `high_severity` (consensus severity)
     an annotator may see per day before the report raises an alert."""
@@ -96,6 +123,9 @@ class Spec(_Strict):
     quality: Quality = Quality()
     deadline: str | None = None
     wellness: Wellness = Wellness()
+    qualification: Qualification | None = Field(
+        None, description="onboarding on gold and pausing annotators below the bar; off when absent (all count)"
+    )
     adjudicators: list[str] = Field(
         default_factory=list,
         description="the Label Studio e-mails whose annotations in the review project decide low-confidence tasks; "

@@ -51,7 +51,7 @@ from smo_labelstudio.core.runlogs import record_export
 from smo_labelstudio.core.workspace import GOLD_PREFIX, Workspace, read_json, read_plan, read_table
 from smo_labelstudio.export.neardup import group_keys
 from smo_labelstudio.quality import inputs as qi
-from smo_labelstudio.quality import wilson_interval
+from smo_labelstudio.quality import qualification, wilson_interval
 from smo_labelstudio.quality.calibration import describe
 from smo_labelstudio.quality.check import MissingInputError, compute_check, load_inputs
 from smo_labelstudio.quality.consensus import METHODS
@@ -683,7 +683,11 @@ def _export_workspace(ws: Workspace, spec, out: Path, method: str, seed: int, n_
     except MissingInputError as exc:
         raise ExportError(str(exc)) from None
     items, predictions, versions, version_sets = _plans(ws)
-    kwargs = dict(adjudicated=inputs["adjudicated"], cancelled=inputs["cancelled"], random_state=seed)
+    decision = qualification.workspace_decision(ws, spec.qualification, inputs)  # the quality pass's decision
+    excluded = decision.excluded if decision else []
+    kwargs = dict(
+        adjudicated=inputs["adjudicated"], cancelled=inputs["cancelled"], excluded=excluded, random_state=seed
+    )
     result = compute_check(inputs["labels"], inputs["gold"], spec.quality, method=method, n_boot=n_boot, **kwargs)
     key = workspace_key(ws)
     rows = build_rows(
@@ -694,7 +698,7 @@ def _export_workspace(ws: Workspace, spec, out: Path, method: str, seed: int, n_
         predictions=predictions,
         versions=versions,
         key=key,
-        cancelled=inputs["cancelled"],
+        cancelled=list(inputs["cancelled"] or []) + excluded,  # answers that do not count are not listed either
         to_review=set(result.to_review["task"]),
     )
     rows = assign_splits(rows, spec.quality.min_confidence, seed)

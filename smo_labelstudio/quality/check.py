@@ -326,22 +326,35 @@ def compute_check(
     *,
     adjudicated: pd.DataFrame | None = None,
     cancelled: list | None = None,
+    excluded: list | None = None,
     method: str = "smoothed-ds",
     n_boot: int = 1000,
     random_state: int = 0,
 ) -> CheckResult:
-    """The whole pass on the labels table (LABEL_COLUMNS) and gold answers (external_id, control, label)."""
+    """The whole pass on the labels table (LABEL_COLUMNS) and gold answers (external_id, control, label).
+
+    `excluded`: annotation ids that do not count (qualification.py: not yet qualified, or paused); the
+    annotators' gold table still reads them, nothing else does (agreement, consensus, counts)."""
     labels = qi.latest_annotations(labels, cancelled)
     if labels.empty:
         raise MissingInputError("the labels table holds no annotations (all cancelled or empty)")
+    gold_keys, gold_sev = qi.gold_policy_keys(gold), qi.gold_severity(gold)
+    annotators, confusions = _annotators(
+        qi.policy_keys(qi.policy_sets(labels)), gold_keys, qi.severity_answers(labels), gold_sev, quality
+    )
+    n_excluded = 0
+    if excluded:
+        kept = ~labels["annotation_id"].isin(list(excluded))
+        n_excluded = int(labels.loc[~kept, "annotation_id"].nunique())
+        labels = labels[kept]
+        if labels.empty:
+            raise MissingInputError("no answer counts yet: every annotator is still qualifying or paused")
     sets = qi.policy_sets(labels)
     keys = qi.policy_keys(sets)
     policies = sorted({p for s in sets["label"] for p in s})
     binary = qi.policy_binary(sets, policies)
     severity = qi.severity_answers(labels)
-    gold_keys, gold_sev = qi.gold_policy_keys(gold), qi.gold_severity(gold)
 
-    annotators, confusions = _annotators(keys, gold_keys, severity, gold_sev, quality)
     gold_by_policy = _gold_by_policy(binary, qi.gold_policy_binary(gold, policies), quality)
     policy_agreement = _policy_agreement(sets, binary, n_boot, random_state)
     gold_ids = set(gold["external_id"]) if gold is not None and len(gold) else set()
@@ -398,6 +411,7 @@ def compute_check(
         "n_tasks": int(keys["task"].nunique()),
         "n_annotators": int(keys["annotator"].nunique()),
         "n_annotations": int(len(keys)),
+        "n_not_counting": n_excluded,
         "n_gold_tasks": int(gold_keys["task"].nunique()),
         "n_languages": int(keys["language"].nunique()),
         "masi_alpha": masi_alpha(sets[["task", "annotator", "label"]]) if len(sets) else None,

@@ -11,7 +11,8 @@ from typing import Any
 from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.workspace import Workspace
-from smo_labelstudio.labelstudio.client import connect, connection_settings
+from smo_labelstudio.labelstudio.client import connect, connection_settings, http_client
+from smo_labelstudio.quality import qualification
 from smo_labelstudio.quality.adjudication import adjudicators_note, queue_for_review, sync_adjudicated
 from smo_labelstudio.quality.check import CheckResult, MissingInputError, compute_check, load_inputs
 from smo_labelstudio.quality.inputs import gold_policy_keys
@@ -84,16 +85,44 @@ def read_back(ws: Workspace, spec: Spec, ls: Any) -> int:
 def check(ws: Workspace, spec: Spec, *, method: str = "smoothed-ds", n_boot: int = 1000) -> tuple[CheckResult, dict]:
     """Load the workspace tables and run the check with the spec's thresholds."""
     inputs = load_inputs(ws)
+    decision = qualification.workspace_decision(ws, spec.qualification, inputs)
     result = compute_check(
         inputs["labels"],
         inputs["gold"],
         spec.quality,
         adjudicated=inputs["adjudicated"],
         cancelled=inputs["cancelled"],
+        excluded=decision.excluded if decision else None,
         method=method,
         n_boot=n_boot,
     )
+    if decision is not None:  # statuses into the workspace; pauses for `pause` to act on
+        result.extra["qualification"] = qualification.summary(decision, qualification.record(ws, decision))
     return result, inputs
+
+
+def pause(ws: Workspace, spec: Spec, inputs: dict, http: Any) -> dict[str, Any]:
+    """Act on recorded pauses not yet acted on: another annotator for the withdrawn tasks and, with the spec's
+    `qualification.remove_from_organization`, the annotator out of the organization."""
+    project_id = inputs["project"].get("project_id")
+    if spec.qualification is None or not project_id:
+        return {}
+    removed = []
+    if spec.qualification.remove_from_organization:
+        for p in qualification.pending(ws, "removed"):
+            qualification.remove_from_organization(http, p["annotator"])
+            qualification.mark(ws, p["annotator"], "removed")
+            removed.append(p["annotator"])
+    raised = qualification.recover_tasks(ws, http, int(project_id), inputs["labels"])
+    return {"tasks_raised": raised, "removed_from_organization": removed}
+
+
+def pause_events(ws: Workspace, spec: Spec, project: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `emit_event` arguments of each recorded pause not announced yet; the caller marks each sent."""
+    return [
+        qualification.paused_event(p, resource_id(project, ws), spec.title)
+        for p in qualification.pending(ws, "notified")
+    ]
 
 
 def queue(ws: Workspace, spec: Spec, result: CheckResult, inputs: dict, ls: Any, base_url: str) -> dict[str, Any]:
@@ -146,5 +175,8 @@ def _run_pass(ws: Workspace, spec: Spec, adjudicate: bool, method: str, n_boot: 
     result, inputs = check(ws, spec, method=method, n_boot=n_boot)
     if adjudicate:
         queue(ws, spec, result, inputs, ls, base_url)
+        if spec.qualification is not None:
+            with http_client(*connection_settings()) as http:
+                result.extra.setdefault("qualification", {}).update(pause(ws, spec, inputs, http))
     files = report(ws, spec, result, inputs["project"])
     return PassOutcome(spec, ws, result, files, inputs["project"])
