@@ -356,3 +356,67 @@ def test_simulated_annotators_qualify_and_a_degrading_one_is_paused(label_studio
         f"qualification loop: {needed} gold answers to pause, {len(withdrawn)} tasks re-served, "
         f"{time.perf_counter() - started:.1f} s"
     )
+
+
+def test_label_studio_serves_the_qualification_batch_first_to_every_new_annotator(label_studio):
+    """Community's next-task logic, with the batch marked by `serve_first`: each new annotator's first tasks are
+    the qualification tasks (in id order), whatever others answered before; no gold answer is in Label Studio."""
+    from smo_labelstudio.labelstudio.client import connect, create_project, import_json, set_overlap
+    from smo_labelstudio.labelstudio.configs import labeling_interface
+    from smo_labelstudio.labelstudio.overlap import task_overlaps
+    from smo_labelstudio.labelstudio.users import ensure_annotators
+
+    config = labeling_interface("text_moderation")["label_config"]
+    project_id = create_project(
+        connect(label_studio.url, label_studio.token), f"serve first {os.urandom(4).hex()}", config
+    )
+    set_overlap(label_studio.url, label_studio.token, project_id, 2, 100)
+    import_json(label_studio.url, label_studio.token, project_id, [{"data": {"text": f"item {i}"}} for i in range(9)])
+    with httpx.Client(base_url=label_studio.url, headers=label_studio.headers, timeout=60) as http:
+        ids = sorted(t.task_id for t in task_overlaps(http, project_id))
+        batch = ids[3:6]  # not the first tasks: the batch comes first because it is marked, not by its ids
+        assert ql.serve_first(http, project_id, batch) == 3
+        assert ql.serve_first(http, project_id, batch) == 0  # idempotent
+        stored = [http.get(f"/api/tasks/{i}").json() for i in batch]
+    assert all(a["result"] == [] for t in stored for a in t["annotations"])  # the marker holds no answer
+
+    def next_task(person) -> int | None:
+        resp = httpx.get(f"{label_studio.url}/api/projects/{project_id}/next", headers=person.headers, timeout=60)
+        return None if resp.status_code == 404 else int(resp.json()["id"])
+
+    def answer(person, task_id: int) -> None:
+        body = {
+            "result": [{"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["hate"]}}]
+        }
+        resp = httpx.post(
+            f"{label_studio.url}/api/tasks/{task_id}/annotations/", headers=person.headers, json=body, timeout=60
+        )
+        resp.raise_for_status()
+
+    people = ensure_annotators(3, label_studio.url, label_studio.token)
+    for person in people:  # each works four tasks; the batch is always their first three
+        seen = []
+        for _ in range(4):
+            task_id = next_task(person)
+            assert task_id is not None
+            seen.append(task_id)
+            answer(person, task_id)
+        assert sorted(seen[:3]) == batch and seen[3] not in batch, seen
+
+
+def test_pull_skips_the_empty_ground_truth_marker_but_keeps_a_real_ground_truth_answer():
+    from smo_labelstudio.pull.completions import tidy
+
+    choice = [{"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": ["hate"]}}]
+    task = {
+        "id": 7,
+        "data": {"item_id": "it-1"},
+        "annotations": [
+            {"id": 1, "completed_by": 1, "result": [], "ground_truth": True, "created_at": "2026-01-01T00:00:00Z"},
+            {"id": 2, "completed_by": 2, "result": choice, "ground_truth": True, "created_at": "2026-01-01T00:00:00Z"},
+            {"id": 3, "completed_by": 3, "result": choice, "created_at": "2026-01-01T00:00:00Z"},
+        ],
+    }
+    ledger = pd.DataFrame({"item_id": ["it-1"], "external_id": ["gold:g1"], "is_gold": [True], "language": ["en"]})
+    annotations, labels = tidy([task], 1, ledger, {1: "admin@x.org", 2: "pm@x.org", 3: "a@x.org"})
+    assert list(annotations["annotation_id"]) == [2, 3] and set(labels["annotator"]) == {"pm@x.org", "a@x.org"}

@@ -1,5 +1,5 @@
-"""`smo annotators`: who counts in a project (qualifying, qualified, paused) and reinstating a paused annotator
-(errors: smo_labelstudio.cli._errors)."""
+"""`smo annotators`: the qualification batch served first, who counts in a project (qualifying, qualified,
+paused) and reinstating a paused annotator (errors: smo_labelstudio.cli._errors)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,23 @@ def reinstate(email: str = typer.Argument(..., metavar="EMAIL"), spec: Path = SP
         typer.echo(f"{outcome['annotator']}: reinstated at {outcome['reinstated_at']}; answers from now on count")
     else:
         typer.echo(f"{outcome['annotator']}: not paused ({outcome['status']}); nothing to do")
+
+
+@app.command("serve-first")
+@reported
+def serve_first(spec: Path = SPEC) -> None:
+    """Make Label Studio serve the qualification batch (the spec's `qualification.gold_tasks` gold tasks) first to
+    every annotator; run it after the first `smo launch --gold` (idempotent)."""
+    from smo_labelstudio.labelstudio.client import connection_settings, http_client  # noqa: PLC0415 - start-up time
+    from smo_labelstudio.quality.qualification import qualification_batch  # noqa: PLC0415 - start-up time: pandas
+
+    loaded = load_spec(spec)
+    if loaded.qualification is None:
+        fail(f"{spec}: the spec has no `qualification` section")
+    ws = Workspace.for_title(loaded.title)
+    project = ws.project()
+    if not project or not project.get("project_id"):
+        fail(f"no project recorded in {ws.root}; run `smo launch --spec SPEC --data FILE --gold GOLD` first")
+    with http_client(*connection_settings()) as http:
+        batch = qualification_batch(ws, http, int(project["project_id"]), loaded.qualification)
+    typer.echo(f"qualification batch: {len(batch)} gold tasks served first (task ids {', '.join(map(str, batch))})")

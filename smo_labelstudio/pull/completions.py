@@ -129,6 +129,8 @@ def tidy(
         external, gold = known.get("external_id"), bool(known.get("is_gold", False))
         language = known.get("language") if known.get("language") is not None else data.get("language")
         for ann in task.get("annotations") or []:
+            if ann.get("ground_truth") and not ann.get("result"):
+                continue  # the empty marker that serves a qualification task first (quality/qualification.py)
             prediction = ann.get("prediction") if isinstance(ann.get("prediction"), dict) else None
             changed = None
             if prediction and prediction.get("result") is not None:

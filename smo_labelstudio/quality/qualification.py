@@ -38,8 +38,9 @@ import pandas as pd
 from smo_labelstudio.core.errors import ConfigError, InputError
 from smo_labelstudio.core.spec import Qualification
 from smo_labelstudio.core.workspace import GOLD_PREFIX, Workspace, read_json, read_table, write_json
-from smo_labelstudio.labelstudio.client import LabelStudioError
+from smo_labelstudio.labelstudio.client import LabelStudioError, iter_tasks
 from smo_labelstudio.labelstudio.overlap import raise_task_overlap, task_overlaps
+from smo_labelstudio.pull.completions import item_ledger
 
 from . import inputs as qi
 from ._frame import require_frame
@@ -423,3 +424,56 @@ def remove_from_organization(http: httpx.Client, email: str) -> bool:
     if resp.status_code >= 300:
         raise LabelStudioError(f"Label Studio answered {resp.status_code} removing a member: {resp.text[:200]}")
     return True
+
+
+QUALIFICATION_OVERLAP = 1000  # a qualification task stays unlabeled, so every new annotator is served it
+
+
+def serve_first(http: httpx.Client, project_id: int, task_ids: Sequence[int]) -> int:
+    """Make Label Studio Community serve these (gold) tasks first to every annotator who has not answered them.
+
+    Label Studio's next-task logic (`projects/functions/next_task.py`, `_try_onboarding_ground_truth`) serves a
+    member the unanswered tasks holding a ground-truth annotation before anything else when the project has
+    `annotator_evaluation_enabled`; in Community only tasks with `is_labeled` false are candidates, so each task
+    also gets an overlap no project reaches. The ground-truth annotation carries an empty result: the gold answer
+    never leaves the workspace. Idempotent; returns the tasks newly marked."""
+    resp = http.patch(f"/api/projects/{project_id}", json={"annotator_evaluation_enabled": True})
+    if resp.status_code >= 300:
+        raise LabelStudioError(f"Label Studio answered {resp.status_code} enabling annotator evaluation")
+    marked = 0
+    for task_id in task_ids:
+        task = http.get(f"/api/tasks/{task_id}")
+        if task.status_code >= 300:
+            raise LabelStudioError(f"Label Studio answered {task.status_code} reading task {task_id}")
+        body = task.json()
+        if int(body.get("overlap") or 1) < QUALIFICATION_OVERLAP:
+            raise_task_overlap(http, int(task_id), QUALIFICATION_OVERLAP, 0)
+        if any(a.get("ground_truth") for a in body.get("annotations") or []):
+            continue
+        made = http.post(f"/api/tasks/{task_id}/annotations/", json={"result": [], "ground_truth": True})
+        if made.status_code >= 300:
+            raise LabelStudioError(
+                f"Label Studio answered {made.status_code} marking task {task_id}: {made.text[:200]}"
+            )
+        marked += 1
+    return marked
+
+
+def qualification_batch(ws: Workspace, http: httpx.Client, project_id: int, settings: Qualification) -> list[int]:
+    """The project's qualification batch: the first `gold_tasks` gold tasks (by task id) of the workspace's
+    launches, chosen once and kept in `annotators.json`, served first (`serve_first`)."""
+    state = load_state(ws)
+    batch = [int(t) for t in state.get("batch", [])]
+    if not batch:
+        ledger = item_ledger(ws)
+        gold_items = set(ledger.loc[ledger["is_gold"].astype(bool), "item_id"])
+        if not gold_items:
+            raise InputError(f"no gold task launched into project {project_id}: launch with --gold first")
+        ids = sorted(
+            int(t["id"]) for t in iter_tasks(http, project_id) if (t.get("data") or {}).get("item_id") in gold_items
+        )
+        batch = ids[: settings.gold_tasks]
+        state["batch"] = batch
+        _save_state(ws, state)
+    serve_first(http, project_id, batch)
+    return batch
