@@ -402,7 +402,8 @@ def _plan_launch(
         gold_rows, gold_quarantine = gold_prepared.rows_read, gold_prepared.quarantine
         gold_accounted = gold_prepared.accounted
         wanted = math.ceil(len(items) * spec.gold_rate / (1 - spec.gold_rate)) if len(items) else 0
-        pool = gold_prepared.items
+        # a gold item whose text is also a work item of this launch would show an annotator the same text twice
+        pool = gold_prepared.items[~gold_prepared.items["content_hash"].isin(items["content_hash"])]
         gold_items = pool.sample(n=min(wanted, len(pool)), random_state=seed) if wanted else pool.head(0)
         answers = answers[answers["item_id"].isin(gold_items["item_id"]) | answers["item_id"].isin(known)]
     batch = pd.concat([items, gold_items], ignore_index=True)

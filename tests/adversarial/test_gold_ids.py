@@ -33,14 +33,15 @@ GOLD = [
     ("g2", "what a lovely morning", "en", "no_violation", ""),
     ("g3", "click to win a free phone now", "en", "spam_scams", "1"),
 ]
+TWIN = ("g4", "an ordinary post number 1 about the weather", "en", "no_violation", "")  # a work row's text: never used
 ID = re.compile(r"^i[0-9a-f]{20}$")
 
 
-def _files(tmp_path: Path, title: str, rows=ROWS) -> tuple[Path, Path, Path]:
+def _files(tmp_path: Path, title: str, rows=ROWS, gold_rows=GOLD) -> tuple[Path, Path, Path]:
     data = tmp_path / "items.csv"
     data.write_text("id,text,language\n" + "\n".join(f'{i},"{t}",{lang}' for i, t, lang in rows) + "\n")
     gold = tmp_path / "gold.csv"
-    answers = "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in GOLD)
+    answers = "\n".join(f'{i},"{t}",{lang},{p},{s}' for i, t, lang, p, s in gold_rows)
     gold.write_text(f"id,text,language,policy,severity\n{answers}\n")
     spec = tmp_path / "spec.yaml"
     text = Path("specs/example.yaml").read_text().replace("title: Text moderation - example batch", f"title: {title}")
@@ -85,13 +86,15 @@ def test_an_annotator_who_knows_code_text_and_ids_cannot_tell_gold_from_work(lab
     from smo_labelstudio.labelstudio.users import ensure_annotators
 
     home = tmp_path / "home"
-    spec, data, gold = _files(tmp_path, f"gold ids {unique}")
+    spec, data, gold = _files(tmp_path, f"gold ids {unique}", gold_rows=[*GOLD, TWIN])
     m = _launch(spec, data, gold, label_studio, home)
     assert m["gold"] == 3 and m["imported"] == 13
 
     annotator = ensure_annotators(1, label_studio.url, label_studio.token)[0]
     tasks = _as(label_studio, annotator.headers, m["project_id"])
     assert len(tasks) == 16
+    texts = [t["data"]["text"] for t in tasks]
+    assert len(set(texts)) == len(texts)  # a gold text that is also a work text would be seen twice
     plan = read_plan(Workspace.for_title(load_spec(spec).title, home), ["text"]).set_index("item_id")
     is_gold = {t["data"]["item_id"]: bool(plan.loc[t["data"]["item_id"], "is_gold"]) for t in tasks}
     assert sum(is_gold.values()) == 3
