@@ -15,6 +15,7 @@ from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, WorkspaceFileError
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.pull import completions as pull
+from smo_labelstudio.quality import dynamic
 from smo_labelstudio.reports.safe import md_text
 
 
@@ -54,6 +55,11 @@ def pull_tables(workspace: Workspace, url: str, token: str, full: bool) -> dict:
     return pull.pull(workspace, url, token, full)
 
 
+@task(cache_policy=NO_CACHE, name="raise overlap where consensus is weak")
+def raise_overlap(workspace: Workspace, spec, url: str, token: str) -> dict:
+    return dynamic.overlap_after_pull(workspace, spec, url, token)
+
+
 @flow(name="pull-completions", log_prints=False, on_failure=[record_failure])
 @one_per_project("pull")
 def pull_completions(params: PullParams) -> dict:
@@ -64,5 +70,8 @@ def pull_completions(params: PullParams) -> dict:
     summary = pull_tables(ws, url, token, params.full)
     create_markdown_artifact(pull_markdown(summary), key=f"pull-{summary['project_id']}", description="Pull summary")
     get_run_logger().info("pull: %s", {k: summary[k] for k in ("mode", "annotations", "new", "updated", "deleted")})
+    if spec.overlap.dynamic is not None:
+        summary["dynamic_overlap"] = raise_overlap(ws, spec, url, token)
+        get_run_logger().info("dynamic overlap: %s", summary["dynamic_overlap"])
     publish(ws, spec, summary)
     return summary

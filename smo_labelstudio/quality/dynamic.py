@@ -18,10 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from smo_labelstudio.core.spec import DynamicOverlap
+from smo_labelstudio.core.lock import workspace_lock
+from smo_labelstudio.core.spec import DynamicOverlap, Spec
 from smo_labelstudio.core.workspace import Workspace, read_table, write_parquet
 from smo_labelstudio.labelstudio.client import http_client
 from smo_labelstudio.labelstudio.overlap import raise_task_overlap, task_overlaps
+from smo_labelstudio.quality.check import compute_check, load_inputs
 
 RAISE_COLUMNS = ["task", "task_id", "answers", "to_overlap", "confidence", "raised_at"]
 
@@ -147,3 +149,37 @@ def dynamic_figures(raises: pd.DataFrame, consensus: pd.DataFrame, settings: Dyn
             confidence_gained=round(float(now.mean()) - before, 4),
         )
     return out
+
+
+def raise_weak_tasks(
+    ws: Workspace, settings: DynamicOverlap, consensus: pd.DataFrame, labels: pd.DataFrame, url: str, token: str
+) -> dict[str, Any]:
+    """After a quality pass: raise the project's weak tasks (consensus keyed by external id, Label Studio
+    ids from the pulled labels table) and return the figures for the report and the warehouse."""
+    project_id = (ws.project() or {}).get("project_id")
+    if not project_id:
+        return {}
+    pairs = labels[["external_id", "task"]].dropna().drop_duplicates("external_id")
+    task_ids = {key: int(task) for key, task in zip(pairs["external_id"], pairs["task"])}
+    with workspace_lock(ws, "dynamic overlap"):
+        outcome = apply_dynamic_overlap(ws, settings, consensus, task_ids, int(project_id), url, token)
+        figures = dynamic_figures(read_raises(ws), consensus, settings)
+    return {**figures, "raised_now": len(outcome.raised), "resent": outcome.resent}
+
+
+def overlap_after_pull(ws: Workspace, spec: Spec, url: str, token: str, method: str = "smoothed-ds") -> dict[str, Any]:
+    """Dynamic overlap right after a pull: the quality check's calibrated consensus (few bootstrap resamples:
+    only the consensus is used), then the raises; nothing without `overlap.dynamic` or before the first pull."""
+    if spec.overlap.dynamic is None or not ws.labels.exists():
+        return {}
+    inputs = load_inputs(ws)
+    result = compute_check(
+        inputs["labels"],
+        inputs["gold"],
+        spec.quality,
+        adjudicated=inputs["adjudicated"],
+        cancelled=inputs["cancelled"],
+        method=method,
+        n_boot=10,
+    )
+    return raise_weak_tasks(ws, spec.overlap.dynamic, result.consensus, inputs["labels"], url, token)

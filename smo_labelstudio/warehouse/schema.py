@@ -211,6 +211,17 @@ SCHEMA: dict[str, list[tuple[str, str]]] = {
         ("state", "text"),
         ("counts", "text"),
     ],
+    "overlap_raises": [
+        ("project", "text"),
+        ("external_id", "text"),
+        ("task_id", "bigint"),
+        ("answers", "bigint"),
+        ("to_overlap", "bigint"),
+        ("confidence", "double"),
+        ("confidence_now", "double"),
+        ("raised_at", "timestamptz"),
+        ("budget", "bigint"),
+    ],
 }
 # rows are sorted by these columns (after `project`), so the same inputs give the same row order
 ORDER: dict[str, list[str]] = {
@@ -230,4 +241,5 @@ ORDER: dict[str, list[str]] = {
     "annotator_daily": ["annotator", "day", "language"],
     "exports": ["exported_at", "out"],
     "flow_runs": ["started_at", "flow_run_id"],
+    "overlap_raises": ["raised_at", "task_id", "to_overlap"],
 }

@@ -27,6 +27,7 @@ from smo_labelstudio.core.runlogs import record_flow_run as record_flow_run  # r
 from smo_labelstudio.core.workspace import ANNOTATION_COLUMNS, LABEL_COLUMNS, Workspace, read_json, read_plan
 from smo_labelstudio.metrics.progress import answers_per_task, progress
 from smo_labelstudio.quality import inputs as qi
+from smo_labelstudio.quality.dynamic import read_raises
 from smo_labelstudio.quality.tables import quality_dir
 from smo_labelstudio.warehouse.schema import ORDER, SCHEMA
 
@@ -283,6 +284,17 @@ def _annotator_daily(
     return out.reset_index()
 
 
+def _raises(ws: Workspace, spec, consensus: pd.DataFrame) -> pd.DataFrame:
+    """Dynamic overlap's raises (one row per extra answer asked for) with the task's weakest confidence now
+    and the spec's budget, so answers spent, confidence gained and budget left are one query away."""
+    raises = read_raises(ws).rename(columns={"task": "external_id"})
+    now = consensus.groupby("external_id")["confidence"].min() if len(consensus) else pd.Series(dtype=float)
+    raises["confidence_now"] = raises["external_id"].map(now)
+    dynamic = getattr(getattr(spec, "overlap", None), "dynamic", None)
+    raises["budget"] = dynamic.budget if dynamic is not None else None
+    return raises
+
+
 def build_tables(ws: Workspace, spec) -> dict[str, pd.DataFrame]:
     """Every warehouse table for one workspace (missing inputs give empty tables with the right columns)."""
     project = ws.root.name
@@ -336,5 +348,6 @@ def build_tables(ws: Workspace, spec) -> dict[str, pd.DataFrame]:
         "annotator_daily": _annotator_daily(annotations, keys, gold_results, consensus),
         "exports": _read(exports_log(ws)),
         "flow_runs": _read(flow_runs_log(ws)),
+        "overlap_raises": _raises(ws, spec, consensus),
     }
     return {name: conform(frame, name, project) for name, frame in frames.items()}
