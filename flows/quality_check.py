@@ -20,7 +20,7 @@ from smo_labelstudio.core.params import QualityCheckParams
 from smo_labelstudio.core.spec import Spec, load_spec
 from smo_labelstudio.core.workspace import Workspace, slug
 from smo_labelstudio.labelstudio.client import connection_settings, http_client
-from smo_labelstudio.quality import qualification
+from smo_labelstudio.quality import dynamic, qualification
 from smo_labelstudio.reports import quality_pass as qp
 from smo_labelstudio.reports.quality import render_markdown
 from smo_labelstudio.reports.safe import md_text, plain_rows
@@ -48,6 +48,14 @@ def pause(ws: Workspace, spec: Spec, inputs: dict) -> dict:
     url, token = connection_settings()
     with http_client(url, token) as http:
         return qp.pause(ws, spec, inputs, http)
+
+
+@task(cache_policy=NO_CACHE, name="raise overlap where consensus is weak")
+def raise_overlap(ws: Workspace, spec: Spec, result: qp.CheckResult, inputs: dict) -> dict:
+    if spec.overlap.dynamic is None:
+        return {}
+    url, token = connection_settings()
+    return dynamic.raise_weak_tasks(ws, spec.overlap.dynamic, result.consensus, inputs["labels"], url, token)
 
 
 @task(cache_policy=NO_CACHE, name="write the report")
@@ -93,6 +101,8 @@ def quality_check(params: QualityCheckParams) -> dict:
         queue(ws, spec, result, inputs)
     if spec.qualification is not None and inputs["project"].get("project_id"):
         result.extra.setdefault("qualification", {}).update(pause(ws, spec, inputs))
+    if spec.overlap.dynamic is not None and inputs["project"].get("project_id"):
+        result.extra["dynamic_overlap"] = raise_overlap(ws, spec, result, inputs)
     for event in qp.pause_events(ws, spec, inputs["project"]):  # smo.annotator.paused, once per pause
         emit_event(**event)
         qualification.mark(ws, event["payload"]["annotator"], "notified")

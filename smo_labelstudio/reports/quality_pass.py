@@ -15,6 +15,7 @@ from smo_labelstudio.labelstudio.client import connect, connection_settings, htt
 from smo_labelstudio.quality import qualification
 from smo_labelstudio.quality.adjudication import adjudicators_note, queue_for_review, sync_adjudicated
 from smo_labelstudio.quality.check import CheckResult, MissingInputError, compute_check, load_inputs
+from smo_labelstudio.quality.dynamic import raise_weak_tasks
 from smo_labelstudio.quality.inputs import gold_policy_keys
 from smo_labelstudio.quality.tables import save_quality_tables
 from smo_labelstudio.reports.quality import write_report
@@ -178,5 +179,10 @@ def _run_pass(ws: Workspace, spec: Spec, adjudicate: bool, method: str, n_boot: 
         if spec.qualification is not None:
             with http_client(*connection_settings()) as http:
                 result.extra.setdefault("qualification", {}).update(pause(ws, spec, inputs, http))
+        if spec.overlap.dynamic is not None:  # one more annotator where the consensus is weak
+            url, token = connection_settings()
+            result.extra["dynamic_overlap"] = raise_weak_tasks(
+                ws, spec.overlap.dynamic, result.consensus, inputs["labels"], url, token
+            )
     files = report(ws, spec, result, inputs["project"])
     return PassOutcome(spec, ws, result, files, inputs["project"])
