@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NotRequired, TypedDict
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 import langcodes
 import pandas as pd
 
-from smo_labelstudio.core.keys import item_key, keyed_hex
+from smo_labelstudio.core.keys import item_key
 from smo_labelstudio.core.spec import Columns
 from smo_labelstudio.ingest import language as langdetect
 from smo_labelstudio.ingest.sources import Row, SourceError
@@ -102,18 +103,31 @@ def item_id(external_id: str, key: bytes, kind: str = "item") -> str:
     and the source id, so the same row always gets the same id, and gold and work items get ids of one
     construction and format that nobody without the key can recompute from the code, the text or the
     source id (annotators see the id; the kind and source id stay in our workspace)."""
-    return "i" + keyed_hex(key, kind, external_id)[:20]
+    return "i" + _keyed(key)(kind, external_id)[:20]  # = keyed_hex(key, kind, external_id)[:20]
 
 
 def text_id(digest: str, key: bytes) -> str:
     """The external id of a row without one: keyed, like `item_id`, so it cannot be recomputed from the text."""
-    return "h:" + keyed_hex(key, "text", digest)[:32]
+    return "h:" + _keyed(key)("text", digest)[:32]  # = keyed_hex(key, "text", digest)[:32]
 
 
 def legacy_item_id(external_id: str, kind: str) -> str:
     """The unkeyed id launches gave before ids were keyed (a blake2b of kind and source id, `sha:<content
     hash>` for a row without one): looked up only, so re-running an old workspace never imports an item twice."""
     return "i" + hashlib.blake2b(f"{kind}\x00{external_id}".encode(), digest_size=10).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes) -> Callable[[str, str], str]:
+    """`keyed_hex(key, kind, value)` for one key, faster per row: the key's HMAC state is built once and copied."""
+    base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def keyed(kind: str, value: str) -> str:
+        h = base.copy()
+        h.update(f"{kind}\x00{value}".encode())
+        return h.hexdigest()
+
+    return keyed
 
 
 def _text(value) -> str | None:
@@ -165,7 +179,7 @@ def prepare(
     imported under its old, unkeyed id too). Ids are keyed with `key`, by default the deployment's."""
     known = known or {}
     key = key if key is not None else item_key()
-    legacy: dict[int, str] = {}
+    legacy: dict[int, str] = {}  # the source id of each row's unkeyed id: looked up only when the project holds items
     for needed, what in ((needs_text and not columns.text, "text"), (needs_image and not columns.image, "an image")):
         if needed:
             raise SourceError(f"the spec's label config shows {what} but `columns:` maps no column for it")
@@ -176,7 +190,13 @@ def prepare(
     mapped: list[_Mapped] = []
     spans: dict[int, str] = {}  # rows of more than one physical line: their lines
     seen = 0
-    wanted = (columns.id, columns.text, columns.image, columns.language, columns.source)
+    id_col, text_col, image_col, language_col, source_col = (
+        columns.id,
+        columns.text,
+        columns.image,
+        columns.language,
+        columns.source,
+    )
     for row in rows:
         seen += 1
         if row.fields is None:
@@ -198,7 +218,11 @@ def prepare(
             unseen = {c for c in unseen if c not in values}
         if row.last > row.number:
             spans[row.number] = row.lines
-        external_id, text, image, language, source = (_text(values.get(col)) if col else None for col in wanted)
+        external_id = _text(values.get(id_col)) if id_col else None
+        text = _text(values.get(text_col)) if text_col else None
+        image = _text(values.get(image_col)) if image_col else None
+        language = _text(values.get(language_col)) if language_col else None
+        source = _text(values.get(source_col)) if source_col else None
         if language is not None and langdetect.missing(language):
             language = None  # an empty cell is no language (detected below), not an unknown code
         fields = {"text": text, "image": image, "language": language}
@@ -222,7 +246,8 @@ def prepare(
             if code is not None:
                 language, detected, confidence = code, True, score
         digest = content_hash(text, image)
-        legacy[row.number] = legacy_item_id(external_id or f"sha:{digest}", kind)
+        if known:
+            legacy[row.number] = external_id or f"sha:{digest}"
         mapped.append(
             {
                 "row": row.number,
@@ -276,8 +301,8 @@ def prepare(
         f["item_id"] = item_id(eid, key, kind)
         f["is_gold"] = kind == "gold"
         earlier = first_by_id.get(eid) or first_by_hash.get(f["content_hash"])
-        if f["item_id"] not in known and legacy[f["row"]] in known:
-            f["item_id"] = legacy[f["row"]]  # imported before ids were keyed: it keeps the id the project holds
+        if known and f["item_id"] not in known and (old := legacy_item_id(legacy[f["row"]], kind)) in known:
+            f["item_id"] = old  # imported before ids were keyed: it keeps the id the project holds
         held = known.get(f["item_id"]) or known.get(f["content_hash"])
         if earlier is not None:
             duplicates.append(
