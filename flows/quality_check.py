@@ -63,6 +63,13 @@ def write(ws: Workspace, spec: Spec, result: qp.CheckResult, project: dict) -> q
     return qp.report(ws, spec, result, project)
 
 
+@task(cache_policy=NO_CACHE, name="write the annotator scorecards")
+def write_scorecards(ws: Workspace, spec: Spec, result: qp.CheckResult, inputs: dict) -> str:
+    from smo_labelstudio.reports.scorecards import scorecards_from_check  # noqa: PLC0415 - one call, kept apart
+
+    return str(scorecards_from_check(ws, spec, result, inputs).index)
+
+
 @task(cache_policy=NO_CACHE, name="post artifacts")
 def post_artifacts(outcome: qp.PassOutcome) -> None:
     key = slug(outcome.spec.title)[:40].strip("-")
@@ -107,12 +114,13 @@ def quality_check(params: QualityCheckParams) -> dict:
         emit_event(**event)
         qualification.mark(ws, event["payload"]["annotator"], "notified")
     files = write(ws, spec, result, inputs["project"])
+    scorecards = write_scorecards(ws, spec, result, inputs)  # keeps each annotator's page current
     outcome = qp.PassOutcome(spec, ws, result, files, inputs["project"])
     post_artifacts(outcome)
     if result.failed_gates:
         emit_event(**qp.gate_event(outcome))
         print(f"gates failed: {', '.join(g.name for g in result.failed_gates)}")
-    summary = outcome.summary()
+    summary = {**outcome.summary(), "scorecards": scorecards}
     publish(ws, spec, summary)
     return summary
 

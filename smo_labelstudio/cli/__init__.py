@@ -17,6 +17,7 @@ from smo_labelstudio.cli import (
     export,
     quality,
     report,
+    scorecards,
     simulate,
     stack,
     warehouse,
@@ -36,6 +37,7 @@ app.command("pull")(batches.pull_cmd)
 app.add_typer(batches.spec_app, name="spec")
 app.command("serve")(batches.serve)
 app.command("report")(report.report)
+app.command("scorecards")(scorecards.scorecards)
 app.command("export")(export.export)
 app.command("sql")(warehouse.sql)
 app.add_typer(warehouse.warehouse_app, name="warehouse")
