@@ -227,15 +227,18 @@ def reinstatements(state: Mapping[str, Any]) -> dict[str, list[pd.Timestamp]]:
 
 
 def policy_answers(labels: pd.DataFrame, annotations: pd.DataFrame | None, cancelled: Iterable | None) -> pd.DataFrame:
-    """task, annotator, label (policy-set key), annotation_id, at: each kept answer with when it was created
-    (`created_at` of the annotations table; the annotation id's order when there is none)."""
+    """task, annotator, label (policy-set key), annotation_id, at: each kept answer with when it was last given
+    (the later of `created_at` and `updated_at` of the annotations table, so an old answer edited while paused
+    does not count; the annotation id's order when there is no table)."""
     latest = qi.latest_annotations(labels, cancelled)
     keys = qi.policy_keys(qi.policy_sets(latest))[["task", "annotator", "label"]]
     ids = latest.groupby(["external_id", "annotator"], sort=False)["annotation_id"].max().rename("annotation_id")
     keys = keys.merge(ids, left_on=["task", "annotator"], right_index=True, how="left")
     if annotations is not None and "created_at" in annotations.columns:
-        created = annotations.drop_duplicates("annotation_id", keep="last").set_index("annotation_id")["created_at"]
-        at = pd.to_datetime(keys["annotation_id"].map(created), utc=True, errors="coerce")
+        rows = annotations.drop_duplicates("annotation_id", keep="last").set_index("annotation_id")
+        times = [pd.to_datetime(rows[c], utc=True, errors="coerce") for c in ("created_at", "updated_at") if c in rows]
+        given = pd.concat(times, axis=1).max(axis=1)
+        at = pd.to_datetime(keys["annotation_id"].map(given), utc=True, errors="coerce")
         keys["at"] = at.fillna(pd.Timestamp.max.tz_localize(UTC)) if at.isna().any() else at
     else:
         keys["at"] = pd.to_datetime(keys["annotation_id"], unit="s", utc=True)  # order only
