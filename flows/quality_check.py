@@ -114,12 +114,12 @@ def quality_check(params: QualityCheckParams) -> dict:
         emit_event(**event)
         qualification.mark(ws, event["payload"]["annotator"], "notified")
     files = write(ws, spec, result, inputs["project"])
-    scorecards = write_scorecards(ws, spec, result, inputs)  # keeps each annotator's page current
     outcome = qp.PassOutcome(spec, ws, result, files, inputs["project"])
     post_artifacts(outcome)
     if result.failed_gates:
         emit_event(**qp.gate_event(outcome))
         print(f"gates failed: {', '.join(g.name for g in result.failed_gates)}")
+    scorecards = write_scorecards(ws, spec, result, inputs)  # each annotator's page, current (after the event)
     summary = {**outcome.summary(), "scorecards": scorecards}
     publish(ws, spec, summary)
     return summary

@@ -28,6 +28,7 @@ from smo_labelstudio.core.spec import Quality, Spec
 from smo_labelstudio.core.taxonomy import Taxonomy, load_taxonomy
 from smo_labelstudio.core.workspace import Workspace, read_plan, read_table
 from smo_labelstudio.metrics.scorecard import IN_SCOPE, OUT_OF_SCOPE, Scorecard, scorecard
+from smo_labelstudio.quality import inputs as qi
 from smo_labelstudio.quality.adjudication import review_pseudonym
 from smo_labelstudio.quality.check import CheckResult, load_inputs
 from smo_labelstudio.reports.plots import png
@@ -166,8 +167,9 @@ def build_scorecards(
     folder = ws.reports / "scorecards"
     (folder / "pages").mkdir(parents=True, exist_ok=True)
     pages, rows, figures = {}, [], {}
-    for annotator in sorted(labels["annotator"].dropna().astype(str).unique()):
-        card = scorecard(annotator, labels, gold, consensus, order, times=times, cancelled=cancelled)
+    latest = qi.latest_annotations(labels, cancelled)  # once, then each annotator's own rows
+    for annotator, theirs in latest.groupby(latest["annotator"].astype(str), sort=True):
+        card = scorecard(str(annotator), theirs, gold, consensus, order, times=times)
         pseudonym = review_pseudonym(key, annotator)
         text, plots = render_card(card, pseudonym, title, quality, tax, texts, generated)
         page = folder / "pages" / f"{pseudonym}.html"
