@@ -33,6 +33,7 @@ from smo_labelstudio.quality.adjudication import review_pseudonym
 from smo_labelstudio.quality.check import CheckResult, load_inputs
 from smo_labelstudio.reports.plots import png
 from smo_labelstudio.reports.quality_pass import check
+from smo_labelstudio.reports.safe import md_text
 from smo_labelstudio.reports.shell import render_html, render_markdown_template
 
 TEXT_CHARS = 280  # of an item's text on a card
@@ -71,9 +72,9 @@ def _guideline(tax: Taxonomy, policy: str, section: str, gold_severity: str) -> 
     if found is None:
         return f"overview › {section} (guidelines/overview.md)", ""
     if section == IN_SCOPE:
-        excerpt = "; ".join(found.in_scope)
+        excerpt = " · ".join(found.in_scope)
     elif section == OUT_OF_SCOPE:
-        excerpt = "; ".join(found.out_of_scope)
+        excerpt = " · ".join(found.out_of_scope)
     else:
         level = int(gold_severity) if gold_severity.isdigit() else None
         excerpt = f"level {level}: {found.severity.get(level, '-')}" if level else ""
@@ -105,9 +106,18 @@ def _missed_rows(card: Scorecard, tax: Taxonomy, texts: dict[str, Any]) -> pd.Da
 def _confusion_table(matrix: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """A crosstab as a frame for the `table` filter: a first column naming consensus' label."""
     frame = matrix.reset_index()
-    columns = {"consensus": "consensus \\ yours"} | {f"c{i}": str(c) for i, c in enumerate(matrix.columns)}
+    columns = {"consensus": "consensus \\ yours"} | {f"c{i}": md_text(c) for i, c in enumerate(matrix.columns)}
     frame.columns = ["consensus", *[f"c{i}" for i in range(len(matrix.columns))]]
     return frame.astype({"consensus": str}), columns
+
+
+def _confusion_pairs(matrix: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A crosstab as (consensus, yours, tasks) rows, one per pair that differs and occurs, most frequent first."""
+    pairs = matrix.stack().rename("tasks").reset_index()
+    pairs = pairs[(pairs["tasks"] > 0) & (pairs["consensus"].astype(str) != pairs["yours"].astype(str))]
+    pairs = pairs.sort_values(["tasks", "consensus", "yours"], ascending=[False, True, True])
+    columns = {"consensus": "consensus", "yours": "yours", "tasks": "tasks"}
+    return pairs.astype({"consensus": str, "yours": str}), columns
 
 
 def render_card(
@@ -125,9 +135,11 @@ def render_card(
         {"gold-over-time.png": plot_timeline(card.timeline, quality.min_gold_accuracy)} if len(card.timeline) else {}
     )
     confusions = []
-    for name, matrix in (("Policies", card.policy_confusion), ("Severity", card.severity_confusion)):
-        if len(matrix):
-            confusions.append((name, *_confusion_table(matrix)))
+    pairs = _confusion_pairs(card.policy_confusion) if len(card.policy_confusion) else None
+    if pairs is not None and len(pairs[0]):  # policy sets make a wide matrix: the pairs that differ, most first
+        confusions.append(("Policy sets where you and consensus differed", *pairs))
+    if len(card.severity_confusion):
+        confusions.append(("Severity: consensus against your answers", *_confusion_table(card.severity_confusion)))
     text = render_markdown_template(
         "scorecard.md",
         pseudonym=pseudonym,
