@@ -128,6 +128,8 @@ def pull_cmd(
             f"labels not in the taxonomy: {summary['labels_quarantined']:,} quarantined (left out of quality and "
             f"reports): {summary['tables']['labels_quarantine']}"
         )
+    if summary.get("dynamic_overlap"):
+        typer.echo(dynamic_line(summary["dynamic_overlap"]))
 
 
 @spec_app.command("new")
@@ -200,4 +202,12 @@ def serve(
         daily(ops_report, "0 7 * * *"),
         export_dataset.to_deployment(name="smo"),
         print_starting_message=False,
+    )
+
+
+def dynamic_line(d: dict) -> str:
+    """One line on what dynamic overlap did (after a pull or a quality pass)."""
+    return (
+        f"dynamic overlap: {d.get('raised_now', 0):,} task(s) raised now; {d['answers_spent']:,} of the budget of "
+        f"{d['budget']:,} extra answers spent ({d['budget_left']:,} left)"
     )

@@ -80,6 +80,10 @@ def _print_pass(s: dict[str, Any]) -> None:
         echo(f"adjudication: {a['queued']} queued now, {a['in_review']} in review at {a['url']}")
         if a.get("note"):
             echo(f"adjudication: {a['note']}")
+    if s.get("dynamic_overlap"):
+        from smo_labelstudio.cli.batches import dynamic_line  # noqa: PLC0415 - only when used
+
+        echo(dynamic_line(s["dynamic_overlap"]))
     echo(f"report: {s['report']['html']}")
 
 
