@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -579,6 +579,7 @@ def import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[st
         try:
             result = _import_batch(plan, batch, url, token, backend)
         except Exception:
+            _drop_ahead(plan)
             if _replans(plan.overlap):
                 try:
                     with _overlap_lock:
@@ -591,6 +592,62 @@ def import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[st
             with _overlap_lock:
                 client.set_overlap(url, token, plan.project_id, *plan.overlap)
         return result
+
+
+Backend = tuple[str, tuple[str, str]] | None
+BatchTasks = tuple[pd.DataFrame, list[dict], list | None, str | None]  # rows, tasks, predictions, why none
+# The next batch's tasks (and pre-annotations), built on a thread of their own while this batch's import request
+# is in Label Studio: one batch ahead, keyed by plan, batch and backend; nothing here touches the workspace.
+_ahead: dict[tuple[str, int, Backend], Future[BatchTasks]] = {}
+_ahead_lock = threading.Lock()
+_builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smo-batch-ahead")
+
+
+def batch_tasks(plan: Plan, batch: int, backend: Backend) -> BatchTasks:
+    """A batch's rows and the tasks to send, with the backend's pre-annotations when it gives them (else why not)."""
+    rows = plan.items[plan.items["batch"] == batch]
+    texts = rows["text"].fillna("").tolist()
+    predictions, why = (
+        (None, "the model predicts from text")
+        if not rows["text"].notna().all()
+        else predict(backend, plan.label_config, texts)
+    )
+    columns = [c for c in ("text", "image", "language") if rows[c].notna().any()]
+    tasks: list[dict] = []
+    for i, values in enumerate(zip(rows["item_id"], *(rows[c] for c in columns))):
+        data = {"item_id": values[0]}
+        for key, value in zip(columns, values[1:]):
+            if value is not None and value == value:  # neither None nor NaN
+                data[key] = value
+        task: dict[str, object] = {"data": data}
+        if predictions is not None:
+            task["predictions"] = [predictions[i]]
+        tasks.append(task)
+    return rows, tasks, predictions, why
+
+
+def _build_ahead(plan: Plan, batch: int, backend: Backend, started: list[int]) -> None:
+    """Start building the pending batch after `batch` (one not started before: a started one is looked up first)."""
+    later = [b for b in plan.batches if b > batch and b not in started]
+    if later:
+        with _ahead_lock:
+            key = (plan.plan_id, later[0], backend)
+            if key not in _ahead:
+                _ahead[key] = _builder.submit(batch_tasks, plan, later[0], backend)
+
+
+def _built(plan: Plan, batch: int, backend: Backend) -> BatchTasks:
+    """The batch's tasks, built ahead when they were (dropping what was built for other batches), else now."""
+    with _ahead_lock:
+        mine = _ahead.pop((plan.plan_id, batch, backend), None)
+    return mine.result() if mine is not None else batch_tasks(plan, batch, backend)
+
+
+def _drop_ahead(plan: Plan) -> None:
+    """Forget what was built ahead for a plan whose import stopped (a failed batch): its re-run builds again."""
+    with _ahead_lock:
+        for key in [k for k in _ahead if k[0] == plan.plan_id]:
+            _ahead.pop(key).cancel()
 
 
 def _import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[str, tuple[str, str]] | None) -> dict:
@@ -613,22 +670,8 @@ def _import_batch(plan: Plan, batch: int, url: str, token: str, backend: tuple[s
             }
             _mark(plan, batch, "done", result)
             return result
-    texts = rows["text"].fillna("").tolist()
-    predictions, why = (
-        (None, "the model predicts from text")
-        if not rows["text"].notna().all()
-        else predict(backend, plan.label_config, texts)
-    )
-    tasks = []
-    for i, row in enumerate(rows.itertuples(index=False)):
-        data = {"item_id": row.item_id}
-        for key in ("text", "image", "language"):
-            if getattr(row, key) is not None and getattr(row, key) == getattr(row, key):
-                data[key] = getattr(row, key)
-        task: dict[str, object] = {"data": data}
-        if predictions is not None:
-            task["predictions"] = [predictions[i]]
-        tasks.append(task)
+    rows, tasks, predictions, why = _built(plan, batch, backend)
+    _build_ahead(plan, batch, backend, state["started"])  # built while this batch is in Label Studio
     if _replans(plan.overlap) and len(pending_batches(plan)) > 1:  # the last one goes in under either setting
         with _overlap_lock:
             if plan.plan_id not in _failed_plans:  # after a failure, batches still queued keep the spec's
@@ -788,7 +831,8 @@ def import_all(
                 results.append(future.result())
                 if progress:
                     progress(done, len(futures))
-        backfill_predictions(plan, url, token, backend)
+        if backend is not None:  # without one there is nothing to backfill
+            backfill_predictions(plan, url, token, backend)
     return results
 
 
