@@ -281,3 +281,40 @@ def test_a_quality_pass_raises_through_the_pulled_labels_and_the_cli_says_so(lab
     assert dynamic_line(figures) == (
         "dynamic overlap: 1 task(s) raised now; 1 of the budget of 4 extra answers spent (3 left)"
     )
+
+
+def test_after_a_real_pull_the_task_annotators_disagree_on_is_raised_first(label_studio, tmp_path):
+    from smo_labelstudio.core.spec import EXAMPLE_SPEC, load_spec
+    from smo_labelstudio.pull.completions import pull
+    from smo_labelstudio.quality.dynamic import overlap_after_pull
+
+    ls = connect(label_studio.url, label_studio.token)
+    ui = labeling_interface("text_moderation")
+    project_id = create_project(ls, f"dynamic pull {os.urandom(4).hex()}", ui["label_config"])
+    items = [{"data": {"external_id": f"q-{i}", "item_id": f"q-{i}", "text": f"x {i}"}} for i in range(4)]
+    assert import_tasks(ls, project_id, items) == 4
+    with http_client(label_studio.url, label_studio.token) as http:
+        http.patch(f"/api/projects/{project_id}", json={"maximum_annotations": 2, "overlap_cohort_percentage": 100})
+        ids = sorted(t.task_id for t in task_overlaps(http, project_id))
+    first, second = ensure_annotators(2, label_studio.url, label_studio.token)
+    given = [("hate", "hate"), ("spam_scams", "spam_scams"), ("no_violation", "no_violation"), ("hate", "spam_scams")]
+    for task_id, (one, two) in zip(ids, given):  # they differ on the last only
+        _annotate(label_studio, task_id, first, one)
+        _annotate(label_studio, task_id, second, two)
+    ws = Workspace(tmp_path)
+    ws.record_project({"project_id": project_id})
+    spec = load_spec(EXAMPLE_SPEC)
+    spec = spec.model_copy(
+        update={"overlap": Overlap(annotators=2, share=0, dynamic={"target": 0.9, "max_annotators": 3, "budget": 1})}
+    )
+    assert overlap_after_pull(ws, spec, label_studio.url, label_studio.token) == {}  # nothing pulled yet
+    plan = pd.DataFrame(
+        {"item_id": [f"q-{i}" for i in range(4)], "external_id": [f"q-{i}" for i in range(4)], "is_gold": False}
+    ).assign(language="en")
+    write_parquet(ws.runs / "plan-1" / "plan.parquet", plan)  # what a launch records
+    pull(ws, label_studio.url, label_studio.token)
+    figures = overlap_after_pull(ws, spec, label_studio.url, label_studio.token)
+    assert figures["raised_now"] == 1 and figures["budget_left"] == 0
+    assert list(read_raises(ws)["task_id"]) == [ids[3]]
+    with http_client(label_studio.url, label_studio.token) as http:
+        assert {t.task_id: t.overlap for t in task_overlaps(http, project_id)}[ids[3]] == 3

@@ -23,7 +23,8 @@ from smo_labelstudio.core.spec import DynamicOverlap, Spec
 from smo_labelstudio.core.workspace import Workspace, read_table, write_parquet
 from smo_labelstudio.labelstudio.client import http_client
 from smo_labelstudio.labelstudio.overlap import raise_task_overlap, task_overlaps
-from smo_labelstudio.quality.check import compute_check, load_inputs
+from smo_labelstudio.quality.check import MissingInputError, compute_check, load_inputs
+from smo_labelstudio.quality.qualification import workspace_decision
 
 RAISE_COLUMNS = ["task", "task_id", "answers", "to_overlap", "confidence", "raised_at"]
 
@@ -168,18 +169,24 @@ def raise_weak_tasks(
 
 
 def overlap_after_pull(ws: Workspace, spec: Spec, url: str, token: str, method: str = "smoothed-ds") -> dict[str, Any]:
-    """Dynamic overlap right after a pull: the quality check's calibrated consensus (few bootstrap resamples:
-    only the consensus is used), then the raises; nothing without `overlap.dynamic` or before the first pull."""
-    if spec.overlap.dynamic is None or not ws.labels.exists():
+    """Dynamic overlap right after a pull: the quality check's calibrated consensus over the answers that count
+    (few bootstrap resamples: only the consensus is used), then the raises; nothing without `overlap.dynamic`
+    or before the first pull."""
+    if spec.overlap.dynamic is None:
         return {}
-    inputs = load_inputs(ws)
-    result = compute_check(
-        inputs["labels"],
-        inputs["gold"],
-        spec.quality,
-        adjudicated=inputs["adjudicated"],
-        cancelled=inputs["cancelled"],
-        method=method,
-        n_boot=10,
-    )
+    try:
+        inputs = load_inputs(ws)
+        decision = workspace_decision(ws, spec.qualification, inputs)  # answers that do not count stay out
+        result = compute_check(
+            inputs["labels"],
+            inputs["gold"],
+            spec.quality,
+            adjudicated=inputs["adjudicated"],
+            cancelled=inputs["cancelled"],
+            excluded=decision.excluded if decision else None,
+            method=method,
+            n_boot=10,
+        )
+    except MissingInputError:  # nothing pulled or nothing that counts yet: nothing to raise
+        return {}
     return raise_weak_tasks(ws, spec.overlap.dynamic, result.consensus, inputs["labels"], url, token)
