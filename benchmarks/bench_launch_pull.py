@@ -1,5 +1,6 @@
 """Import and pull against one real Label Studio (SQLite, gunicorn), in one run, at a task count given
-as the only argument (10,000 when none: what `make bench` runs), e.g. `python benchmarks/bench_launch_pull.py 100000`.
+as the only positional argument (10,000 when none: what `make bench` runs), e.g.
+`python benchmarks/bench_launch_pull.py 100000`.
 
 Prints ratios (baseline time / our time, so higher is better):
   - our import (plan + batched import, what `smo launch` runs) vs one raw bulk import request of
@@ -7,6 +8,15 @@ Prints ratios (baseline time / our time, so higher is better):
   - a full first pull vs paging the tasks API with annotations (goal >= 2x) and vs one raw export
     request (goal >= 0.9x);
   - an incremental pull after 1 % of tasks changed, as a share of the full pull's time (goal <= 5 %).
+
+The import is measured fairly: both sides pay the same cold costs and neither gains from going second.
+Before anything is timed, each side runs once untimed on a few hundred tasks (every gunicorn worker of
+Label Studio and our own code paths warm). Then `--rounds` rounds (2 by default under 50,000 tasks, 1
+above: a round at 100,000 takes minutes), each into two fresh projects with the spec's overlap already
+set, alternating which side goes first (ours then raw, raw then ours, ...). Every figure is printed; the
+ratio is median raw / median ours. `--no-paging` skips the paging baseline (minutes at 100,000), the
+pull ratio against paging is then not shown.
+
 Annotations for the pull are imported inline with their tasks (one request) so the set-up takes
 seconds; the 1 % change is made through the annotations API. Every request carries the stack's own
 token (a personal access token or a legacy one, whichever the stack issued) through our client.
@@ -14,6 +24,8 @@ token (a personal access token or a legacy one, whichever the stack issued) thro
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -37,6 +49,7 @@ from smo_labelstudio.stack.services import Settings  # noqa: E402
 
 DEFAULT_N = 10_000
 BATCH = 10_000  # `smo launch`'s default --batch-size
+WARM_UP = 300  # tasks of each side's untimed warm-up run
 POLICIES = ["no_violation", "hate", "spam_scams", "harassment"]
 
 
@@ -50,8 +63,9 @@ def timed(fn, label: str = ""):
     return out, seconds
 
 
-def main(n: int = DEFAULT_N) -> None:
+def main(n: int = DEFAULT_N, rounds: int | None = None, with_paging: bool = True) -> None:
     """Run every measurement at `n` tasks and print the table."""
+    rounds = rounds or (2 if n < 50_000 else 1)
     home = Path(tempfile.mkdtemp(prefix="smo-bench-launch-"))
     settings = Settings(
         home=home, ls_port=procs.free_port(), prefect_port=procs.free_port(), backend_port=procs.free_port()
@@ -68,29 +82,60 @@ def main(n: int = DEFAULT_N) -> None:
         data = home / "items.csv"
         data.write_text("id,text,language\n" + "\n".join(f'x{i},"{t}",en' for i, t in enumerate(texts)) + "\n")
 
-        # 1. Import: one raw request vs our planned, batched import of the same file.
-        # Both projects exist beforehand with the same settings (the spec's overlap: Label Studio
-        # re-plans overlap across the project on every import it receives; ours imports in batches
-        # with overlap held at one annotator and applies the spec's overlap once, after the last one).
-        spec = load_spec(EXAMPLE_SPEC).model_copy(update={"title": "bench our import", "gold_rate": 0.0})
-        raw_project = client.create_project(ls, "bench raw import", config)
-        client.set_overlap(url, token, raw_project, *launch.overlap_settings(spec))
-        launch.ensure_project(spec, url, token, home=home)  # recorded in the workspace the launch uses
+        # 1. Import: one raw request vs our planned, batched import of the same file, each into a fresh
+        # project with the spec's overlap set (Label Studio re-plans overlap across the project on every
+        # import it receives; ours imports in batches with overlap held at one annotator and applies the
+        # spec's overlap once, after the last one). Warm-up first, then rounds alternating who goes first.
+        base = load_spec(EXAMPLE_SPEC).model_copy(update={"gold_rate": 0.0})
         raw_tasks = [{"data": {"item_id": f"x{i}", "text": t, "language": "en"}} for i, t in enumerate(texts)]
-        _, raw_import = timed(lambda: client.import_json(url, token, raw_project, raw_tasks), "raw import")
+        warm = home / "warm-up.csv"
+        warm.write_text("\n".join(data.read_text().splitlines()[: WARM_UP + 1]) + "\n")
 
-        phases: dict[str, float] = {}
+        def raw_side(label: str, tasks: list[dict]) -> float:
+            project = client.create_project(ls, f"bench raw import {label}", config)
+            client.set_overlap(url, token, project, *launch.overlap_settings(base))
+            _, seconds = timed(lambda: client.import_json(url, token, project, tasks))
+            return seconds
 
-        def ours():
-            plan, phases["plan"] = timed(
-                lambda: launch.plan_launch(spec, data, url, token, batch_size=BATCH, home=home)
+        def our_side(label: str, source: Path, rows: int) -> tuple[float, float, float, list[float]]:
+            spec = base.model_copy(update={"title": f"bench our import {label}"})
+            launch.ensure_project(spec, url, token, home=home)  # recorded in the workspace the launch uses
+            plan, plan_s = timed(lambda: launch.plan_launch(spec, source, url, token, batch_size=BATCH, home=home))
+            marks = [time.perf_counter()]
+            results, import_s = timed(
+                lambda: launch.import_all(
+                    plan, url, token, None, workers=1, progress=lambda d, t: marks.append(time.perf_counter())
+                )
             )
-            results, phases["import"] = timed(lambda: launch.import_all(plan, url, token, None, workers=1))
-            return launch.finish(plan, results, url)
+            manifest = launch.finish(plan, results, url)
+            assert manifest["imported"] == rows, manifest
+            return plan_s + import_s, plan_s, import_s, [b - a for a, b in zip(marks, marks[1:])]
 
-        manifest, our_import = timed(ours, "our import")
-        print(f"    plan {phases['plan']:.2f} s, batches {phases['import']:.2f} s", flush=True)
-        assert manifest["imported"] == n, manifest
+        for worker in range(settings.ls_workers):  # untimed: every gunicorn worker and our code paths warm
+            raw_side(f"warm-up {worker}", raw_tasks[:WARM_UP])
+        our_side("warm-up", warm, WARM_UP)
+        raw_times: list[float] = []
+        our_runs: list[tuple[float, float, float, list[float]]] = []
+        for r in range(rounds):
+            for side in ("ours", "raw") if r % 2 == 0 else ("raw", "ours"):
+                if side == "raw":
+                    raw_times.append(raw_side(f"round {r + 1}", raw_tasks))
+                    print(f"  round {r + 1}: raw import {raw_times[-1]:.2f} s", flush=True)
+                else:
+                    our_runs.append(our_side(f"round {r + 1}", data, n))
+                    total, plan_s, import_s, per_batch = our_runs[-1]
+                    batches = ", ".join(f"{b:.2f}" for b in per_batch)
+                    print(
+                        f"  round {r + 1}: our import {total:.2f} s (plan {plan_s:.2f}, batches {import_s:.2f}: "
+                        f"{batches})",
+                        flush=True,
+                    )
+        raw_import = statistics.median(raw_times)
+        our_import = statistics.median(run[0] for run in our_runs)
+        phases = {
+            "plan": statistics.median(run[1] for run in our_runs),
+            "import": statistics.median(run[2] for run in our_runs),
+        }
 
         # 2. Pull: a project whose 10k tasks each carry one annotation.
         pull_project = client.create_project(ls, "bench pull", config)
@@ -143,8 +188,10 @@ def main(n: int = DEFAULT_N) -> None:
         )
         full, full_pull = timed(lambda: pull.pull(ws, url, token, full=True), "full pull")
         assert full["annotations"] == n, full
-        paged, paging_time = timed(paging, "paging")
-        assert paged == n, paged
+        paging_time = None
+        if with_paging:
+            paged, paging_time = timed(paging, "paging")
+            assert paged == n, paged
 
         # 3. Incremental after 1 % changed.
         tasks = http.get(f"/api/projects/{pull_project}/export", params={"exportType": "JSON"}).json()
@@ -171,17 +218,25 @@ def main(n: int = DEFAULT_N) -> None:
 
     print(f"{n:,} tasks, Label Studio 1.23.2 on SQLite (gunicorn, {settings.ls_workers} workers)")
     print(f"{'':44}{'seconds':>9}{'ratio':>8}  goal")
+    print(f"import: medians of {rounds} round(s), alternating order; every figure above")
     print(f"{'raw bulk import, one request':44}{raw_import:9.2f}")
     print(f"{f'our import (plan + batches of {BATCH:,})':44}{our_import:9.2f}{raw_import / our_import:8.2f}  >= 0.9")
     print(f"{'  of which plan (read, validate, save)':44}{phases['plan']:9.2f}")
     print(f"{'  of which batches, overlap, bookkeeping':44}{phases['import']:9.2f}")
-    print(f"{'paging the tasks API with annotations':44}{paging_time:9.2f}")
+    if paging_time is not None:
+        print(f"{'paging the tasks API with annotations':44}{paging_time:9.2f}")
     print(f"{'one raw export request':44}{raw_export:9.2f}")
-    print(f"{'our full first pull vs paging':44}{full_pull:9.2f}{paging_time / full_pull:8.2f}  >= 2")
+    if paging_time is not None:
+        print(f"{'our full first pull vs paging':44}{full_pull:9.2f}{paging_time / full_pull:8.2f}  >= 2")
     print(f"{'our full first pull vs raw export':44}{full_pull:9.2f}{raw_export / full_pull:8.2f}  >= 0.9")
     print(f"{'incremental pull after 1 % changed':44}{inc_pull:9.2f}{inc_pull / full_pull:8.1%}  <= 5 % of full")
     print(f"  ({incremental['tasks_fetched']} tasks fetched, {incremental['updated']} annotations updated)")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1].replace("_", "")) if len(sys.argv) > 1 else DEFAULT_N)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tasks", nargs="?", default=str(DEFAULT_N), help="task count (10000, 100_000, ...)")
+    parser.add_argument("--rounds", type=int, default=None, help="import rounds (default 2 under 50,000 tasks, else 1)")
+    parser.add_argument("--no-paging", action="store_true", help="skip the paging baseline (minutes at 100,000)")
+    args = parser.parse_args()
+    main(int(args.tasks.replace("_", "")), args.rounds, not args.no_paging)
