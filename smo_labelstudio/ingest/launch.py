@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from smo_labelstudio.core.csvcells import safe_frame
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.keys import item_key
 from smo_labelstudio.core.lock import workspace_lock
@@ -476,9 +477,11 @@ def _append_quarantine(ws: Workspace, quarantine: pd.DataFrame, plan_id: str) ->
             header = next(csv.reader(f), [])
         if header != list(frame.columns):  # written before a column was added (`lines`): rewritten once, aligned
             old = pd.read_csv(ws.quarantine, dtype=str, keep_default_na=False)
-            pd.concat([old, frame], ignore_index=True)[list(frame.columns)].to_csv(ws.quarantine, index=False)
+            safe_frame(pd.concat([old, frame], ignore_index=True)[list(frame.columns)]).to_csv(
+                ws.quarantine, index=False
+            )
             return
-    frame.to_csv(ws.quarantine, mode="a", header=not ws.quarantine.exists(), index=False)
+    safe_frame(frame).to_csv(ws.quarantine, mode="a", header=not ws.quarantine.exists(), index=False)
 
 
 # batches.json is read, changed and written by the threads of one launch (`import_all`'s workers); other processes
@@ -698,7 +701,7 @@ def _list_missing(plan: Plan, batch: int, rows: pd.DataFrame, why: str) -> None:
     """Add a batch's items to `missing_predictions.csv`: the list a project manager (or a later backfill) works from."""
     with _batch_lock:
         missing = plan.folder / "missing_predictions.csv"
-        rows[["item_id", "external_id"]].assign(batch=batch, reason=why).to_csv(
+        safe_frame(rows[["item_id", "external_id"]].assign(batch=batch, reason=why)).to_csv(
             missing, mode="a", header=not missing.exists(), index=False
         )
 
@@ -798,7 +801,7 @@ def _backfill_predictions(
         if left.empty:
             missing_file.unlink()
         else:
-            left.to_csv(missing_file.with_suffix(".tmp"), index=False)
+            safe_frame(left).to_csv(missing_file.with_suffix(".tmp"), index=False)
             missing_file.with_suffix(".tmp").replace(missing_file)
         current = _batch_state(plan)
         current["backfilled"] = current.get("backfilled", 0) + len(done)
