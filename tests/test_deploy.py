@@ -606,7 +606,7 @@ def test_prefect_deploy_all_registers_every_deployment_and_a_worker_runs_one(pre
         passes = [t for t in task_runs if t.name.startswith("quality pass: ")]
         assert len(passes) == 2 and all(t.state.is_completed() for t in passes)
         for i in (1, 2):
-            reports = list((home / "workspaces").glob(f"deploy-scan-{unique}-{i}/reports/quality-*/report.html"))
+            reports = list((home / "workspaces").glob(f"deploy-scan-{unique}-{i}-*/reports/quality-*/report.html"))
             assert len(reports) == 1
         print(
             f"prefect deploy --all: {deploy_seconds:.1f} s; quality-scan/smo on a process worker with a local "

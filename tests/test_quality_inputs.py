@@ -9,8 +9,8 @@ import pytest
 from quality_data import gold_table, labels_table, truth
 from typer.testing import CliRunner
 
-from smo_labelstudio.core.spec import Quality
-from smo_labelstudio.core.workspace import LABEL_COLUMNS
+from smo_labelstudio.core.spec import Quality, load_spec
+from smo_labelstudio.core.workspace import LABEL_COLUMNS, workspace_key
 from smo_labelstudio.quality import inputs as qi
 from smo_labelstudio.quality.check import compute_check
 from smo_labelstudio.reports.quality import write_report
@@ -205,8 +205,8 @@ def test_cli_spec_without_pulled_tables_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SMO_HOME", str(tmp_path))
     result = CliRunner().invoke(app, ["quality", "--spec", str(EXAMPLE_SPEC), "--json"])
     assert result.exit_code == 1
+    folder = tmp_path / "workspaces" / workspace_key(load_spec(EXAMPLE_SPEC).title)
     assert result.output.strip().splitlines() == [
-        f"error: no labels table at {tmp_path}/workspaces/text-moderation-example-batch/tables/labels.parquet: "
-        "run `smo pull` first"
+        f"error: no labels table at {folder}/tables/labels.parquet: run `smo pull` first"
     ]
     assert CliRunner().invoke(app, ["quality", "--json"]).exit_code == 1
