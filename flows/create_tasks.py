@@ -20,10 +20,12 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.ingest import launch
 from smo_labelstudio.labelstudio import client
+from smo_labelstudio.quality.qualification import qualification_batch
 from smo_labelstudio.reports.safe import md_link, md_text
 
 # Typed as the task runner the flow decorator takes: ThreadPoolTaskRunner's own type parameter infers as Never.
@@ -55,6 +57,21 @@ def import_one(plan: launch.Plan, batch: int, url: str, token: str, backend) -> 
 def backfill_predictions(plan: launch.Plan, url: str, token: str, backend) -> dict:
     """Tasks an earlier run imported while the backend was down get their predictions now."""
     return launch.backfill_predictions(plan, url, token, backend)
+
+
+@task(cache_policy=NO_CACHE)
+def serve_qualification(plan: launch.Plan, params: LaunchParams, url: str, token: str) -> list[int] | None:
+    """With a `qualification` section, the project's qualification batch (its first gold tasks, chosen once)
+    is served first to every annotator; None when the spec has no such section or no gold is launched yet."""
+    spec = load_spec(Path(params.spec))
+    if spec.qualification is None:
+        return None
+    with client.http_client(url, token) as http:
+        try:
+            return qualification_batch(plan.workspace, http, plan.project_id, spec.qualification)
+        except InputError as exc:  # no gold in the project yet: the launch that brings it serves the batch
+            get_run_logger().warning("qualification batch not served: %s", exc)
+            return None
 
 
 @task(cache_policy=NO_CACHE)
@@ -144,6 +161,7 @@ def create_tasks(params: LaunchParams) -> dict:
         log.warning("could not connect the ML backend to project %s: %s", plan.project_id, exc)
     manifest = write_manifest(plan, results, url)
     manifest["backend_connected"] = linked is not None
+    manifest["qualification_batch"] = serve_qualification(plan, params, url, token)
     create_markdown_artifact(manifest_markdown(manifest), key=f"launch-{plan.project_id}", description="Launch summary")
     log.info(
         "launch done: %s",

@@ -58,7 +58,7 @@ def reinstate(email: str = typer.Argument(..., metavar="EMAIL"), spec: Path = SP
 @reported
 def serve_first(spec: Path = SPEC) -> None:
     """Make Label Studio serve the qualification batch (the spec's `qualification.gold_tasks` gold tasks) first to
-    every annotator; run it after the first `smo launch --gold` (idempotent)."""
+    every annotator; `smo launch` does it already when the project holds gold (idempotent)."""
     from smo_labelstudio.labelstudio.client import connection_settings, http_client  # noqa: PLC0415 - start-up time
     from smo_labelstudio.quality.qualification import qualification_batch  # noqa: PLC0415 - start-up time: pandas
 

@@ -102,6 +102,8 @@ def launch(
         )
     if manifest["quarantined"] or manifest["gold_quarantined"]:
         typer.echo(f"quarantined rows and reasons: {manifest['quarantine_file']}")
+    if manifest.get("qualification_batch"):
+        typer.echo(f"qualification batch served first: {len(manifest['qualification_batch'])} gold task(s)")
 
 
 @reported
