@@ -13,7 +13,7 @@ from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import ExportDatasetParams
 from smo_labelstudio.core.spec import load_spec
-from smo_labelstudio.core.workspace import Workspace, slug
+from smo_labelstudio.core.workspace import Workspace, workspace_key
 from smo_labelstudio.export.dataset import Export, export_workspace
 from smo_labelstudio.reports.safe import md_text
 
@@ -25,7 +25,7 @@ def build(ws: Workspace, spec, out: Path, method: str, seed: int) -> Export:
 
 @task(cache_policy=NO_CACHE, name="post the datasheet")
 def post_datasheet(result: Export, title: str) -> None:
-    key = slug(title)[:40].strip("-")
+    key = workspace_key(title)  # the title's slug and hash: titles that slug alike keep their own
     create_markdown_artifact(
         key=f"export-{key}",
         markdown=(result.out / "datasheet.md").read_text(encoding="utf-8"),

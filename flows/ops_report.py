@@ -17,7 +17,7 @@ from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.params import OpsReportParams
 from smo_labelstudio.core.spec import load_spec
-from smo_labelstudio.core.workspace import Workspace, slug
+from smo_labelstudio.core.workspace import Workspace, workspace_key
 from smo_labelstudio.metrics import operations as om
 from smo_labelstudio.reports import operations as ops
 from smo_labelstudio.reports.safe import md_text, plain_rows
@@ -46,7 +46,7 @@ def write(ws: Workspace, spec, report: om.OpsReport, project: dict) -> ReportFil
 
 @task(cache_policy=NO_CACHE, name="post artifacts")
 def post_artifacts(spec, report: om.OpsReport, files: ReportFiles) -> None:
-    key = slug(spec.title)[:40].strip("-")
+    key = workspace_key(spec.title)  # the title's slug and hash: titles that slug alike keep their own
     create_markdown_artifact(
         key=f"ops-{key}",
         markdown=ops.render_markdown(report, {}),

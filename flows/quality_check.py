@@ -18,7 +18,7 @@ from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import QualityCheckParams
 from smo_labelstudio.core.spec import Spec, load_spec
-from smo_labelstudio.core.workspace import Workspace, slug
+from smo_labelstudio.core.workspace import Workspace, workspace_key
 from smo_labelstudio.labelstudio.client import connection_settings, http_client
 from smo_labelstudio.quality import dynamic, qualification
 from smo_labelstudio.reports import quality_pass as qp
@@ -72,7 +72,7 @@ def write_scorecards(ws: Workspace, spec: Spec, result: qp.CheckResult, inputs: 
 
 @task(cache_policy=NO_CACHE, name="post artifacts")
 def post_artifacts(outcome: qp.PassOutcome) -> None:
-    key = slug(outcome.spec.title)[:40].strip("-")
+    key = workspace_key(outcome.spec.title)  # slug and hash: titles that slug alike keep their own
     result = outcome.result
     create_markdown_artifact(
         key=f"quality-{key}",

@@ -20,7 +20,7 @@ from smo_cli import smo, stack_env
 
 from smo_labelstudio.core.paths import REPO_ROOT
 from smo_labelstudio.core.spec import EXAMPLE_SPEC, SpecError, load_spec
-from smo_labelstudio.core.workspace import Workspace, write_json, write_parquet
+from smo_labelstudio.core.workspace import Workspace, workspace_key, write_json, write_parquet
 from smo_labelstudio.metrics import operations as om
 from smo_labelstudio.metrics.progress import progress
 from smo_labelstudio.reports import operations as ops
@@ -296,7 +296,7 @@ def test_launch_simulate_pull_report_flow_event_and_the_html_in_chromium(
         if events:
             break
         time.sleep(1)
-    key = f"ops {unique}".replace(" ", "-")[:40].strip("-")
+    key = workspace_key(f"ops {unique}")
     kinds = {a.key: a.type for a in arts}  # Prefect stores a link artifact as markdown
     assert kinds == {
         f"ops-{key}": "markdown",

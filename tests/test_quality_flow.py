@@ -11,7 +11,7 @@ import yaml
 from quality_data import gold_table, labels_table, truth
 
 from smo_labelstudio.core.spec import EXAMPLE_SPEC, load_spec
-from smo_labelstudio.core.workspace import Workspace, slug, write_json, write_parquet
+from smo_labelstudio.core.workspace import Workspace, workspace_key, write_json, write_parquet
 
 ACCURACIES = {f"ann-{i}": 0.92 for i in range(5)} | {"ann-bad": 0.35}
 
@@ -96,7 +96,7 @@ def test_flow_posts_artifacts_and_emits_the_gate_event(prefect_api, tmp_path, mo
             break
         time.sleep(1)
     kinds = {a.key: a.type for a in artifacts}
-    key = slug(spec.title)[:40].strip("-")  # the flows key artifacts by the title's slug
+    key = workspace_key(spec.title)  # the flows key artifacts by the title's slug and hash
     # Prefect stores a link artifact as markdown ("[text](link)")
     assert kinds == {
         f"quality-{key}": "markdown",
