@@ -23,8 +23,8 @@ from smo_labelstudio.core.spec import DynamicOverlap, Spec
 from smo_labelstudio.core.workspace import Workspace, read_table, write_parquet
 from smo_labelstudio.labelstudio.client import http_client
 from smo_labelstudio.labelstudio.overlap import raise_task_overlap, task_overlaps
-from smo_labelstudio.quality.check import MissingInputError, compute_check, load_inputs
-from smo_labelstudio.quality.qualification import workspace_decision
+from smo_labelstudio.quality.check import MissingInputError
+from smo_labelstudio.quality.qualification import counted_check
 
 RAISE_COLUMNS = ["task", "task_id", "answers", "to_overlap", "confidence", "raised_at"]
 
@@ -175,18 +175,7 @@ def overlap_after_pull(ws: Workspace, spec: Spec, url: str, token: str, method: 
     if spec.overlap.dynamic is None:
         return {}
     try:
-        inputs = load_inputs(ws)
-        decision = workspace_decision(ws, spec.qualification, inputs)  # answers that do not count stay out
-        result = compute_check(
-            inputs["labels"],
-            inputs["gold"],
-            spec.quality,
-            adjudicated=inputs["adjudicated"],
-            cancelled=inputs["cancelled"],
-            excluded=decision.excluded if decision else None,
-            method=method,
-            n_boot=10,
-        )
+        result, inputs, _ = counted_check(ws, spec, method=method, n_boot=10)  # answers that do not count stay out
     except MissingInputError:  # nothing pulled or nothing that counts yet: nothing to raise
         return {}
     return raise_weak_tasks(ws, spec.overlap.dynamic, result.consensus, inputs["labels"], url, token)

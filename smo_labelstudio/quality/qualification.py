@@ -36,11 +36,12 @@ import httpx
 import pandas as pd
 
 from smo_labelstudio.core.errors import ConfigError, InputError
-from smo_labelstudio.core.spec import Qualification
+from smo_labelstudio.core.spec import Qualification, Spec
 from smo_labelstudio.core.workspace import GOLD_PREFIX, Workspace, read_json, read_table, write_json
 from smo_labelstudio.labelstudio.client import LabelStudioError, iter_tasks
 from smo_labelstudio.labelstudio.overlap import raise_task_overlap, task_overlaps
 from smo_labelstudio.pull.completions import item_ledger
+from smo_labelstudio.quality.check import CheckResult, compute_check, load_inputs
 
 from . import inputs as qi
 from ._frame import require_frame
@@ -257,6 +258,26 @@ def workspace_decision(ws: Workspace, settings: Qualification | None, inputs: Ma
     if gold.empty:
         decision.notes.append("qualification: no gold answers in the workspace, so no annotator can qualify yet")
     return decision
+
+
+def counted_check(
+    ws: Workspace, spec: Spec, *, method: str = "smoothed-ds", n_boot: int = 1000
+) -> tuple[CheckResult, dict[str, Any], Decision | None]:
+    """The quality check over the workspace's pulled tables with the spec's thresholds, on the answers that count
+    (the qualification decision's exclusions); the inputs and the decision come back for the caller to act on."""
+    inputs = load_inputs(ws)
+    decision = workspace_decision(ws, spec.qualification, inputs)
+    result = compute_check(
+        inputs["labels"],
+        inputs["gold"],
+        spec.quality,
+        adjudicated=inputs["adjudicated"],
+        cancelled=inputs["cancelled"],
+        excluded=decision.excluded if decision else None,
+        method=method,
+        n_boot=n_boot,
+    )
+    return result, inputs, decision
 
 
 def summary(decision: Decision, new_pauses: list[dict[str, Any]] | None = None) -> dict[str, Any]:

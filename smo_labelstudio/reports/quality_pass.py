@@ -14,7 +14,7 @@ from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.labelstudio.client import connect, connection_settings, http_client
 from smo_labelstudio.quality import qualification
 from smo_labelstudio.quality.adjudication import adjudicators_note, queue_for_review, sync_adjudicated
-from smo_labelstudio.quality.check import CheckResult, MissingInputError, compute_check, load_inputs
+from smo_labelstudio.quality.check import CheckResult, MissingInputError, load_inputs
 from smo_labelstudio.quality.dynamic import raise_weak_tasks
 from smo_labelstudio.quality.inputs import gold_policy_keys
 from smo_labelstudio.quality.tables import save_quality_tables
@@ -85,18 +85,7 @@ def read_back(ws: Workspace, spec: Spec, ls: Any) -> int:
 
 def check(ws: Workspace, spec: Spec, *, method: str = "smoothed-ds", n_boot: int = 1000) -> tuple[CheckResult, dict]:
     """Load the workspace tables and run the check with the spec's thresholds."""
-    inputs = load_inputs(ws)
-    decision = qualification.workspace_decision(ws, spec.qualification, inputs)
-    result = compute_check(
-        inputs["labels"],
-        inputs["gold"],
-        spec.quality,
-        adjudicated=inputs["adjudicated"],
-        cancelled=inputs["cancelled"],
-        excluded=decision.excluded if decision else None,
-        method=method,
-        n_boot=n_boot,
-    )
+    result, inputs, decision = qualification.counted_check(ws, spec, method=method, n_boot=n_boot)
     if decision is not None:  # statuses into the workspace; pauses for `pause` to act on
         result.extra["qualification"] = qualification.summary(decision, qualification.record(ws, decision))
     return result, inputs
