@@ -127,5 +127,18 @@ def ls_client(label_studio: LabelStudioServer):
 
 
 @pytest.fixture
+def on_label_studio(label_studio: LabelStudioServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """`smo` settings for the session's Label Studio, a home of the test's own and no ML backend (whatever the
+    developer's shell exports); the home."""
+    home = tmp_path / "home"
+    for var in ("SMO_BACKEND_URL", "SMO_BACKEND_USER", "SMO_BACKEND_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SMO_HOME", str(home))
+    monkeypatch.setenv("SMO_LS_URL", label_studio.url)
+    monkeypatch.setenv("SMO_LS_TOKEN", label_studio.token)
+    return home
+
+
+@pytest.fixture
 def unique() -> str:
     return secrets.token_hex(4)

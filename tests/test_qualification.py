@@ -257,7 +257,9 @@ async def _paused_events(resource: str):
     return page.events
 
 
-def test_simulated_annotators_qualify_and_a_degrading_one_is_paused(label_studio, prefect_api, tmp_path, monkeypatch):
+def test_simulated_annotators_qualify_and_a_degrading_one_is_paused(
+    label_studio, prefect_api, tmp_path, on_label_studio
+):
     """Real Label Studio, four simulated annotators (one at 0.4, one who degrades to 0.1 midway), the quality-check
     flow on the real Prefect API: the 0.4 annotator never counts; the degrading one is paused within the gold
     answers the test needs, their answers since the last passing check stop counting, the withdrawn tasks are served
@@ -270,9 +272,6 @@ def test_simulated_annotators_qualify_and_a_degrading_one_is_paused(label_studio
     from smo_labelstudio.simulation.simulate import SimulationSettings, simulate
 
     started = time.perf_counter()
-    monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SMO_LS_URL", label_studio.url)
-    monkeypatch.setenv("SMO_LS_TOKEN", label_studio.token)
     title = f"Qualification {os.urandom(4).hex()}"
     data = yaml.safe_load(EXAMPLE_SPEC.read_text()) | {"title": title, "qualification": {"gold_tasks": QUAL_GOLD}}
     spec_path = tmp_path / "spec.yaml"
@@ -432,7 +431,7 @@ def test_pull_skips_the_empty_ground_truth_marker_but_keeps_a_real_ground_truth_
 
 
 def test_a_launch_with_a_qualification_section_serves_its_gold_first(
-    label_studio, prefect_api, tmp_path, monkeypatch, unique
+    label_studio, prefect_api, tmp_path, on_label_studio, unique
 ):
     """The create-tasks flow on the real Prefect API: a spec with `qualification` gets its qualification batch (the
     first gold tasks) served first by Label Studio to a new annotator, with no `smo annotators serve-first` step."""
@@ -441,12 +440,7 @@ def test_a_launch_with_a_qualification_section_serves_its_gold_first(
     from smo_labelstudio.core.workspace import Workspace, read_plan
     from smo_labelstudio.labelstudio.users import ensure_annotator
 
-    home = tmp_path / "home"
-    for var in ("SMO_BACKEND_URL", "SMO_BACKEND_USER", "SMO_BACKEND_PASSWORD"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("SMO_HOME", str(home))
-    monkeypatch.setenv("SMO_LS_URL", label_studio.url)
-    monkeypatch.setenv("SMO_LS_TOKEN", label_studio.token)
+    home = on_label_studio
     title = f"Qualified launch {unique}"
     spec_path = tmp_path / "spec.yaml"
     text = Path("specs/example.yaml").read_text().replace("title: Text moderation - example batch", f"title: {title}")

@@ -129,14 +129,11 @@ def _review_tasks(ls, ws: Workspace) -> list:
     return project, list(ls.tasks.list(project=project, fields="all"))
 
 
-def test_adjudication_queue_in_label_studio(label_studio, ls_client, tmp_path, monkeypatch, unique):
+def test_adjudication_queue_in_label_studio(label_studio, ls_client, tmp_path, on_label_studio, unique):
     from smo_labelstudio.labelstudio.client import create_project, import_tasks, list_tasks
     from smo_labelstudio.labelstudio.configs import labeling_interface
     from smo_labelstudio.reports.quality_pass import run_pass
 
-    monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SMO_LS_URL", label_studio.url)
-    monkeypatch.setenv("SMO_LS_TOKEN", label_studio.token)
     _, spec = _spec(tmp_path, f"Quality adjudication {unique}", adjudicators=[label_studio.email])
     ws = Workspace.for_title(spec.title)
     items = truth(120, seed=9)

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
-import psycopg
 import pytest
 from smo_cli import smo, stack_env
-from warehouse_data import synthetic_workspace
+from warehouse_data import owned_database, synthetic_workspace
 
 from smo_labelstudio.core.jsonenc import jsonable
-from smo_labelstudio.core.postgres import PgUrl, create_database, drop_database
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.quality.check import compute_check, load_inputs
@@ -28,7 +26,6 @@ from smo_labelstudio.warehouse import publish as wh
 from smo_labelstudio.warehouse import tables as wt
 
 REPO = Path(__file__).resolve().parents[1]
-PG_SERVER = "postgresql://root@127.0.0.1:5432"
 ARTIFACTS = Path(os.environ.get("SMO_TEST_ARTIFACTS") or REPO / "test-artifacts") / "warehouse"
 
 
@@ -53,17 +50,8 @@ def norm(rows: list) -> list[tuple]:
 def pg_url(unique):
     """A database owned by a role that is not a superuser (`smo sql` refuses to query as one): publishing and
     querying both go through it, as a team's warehouse role would."""
-    name, owner = f"smo_wh_{unique}", f"smo_wh_{unique}_owner"
-    admin = PgUrl.parse(f"{PG_SERVER}/postgres")
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(f'create role "{owner}" login')
-    create_database(admin.with_db(name))
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(f'alter database "{name}" owner to "{owner}"')
-    yield f"postgresql://{owner}@127.0.0.1:5432/{name}"
-    drop_database(admin.with_db(name))
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(f'drop role if exists "{owner}"')
+    with owned_database(f"smo_wh_{unique}") as url:
+        yield url
 
 
 @pytest.fixture

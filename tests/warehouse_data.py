@@ -3,10 +3,14 @@ predictions, nine annotations on two days by three annotators (one skipped), gol
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 
+from smo_labelstudio.core.postgres import PgUrl, create_database, drop_database
 from smo_labelstudio.core.workspace import ANNOTATION_COLUMNS, LABEL_COLUMNS, Workspace, write_json, write_parquet
 
 
@@ -160,3 +164,25 @@ def synthetic_workspace(root: Path) -> Workspace:
         },
     )
     return ws
+
+
+PG_SERVER = "postgresql://root@127.0.0.1:5432"  # this machine's PostgreSQL, trust auth
+
+
+@contextmanager
+def owned_database(name: str) -> Iterator[str]:
+    """A database owned by a login role that is not a superuser (`smo sql` refuses to query as one), as a team's
+    warehouse role would be; yields the owner's URL, and drops both afterwards."""
+    owner = f"{name}_owner"
+    admin = PgUrl.parse(f"{PG_SERVER}/postgres")
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        conn.execute(f'create role "{owner}" login')
+    create_database(admin.with_db(name))
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        conn.execute(f'alter database "{name}" owner to "{owner}"')
+    try:
+        yield f"postgresql://{owner}@127.0.0.1:5432/{name}"
+    finally:
+        drop_database(admin.with_db(name))
+        with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+            conn.execute(f'drop role if exists "{owner}"')

