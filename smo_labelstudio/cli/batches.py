@@ -13,6 +13,7 @@ import yaml
 
 from smo_labelstudio.cli._errors import reported
 from smo_labelstudio.cli._flows import load_flow, prefect_ready
+from smo_labelstudio.cli._progress import Bar
 from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams, PullParams, parse
 from smo_labelstudio.core.spec import Spec, load_spec
 from smo_labelstudio.labelstudio.configs import labeling_interface
@@ -51,8 +52,6 @@ def launch(
     """Create (or top up) the spec's labeling project from a file: validate, de-duplicate, sample,
     mix in gold, pre-annotate, import. Re-running imports only what is missing. The workspace keeps the
     project's id: later launches use that project, never another found by its title."""
-    from tqdm import tqdm  # noqa: PLC0415 - start-up time
-
     load_spec(spec)  # a bad spec fails here, before Prefect starts
     params = parse(
         LaunchParams,
@@ -66,12 +65,8 @@ def launch(
     )
     prefect_ready()
     create_tasks = load_flow("create_tasks")
-    bar = tqdm(total=None, unit="batch", desc="import", disable=as_json, leave=False)
-
-    def hook(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
+    bar = Bar("import", "batches", disable=as_json)
+    hook = bar.update_to
     PROGRESS_HOOKS.append(hook)
     try:
         manifest = create_tasks(params)

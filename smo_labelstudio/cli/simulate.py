@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from smo_labelstudio.cli._errors import fail, reported
+from smo_labelstudio.cli._progress import Bar
 from smo_labelstudio.core.spec import load_spec
 
 
@@ -67,8 +68,6 @@ def simulate(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Simulated annotators answer every task that still needs answers, each as its own Label Studio user."""
-    from tqdm import tqdm  # noqa: PLC0415 - start-up time
-
     from smo_labelstudio.core.workspace import Workspace  # noqa: PLC0415 - start-up time: pandas
     from smo_labelstudio.labelstudio import client  # noqa: PLC0415 - start-up time: the SDK is slow to import
     from smo_labelstudio.simulation.simulate import SimulationSettings  # noqa: PLC0415 - start-up time
@@ -89,7 +88,7 @@ def simulate(
         seed=seed,
         workers=workers,
     )
-    bar = None if as_json else (lambda total: tqdm(total=total, unit="annotation", desc="simulated annotations"))
+    bar = None if as_json else (lambda total: Bar("simulated annotations", "annotations", total))
     url, _ = client.connection_settings()
     if not client.reachable(url):
         fail(f"Label Studio is not answering at {url}; run `smo stack up`")
