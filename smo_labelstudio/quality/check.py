@@ -78,6 +78,8 @@ class CheckResult:
     quality: Quality
     gold_by_policy: pd.DataFrame = field(default_factory=pd.DataFrame)
     calibration: dict[str, Calibration] = field(default_factory=dict)
+    # the consensus model's probabilities per control, tasks x labels (policy labels are set keys)
+    posteriors: dict[str, pd.DataFrame] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -275,13 +277,14 @@ CONSENSUS_COLUMNS = ["task", "control", "label", "confidence", "posterior", "sou
 
 def _consensus(
     frame: pd.DataFrame, gold: pd.DataFrame, control: str, method: str, gold_ids: set, random_state: int
-) -> tuple[pd.DataFrame, Calibration]:
+) -> tuple[pd.DataFrame, Calibration, pd.DataFrame]:
     """One control's consensus; `confidence` is the posterior calibrated on held-out gold where there
     is enough of it (`quality.calibration`), `posterior` the model's own figure."""
     if frame.empty:
-        return pd.DataFrame(columns=CONSENSUS_COLUMNS), Calibration(0, False, "no answers")
+        return pd.DataFrame(columns=CONSENSUS_COLUMNS), Calibration(0, False, "no answers"), pd.DataFrame()
     answers = frame[["task", "annotator", "label"]]
-    out = consensus_frame(fit_consensus(method, answers, gold if len(gold) else None))
+    estimator = fit_consensus(method, answers, gold if len(gold) else None)
+    out = consensus_frame(estimator)
     out["label"] = out["label"].astype(str)
     out.insert(1, "control", control)
     out["source"] = np.where(out["task"].isin(gold_ids), "gold", "consensus")  # every control of a gold task
@@ -291,7 +294,7 @@ def _consensus(
     out["posterior"] = out["confidence"]
     open_rows = out["source"] == "consensus"
     out.loc[open_rows, "confidence"] = calibration.transform(out.loc[open_rows, "posterior"])
-    return out[CONSENSUS_COLUMNS], calibration
+    return out[CONSENSUS_COLUMNS], calibration, estimator.probas_  # probas: the export's posterior_<policy>
 
 
 def adjudicated_labels(adjudicated: pd.DataFrame | None) -> pd.DataFrame:
@@ -358,8 +361,8 @@ def compute_check(
     gold_by_policy = _gold_by_policy(binary, qi.gold_policy_binary(gold, policies), quality)
     policy_agreement = _policy_agreement(sets, binary, n_boot, random_state)
     gold_ids = set(gold["external_id"]) if gold is not None and len(gold) else set()
-    policy, policy_cal = _consensus(keys, gold_keys, qi.POLICY, method, gold_ids, random_state)
-    sev, sev_cal = _consensus(severity, gold_sev, qi.SEVERITY, method, gold_ids, random_state)
+    policy, policy_cal, policy_probas = _consensus(keys, gold_keys, qi.POLICY, method, gold_ids, random_state)
+    sev, sev_cal, sev_probas = _consensus(severity, gold_sev, qi.SEVERITY, method, gold_ids, random_state)
     consensus = pd.concat([policy, sev], ignore_index=True)
     consensus = apply_adjudication(consensus, adjudicated)
     languages = qi.task_languages(labels)
@@ -430,6 +433,7 @@ def compute_check(
         quality=quality,
         gold_by_policy=gold_by_policy,
         calibration={qi.POLICY: policy_cal, qi.SEVERITY: sev_cal},
+        posteriors={qi.POLICY: policy_probas, qi.SEVERITY: sev_probas},
     )
 
 
