@@ -19,7 +19,7 @@ from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.jsonenc import jsonable
 from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.spec import Quality
-from smo_labelstudio.core.workspace import Workspace, read_json, read_table
+from smo_labelstudio.core.workspace import Workspace, read_json, read_plan, read_table
 from smo_labelstudio.quality import (
     agreement_summary,
     flags,
@@ -31,6 +31,7 @@ from smo_labelstudio.quality import (
 from smo_labelstudio.quality import inputs as qi
 from smo_labelstudio.quality.calibration import Calibration, fit_calibration, held_out_gold
 from smo_labelstudio.quality.consensus import consensus_frame, fit_consensus
+from smo_labelstudio.quality.span_consensus import consensus_spans
 
 FIGURES = ["percent_agreement", "fleiss_kappa", "gwet_ac1", "krippendorff_alpha"]
 
@@ -81,6 +82,10 @@ class CheckResult:
     # the consensus model's probabilities per control, tasks x labels (policy labels are set keys)
     posteriors: dict[str, pd.DataFrame] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # harmful spans (quality/span_consensus.py): consensus spans, figures per policy, refused spans
+    span_consensus: pd.DataFrame = field(default_factory=pd.DataFrame)
+    span_policies: pd.DataFrame = field(default_factory=pd.DataFrame)
+    span_refused: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def failed_gates(self) -> list[Gate]:
@@ -110,8 +115,19 @@ class CheckResult:
                     "below_min_confidence": len(self.to_review),
                     "calibration": {k: v.summary() for k, v in self.calibration.items()},
                 },
+                "spans": self.span_figures(),
             }
         )
+
+    def span_figures(self) -> dict[str, Any]:
+        """Span agreement and consensus per policy, and the refused spans by reason (JSON-ready)."""
+        refused = self.span_refused
+        return {
+            "policies": self.span_policies.to_dict(orient="records"),
+            "n_consensus_spans": len(self.span_consensus),
+            "refused": len(refused),
+            "refused_by_reason": refused["reason"].value_counts().sort_index().to_dict() if len(refused) else {},
+        }
 
 
 def load_inputs(ws: Workspace) -> dict[str, Any]:
@@ -142,7 +158,15 @@ def _load_inputs(ws: Workspace) -> dict[str, Any]:
         "adjudicated": adjudicated,
         "cancelled": cancelled,
         "project": read_json(ws.project_file) or {},
+        "texts": item_texts(ws),
     }
+
+
+def item_texts(ws: Workspace) -> dict[str, str]:
+    """external_id -> the text we launched (plans), what span offsets index; never the copy in Label Studio."""
+    plan = read_plan(ws, ["text"])
+    plan = plan[plan["text"].map(lambda v: isinstance(v, str))]
+    return dict(zip(plan["external_id"], plan["text"]))
 
 
 def adjudicated_path(ws: Workspace) -> Path:
@@ -333,11 +357,13 @@ def compute_check(
     method: str = "smoothed-ds",
     n_boot: int = 1000,
     random_state: int = 0,
+    texts: dict[str, str] | None = None,
 ) -> CheckResult:
     """The whole pass on the labels table (LABEL_COLUMNS) and gold answers (external_id, control, label).
 
     `excluded`: annotation ids that do not count (qualification.py: not yet qualified, or paused); the
-    annotators' gold table still reads them, nothing else does (agreement, consensus, counts)."""
+    annotators' gold table still reads them, nothing else does (agreement, consensus, counts). `texts`
+    (external_id -> item text) bounds span offsets and gives each consensus span its text."""
     labels = qi.latest_annotations(labels, cancelled)
     if labels.empty:
         raise MissingInputError("the labels table holds no annotations (all cancelled or empty)")
@@ -365,6 +391,9 @@ def compute_check(
     sev, sev_cal, sev_probas = _consensus(severity, gold_sev, qi.SEVERITY, method, gold_ids, random_state)
     consensus = pd.concat([policy, sev], ignore_index=True)
     consensus = apply_adjudication(consensus, adjudicated)
+    span_consensus, span_policies, span_refused = consensus_spans(
+        labels, texts, keys, consensus[consensus["control"] == qi.POLICY]
+    )
     languages = qi.task_languages(labels)
     open_tasks = consensus[consensus["source"] == "consensus"]
     weakest = open_tasks.groupby("task", sort=True)["confidence"].min()
@@ -433,6 +462,9 @@ def compute_check(
         quality=quality,
         gold_by_policy=gold_by_policy,
         calibration={qi.POLICY: policy_cal, qi.SEVERITY: sev_cal},
+        span_consensus=span_consensus,
+        span_policies=span_policies,
+        span_refused=span_refused,
         posteriors={qi.POLICY: policy_probas, qi.SEVERITY: sev_probas},
     )
 

@@ -276,6 +276,7 @@ def counted_check(
         excluded=decision.excluded if decision else None,
         method=method,
         n_boot=n_boot,
+        texts=inputs.get("texts"),
     )
     return result, inputs, decision
 
