@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pandas as pd
 
@@ -109,6 +109,63 @@ def _values(item: dict) -> list[tuple[str, str, float | None, float | None]]:
     return []
 
 
+def _utf16_to_points(text: str, offset: int) -> int | None:
+    """A UTF-16 code-unit offset (what a browser counts) as a code-point offset into `text`, None mid-pair."""
+    units = 0
+    for i, ch in enumerate(text):
+        if units == offset:
+            return i
+        units += 2 if ord(ch) > 0xFFFF else 1
+        if units > offset:
+            return None
+    return len(text) if units == offset else None
+
+
+def _whole(value: Any) -> int | None:
+    """An offset as an int when it is a whole number (5 or 5.0), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, float) and value.is_integer() else None
+
+
+def check_span(value: dict, text: Any) -> tuple[Any, Any, str | None]:
+    """A text span's (start, end) as code-point offsets into the task's text, and why it is refused (None when
+    it is fine): offsets missing or not whole numbers, negative, start not before end, past the text's end, or
+    its `text` not what the text holds there. Offsets a browser counted in UTF-16 units (text with emoji, Label
+    Studio issue #1347) are converted when that makes the span's text match."""
+    start, end = _whole(value.get("start")), _whole(value.get("end"))
+    if start is None or end is None:
+        return value.get("start"), value.get("end"), "span offsets missing or not whole numbers"
+    if start < 0 or end < 0:
+        return start, end, "negative span offset"
+    if start >= end:
+        return start, end, "span start not before its end"
+    if not isinstance(text, str):
+        return start, end, None  # nothing to check against (not a text task)
+    said = value.get("text")
+    if end <= len(text) and (said is None or text[start:end] == said):
+        return start, end, None
+    if isinstance(said, str) and any(ord(ch) > 0xFFFF for ch in text):
+        s, e = _utf16_to_points(text, start), _utf16_to_points(text, end)
+        if s is not None and e is not None and s < e and text[s:e] == said:
+            return s, e, None
+    if end > len(text):
+        return start, end, f"span end {end} past the end of the task's text ({len(text)} characters)"
+    return start, end, "span text differs from the task's text at its offsets"
+
+
+def _offset(value: Any) -> float | None:
+    """An offset as the quarantine table holds it: a float, or None when it is no number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def _choice_set(result: list[dict]) -> dict[str, frozenset]:
     out: dict[str, set] = {}
     for item in result or []:
@@ -118,9 +175,14 @@ def _choice_set(result: list[dict]) -> dict[str, frozenset]:
 
 
 def tidy(
-    tasks: list[dict], project_id: int, ledger: pd.DataFrame, users: dict[int, str]
+    tasks: list[dict],
+    project_id: int,
+    ledger: pd.DataFrame,
+    users: dict[int, str],
+    refused: list[dict] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The two tables for a list of exported tasks."""
+    """The two tables for a list of exported tasks; text spans that `check_span` refuses are left out of the
+    labels table and, when `refused` is given, appended to it as quarantine rows (QUARANTINE_COLUMNS)."""
     by_item = ledger.set_index("item_id").to_dict("index") if len(ledger) else {}
     ann_rows, label_rows = [], []
     for task in tasks:
@@ -156,22 +218,29 @@ def tidy(
             if ann.get("was_cancelled"):
                 continue
             for item in ann.get("result") or []:
+                reason = None
+                value = item.get("value") if isinstance(item, dict) else None
+                if isinstance(value, dict) and "labels" in value and "choices" not in value:
+                    start, end, reason = check_span(item["value"], data.get("text"))
+                    item = {**item, "value": {**item["value"], "start": start, "end": end}}
                 for control, label, start, end in _values(item):
-                    label_rows.append(
-                        {
-                            "project": project_id,
-                            "task": task["id"],
-                            "external_id": external,
-                            "annotation_id": ann["id"],
-                            "annotator": annotator,
-                            "control": control,
-                            "label": label,
-                            "start": start,
-                            "end": end,
-                            "is_gold": gold,
-                            "language": language,
-                        }
-                    )
+                    row = {
+                        "project": project_id,
+                        "task": task["id"],
+                        "external_id": external,
+                        "annotation_id": ann["id"],
+                        "annotator": annotator,
+                        "control": control,
+                        "label": label,
+                        "start": start,
+                        "end": end,
+                        "is_gold": gold,
+                        "language": language,
+                    }
+                    if reason is None:
+                        label_rows.append(row)
+                    elif refused is not None:
+                        refused.append({**row, "start": _offset(start), "end": _offset(end), "reason": reason})
     annotations = pd.DataFrame(ann_rows, columns=ANNOTATION_COLUMNS)
     for col in ("created_at", "updated_at"):
         annotations[col] = pd.to_datetime(annotations[col], utc=True, format="ISO8601")
@@ -213,7 +282,8 @@ def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
         old_ann = pd.DataFrame(columns=ANNOTATION_COLUMNS)
         old_lab = pd.DataFrame(columns=LABEL_COLUMNS)
         old_q = None
-    new_ann, new_lab = tidy(tasks, pid, ledger, users)
+    bad_spans: list[dict] = []
+    new_ann, new_lab = tidy(tasks, pid, ledger, users, refused=bad_spans)
     touched = {t["id"] for t in tasks}
     kept_ann = old_ann[~old_ann["task"].isin(touched)]
     before = dict(zip(old_ann["annotation_id"], old_ann["updated_at"]))
@@ -233,6 +303,8 @@ def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
         pd.concat([old_lab[~old_lab["task"].isin(touched)], new_lab], ignore_index=True) if len(old_lab) else new_lab
     )
     labels, refused = quarantine_labels(labels, allowed_labels(project))
+    if bad_spans:  # spans whose offsets do not fit the task's text (`check_span`), each with its reason
+        refused = pd.concat([refused, pd.DataFrame(bad_spans, columns=QUARANTINE_COLUMNS)], ignore_index=True)
     if old_q is not None and len(old_q):
         refused = pd.concat([old_q[~old_q["task"].isin(touched)], refused], ignore_index=True)
     if mode == "incremental" and len(annotations) > ls.annotation_count(pid):
