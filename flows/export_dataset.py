@@ -19,8 +19,8 @@ from smo_labelstudio.reports.safe import md_text
 
 
 @task(cache_policy=NO_CACHE, name="build, gate, split and write the dataset")
-def build(ws: Workspace, spec, out: Path, method: str, seed: int) -> Export:
-    return export_workspace(ws, spec, out, method=method, seed=seed)
+def build(ws: Workspace, spec, out: Path, method: str, seed: int, consensus_only: bool = False) -> Export:
+    return export_workspace(ws, spec, out, method=method, seed=seed, consensus_only=consensus_only)
 
 
 @task(cache_policy=NO_CACHE, name="post the datasheet")
@@ -39,7 +39,7 @@ def export_dataset(params: ExportDatasetParams) -> dict:
     """Export one project's evaluated dataset."""
     spec = load_spec(Path(params.spec))
     ws = Workspace.for_title(spec.title)
-    result = build(ws, spec, Path(params.out), params.method, params.seed)
+    result = build(ws, spec, Path(params.out), params.method, params.seed, params.consensus_only)
     post_datasheet(result, spec.title)
     summary = result.summary()
     print(f"{summary['tasks']} tasks: {summary['splits']} -> {summary['out']}")

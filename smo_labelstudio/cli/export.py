@@ -23,14 +23,21 @@ def export(
         "plain Dawid-Skene (ds), both anchored on gold, or majority vote (mv).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for the splits and bootstrap intervals."),
+    consensus_only: bool = typer.Option(
+        False,
+        "--consensus-only",
+        help="Only the consensus per task: no per-annotator answers, soft labels or posteriors per policy.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Consensus labels, gates, seeded splits: JSONL, Parquet, CSV, Label Studio JSON and a datasheet."""
+    """Consensus labels, every counted answer and soft labels, gates, seeded splits: JSONL, Parquet, CSV, Label
+    Studio JSON and a datasheet."""
     from smo_labelstudio.core.workspace import Workspace  # noqa: PLC0415 - start-up time: pandas
     from smo_labelstudio.export.dataset import export_workspace  # noqa: PLC0415 - start-up time: scikit-learn
 
     loaded = load_spec(spec)
-    result = export_workspace(Workspace.for_title(loaded.title), loaded, out, method=method, seed=seed)
+    ws = Workspace.for_title(loaded.title)
+    result = export_workspace(ws, loaded, out, method=method, seed=seed, consensus_only=consensus_only)
     s = result.summary()
     if as_json:
         typer.echo(json.dumps(s, allow_nan=False))

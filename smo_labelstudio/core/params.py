@@ -86,6 +86,11 @@ class ExportDatasetParams(BaseModel):
     out: str = Field(description="Folder to write the dataset files and datasheet into")
     method: Method = Field("smoothed-ds", description=METHOD_HELP)
     seed: int = Field(0, description="Seed for the splits and bootstrap intervals")
+    consensus_only: bool = Field(
+        False,
+        description="Only the consensus per task (the shape before issue 18): no per-annotator answers, soft "
+        "labels or posteriors per policy",
+    )
 
 
 P = TypeVar("P", bound=BaseModel)

@@ -48,6 +48,7 @@ from smo_labelstudio.core.jsonenc import jsonable
 from smo_labelstudio.core.keys import secret_key
 from smo_labelstudio.core.lock import workspace_lock
 from smo_labelstudio.core.runlogs import record_export
+from smo_labelstudio.core.taxonomy import Taxonomy, load_taxonomy
 from smo_labelstudio.core.workspace import GOLD_PREFIX, Workspace, read_json, read_plan, read_table
 from smo_labelstudio.export.neardup import group_keys
 from smo_labelstudio.quality import inputs as qi
@@ -60,6 +61,7 @@ from smo_labelstudio.reports.safe import md_text
 SPLITS = ("train", "validation", "test")
 FOLDS = 10  # StratifiedGroupKFold folds: 1 test, 1 validation, 8 train
 FILES = ("dataset.jsonl", "dataset.parquet", "dataset.csv", "labelstudio.json")
+ANSWER_FIELDS = ("annotator", "policies", "severity")  # one entry of a task's `answers` (disagreement shape)
 COLUMNS = [
     "external_id",
     "item_id",
@@ -247,6 +249,116 @@ def _int(v: Any) -> int | None:
         return None
 
 
+# --- disagreement: every counted answer, soft labels, the model's posterior per policy ----------
+
+
+def counted_labels(labels: pd.DataFrame, cancelled: list | None = None, excluded: list | None = None) -> pd.DataFrame:
+    """The label rows consensus reads: each annotator's latest annotation per task, cancelled ones out, then
+    the annotations that do not count (`excluded`: not yet qualified, paused) out, as `compute_check` does."""
+    latest = qi.latest_annotations(labels, cancelled)
+    return latest[~latest["annotation_id"].isin(list(excluded or []))]
+
+
+def answer_table(counted: pd.DataFrame, key: bytes) -> pd.DataFrame:
+    """task, annotator (pseudonym), policies (sorted list), severity (int or None): one row per counted
+    answer (`counted_labels`'s rows), sorted by task and pseudonym. E-mails never leave this function."""
+    sets = qi.policy_sets(counted)
+    given = qi.severity_answers(counted).set_index(["task", "annotator"])["label"]
+    severity = given.reindex(pd.MultiIndex.from_frame(sets[["task", "annotator"]])).to_numpy()
+    frame = pd.DataFrame(
+        {
+            "task": sets["task"].astype(str).to_numpy(),
+            "annotator": [pseudonym(key, a) for a in sets["annotator"]],
+            "policies": [sorted(s) for s in sets["label"]],
+            "severity": pd.Series([None if pd.isna(v) else int(v) for v in severity], dtype=object),
+        },
+        columns=["task", *ANSWER_FIELDS],
+    )
+    return frame.sort_values(["task", "annotator"], kind="stable", ignore_index=True)
+
+
+def soft_labels(answers: pd.DataFrame, policies: list[str], levels: list[int]) -> pd.DataFrame:
+    """Per task (index): `soft_<policy>`, the share of its counted annotators who chose the policy (a task
+    may have several, so they need not sum to 1), and `soft_severity_<level>`, the share who rated that
+    severity (the rest rated none: no violation)."""
+    n = answers.groupby("task", sort=True).size()
+    chosen = answers[["task", "policies"]].explode("policies").dropna()
+    per_policy = chosen.groupby(["task", "policies"]).size()
+    per_level = answers.dropna(subset=["severity"]).groupby(["task", "severity"]).size()
+    out: dict[str, pd.Series] = {}
+    for p in policies:
+        hits = per_policy.xs(p, level="policies") if p in per_policy.index.get_level_values(1) else None
+        out[f"soft_{p}"] = (hits.reindex(n.index, fill_value=0) if hits is not None else 0 * n) / n
+    for level in levels:
+        hits = per_level.xs(level, level="severity") if level in per_level.index.get_level_values(1) else None
+        out[f"soft_severity_{level}"] = (hits.reindex(n.index, fill_value=0) if hits is not None else 0 * n) / n
+    return pd.DataFrame(out, index=n.index).astype(float)
+
+
+def policy_posteriors(probas: pd.DataFrame | None, policies: list[str]) -> pd.DataFrame:
+    """Per task (index): `posterior_<policy>`, the consensus model's probability that the policy is in the
+    task's policy set: the posteriors of every set key holding it, summed (`probas`: tasks x set keys)."""
+    if probas is None or probas.empty:
+        return pd.DataFrame(columns=[f"posterior_{p}" for p in policies], dtype=float)
+    members = [set(_split_key(str(k))) for k in probas.columns]
+    values = probas.to_numpy(dtype=float)
+    out = {f"posterior_{p}": np.clip(values[:, [p in m for m in members]].sum(axis=1), 0.0, 1.0) for p in policies}
+    return pd.DataFrame(out, index=probas.index.astype(str))
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-ready value inside an answer entry: lists as lists, NaN/NA as None, numpy scalars as Python's."""
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def disagreement_sheet(taxonomy: Taxonomy) -> dict:
+    """What the datasheet records of the disagreement shape: the policies and severity levels that have
+    columns (the taxonomy's, so every export of a project has the same columns) and what each means."""
+    policies, levels = list(taxonomy.ids), sorted(s.level for s in taxonomy.severity)
+    return {
+        "included": True,
+        "policies": policies,
+        "severity_levels": levels,
+        "columns": disagreement_columns(policies, levels),
+        "answers": "one entry per counted answer: annotator (pseudonym), policies (sorted ids), severity (or null)",
+        "soft": "share of the task's counted annotators who chose the policy / rated the severity level",
+        "posterior": "the consensus model's probability that the policy is in the task's policy set",
+    }
+
+
+def disagreement_columns(policies: list[str], levels: list[int]) -> list[str]:
+    """The columns the disagreement adds, in order; an ExportError if a policy id makes two alike."""
+    cols = ["answers", *(f"soft_{p}" for p in policies), *(f"soft_severity_{v}" for v in levels)]
+    cols += [f"posterior_{p}" for p in policies]
+    if len(set(cols)) < len(cols) or set(cols) & set(COLUMNS):
+        raise ExportError("the taxonomy's policy ids and severity levels give two export columns the same name")
+    return cols
+
+
+def add_disagreement(
+    rows: pd.DataFrame, answers: pd.DataFrame, probas: pd.DataFrame | None, policies: list[str], levels: list[int]
+) -> pd.DataFrame:
+    """`rows` (one per task) with `answers` (a list of {annotator, policies, severity}, one per counted
+    answer), the soft labels and the model's posterior per policy (None where a task has no answer)."""
+    columns = disagreement_columns(policies, levels)
+    tasks = rows["external_id"].astype(str)
+    entries = {  # every column but the task: a column added to the answer table reaches each entry
+        task: [{k: _plain(v) for k, v in e.items()} for e in part.drop(columns="task").to_dict(orient="records")]
+        for task, part in answers.groupby("task", sort=False)
+    }
+    extra = pd.concat([soft_labels(answers, policies, levels), policy_posteriors(probas, policies)], axis=1)
+    extra = extra.reindex(tasks.to_numpy())
+    out = rows.copy()
+    out["answers"] = [entries.get(t, []) for t in tasks]
+    for col in columns[1:]:
+        out[col] = extra[col].to_numpy(dtype=float) if col in extra.columns else np.nan
+    return out
+
+
 # --- gates and splits ---------------------------------------------------------------------------
 
 
@@ -291,7 +403,7 @@ def assign_splits(rows: pd.DataFrame, min_confidence: float, seed: int = 0) -> p
         names = np.where(fold_of == 0, "test", np.where(fold_of == 1, "validation", "train"))
         out.loc[pool.index, "split"] = names
     # a near-duplicate of an excluded or gold row stays where it is: only the split rows can leak
-    return out[COLUMNS]
+    return out[COLUMNS + [c for c in out.columns if c not in COLUMNS]]  # COLUMNS first, then any added ones
 
 
 def _strata(pool: pd.DataFrame, folds: int) -> np.ndarray:
@@ -447,6 +559,10 @@ def write_dataset(rows: pd.DataFrame, out: Path, sheet: dict, to_name: str = "te
     flat = rows.copy()
     for col in ("policy", "annotators", "model_policy"):
         flat[col] = flat[col].map(lambda v: "|".join(v))
+    if "answers" in flat.columns:  # a list of objects: one compact JSON array per cell
+        flat["answers"] = flat["answers"].map(
+            lambda v: json.dumps(jsonable(list(v)), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        )
     flat["severity"] = flat["severity"].astype("Int64")
     flat["model_severity"] = flat["model_severity"].astype("Int64")
     safe_frame(flat).to_csv(out / "dataset.csv", index=False, lineterminator="\n", float_format="%.6g")
@@ -564,9 +680,55 @@ def render_datasheet(sheet: dict) -> str:
             f"{_fmt(r['ci_low'])} to {_fmt(r['ci_high'])} |"
             for m, r in sheet["consensus_accuracy"].items()
         ]
+    lines += _disagreement_lines(sheet.get("disagreement") or {})
     lines += ["", "## Files", "", "| file | sha256 | bytes |", "|---|---|---|"]
     lines += [f"| {t(k)} | `{t(v['sha256'])}` | {t(v['bytes'])} |" for k, v in sorted(sheet["files"].items())]
     return "\n".join(lines) + "\n"
+
+
+def _disagreement_lines(d: dict) -> list[str]:
+    """The datasheet's section on the disagreement columns and how to train on them (none when not exported)."""
+    if not d.get("included"):
+        return []
+    t = md_text
+    policies = ", ".join(t(p) for p in d["policies"])
+    levels = ", ".join(t(v) for v in d["severity_levels"])
+    return [
+        "",
+        "## Disagreement: every counted answer, soft labels, posteriors",
+        "",
+        "Beside the consensus (`policy`, `severity`, `confidence`) every task carries the answers it came from. "
+        "Only answers that count are here: the latest per annotator and task, not cancelled, not given while "
+        "the annotator was qualifying or paused.",
+        "",
+        "- `answers`: one entry per counted answer, `annotator` (the pseudonym of `annotators`: the same person "
+        "has the same pseudonym in every export of this project, and no e-mail or account id can be read "
+        "from it), `policies` (sorted ids) and `severity` (null when none was rated). In `dataset.csv` the "
+        "list is one JSON array per cell.",
+        f"- `soft_<policy>` for {policies}: the share of the task's counted annotators who chose the policy. "
+        "A task may violate several policies, so these need not sum to 1.",
+        f"- `soft_severity_<level>` for levels {levels}: the share who rated that severity; the rest rated "
+        "none (no violation). Divide by their sum for the severity distribution among those who rated one.",
+        "- `posterior_<policy>`: the consensus model's probability that the policy is in the task's policy set "
+        "(the posterior of every policy set holding it, summed), before calibration: annotators weighted by "
+        "their estimated reliability, where `soft_` weighs everyone alike. On gold tasks Dawid-Skene is "
+        "pinned to the gold answer; with majority vote it is the share of votes.",
+        "",
+        "How to train on them:",
+        "",
+        "- **Soft-label cross-entropy**: one sigmoid output per policy trained with binary cross-entropy against "
+        "`soft_<policy>` (a policy chosen by 2 of 3 annotators is a 0.67 target, not a 1), and severity with "
+        "categorical cross-entropy against the renormalised `soft_severity_<level>`; `posterior_<policy>` is "
+        "the alternative target when disagreement is mostly noise rather than opinion.",
+        "- **Perspectivist models**: expand `answers` to one example per annotator and task, then train one "
+        "model per pseudonym, or one model with the pseudonym as an input or a head per annotator; predict "
+        "each annotator and aggregate, or report the spread.",
+        "- **Evaluation as in LeWiDi** (SemEval-2023 Task 11, LeWiDi 2025): cross-entropy (or Manhattan "
+        "distance) between predicted and `soft_` distributions beside the F1 against `policy`; per-annotator "
+        "accuracy for perspectivist models.",
+        "- Keep the splits: all of a task's answers belong to its task's split; gold (split `gold`) is never "
+        "training data.",
+    ]
 
 
 def _fmt(v: Any) -> str:
@@ -667,15 +829,25 @@ def _to_name(config: str) -> str:
 
 
 def export_workspace(
-    ws: Workspace, spec, out: Path, method: str = "smoothed-ds", seed: int = 0, n_boot: int = 500, compare: bool = True
+    ws: Workspace,
+    spec,
+    out: Path,
+    method: str = "smoothed-ds",
+    seed: int = 0,
+    n_boot: int = 500,
+    compare: bool = True,
+    consensus_only: bool = False,
 ) -> Export:
     """Read the workspace's pulled tables, build, gate, split and write the dataset to `out`, holding the workspace
-    lock (a pull or a launch never changes the tables under it)."""
+    lock (a pull or a launch never changes the tables under it). `consensus_only`: without the per-annotator
+    answers, soft labels and posteriors (the consensus-only shape)."""
     with workspace_lock(ws, "export"):
-        return _export_workspace(ws, spec, out, method, seed, n_boot, compare)
+        return _export_workspace(ws, spec, out, method, seed, n_boot, compare, consensus_only)
 
 
-def _export_workspace(ws: Workspace, spec, out: Path, method: str, seed: int, n_boot: int, compare: bool) -> Export:
+def _export_workspace(
+    ws: Workspace, spec, out: Path, method: str, seed: int, n_boot: int, compare: bool, consensus_only: bool = False
+) -> Export:
     if method not in METHODS:
         raise ExportError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     try:
@@ -701,6 +873,11 @@ def _export_workspace(ws: Workspace, spec, out: Path, method: str, seed: int, n_
         cancelled=list(inputs["cancelled"] or []) + excluded,  # answers that do not count are not listed either
         to_review=set(result.to_review["task"]),
     )
+    disagreement = None if consensus_only else disagreement_sheet(load_taxonomy())
+    if disagreement is not None:
+        answers = answer_table(counted_labels(inputs["labels"], inputs["cancelled"], excluded), key)
+        probas = result.posteriors.get(qi.POLICY)
+        rows = add_disagreement(rows, answers, probas, disagreement["policies"], disagreement["severity_levels"])
     rows = assign_splits(rows, spec.quality.min_confidence, seed)
     state = read_json(ws.pull_state) or {}
     sheet: dict[str, Any] = {
@@ -726,7 +903,8 @@ def _export_workspace(ws: Workspace, spec, out: Path, method: str, seed: int, n_
         "label_distribution": label_distribution(rows),
         "agreement": agreement_summary(rows, result.policy_agreement),
         "gold": gold_summary(rows, result.annotators, key),
-        "columns": COLUMNS,
+        "columns": list(rows.columns),
+        "disagreement": disagreement or {"included": False},
     }
     truth_file = ws.simulated_truth
     if compare and truth_file.exists():
