@@ -208,3 +208,15 @@ def test_the_quality_pass_carries_span_agreement_and_consensus():
     figures = result.summary()["spans"]
     assert figures["n_consensus_spans"] == 1 and figures["refused"] == 0
     assert {p["policy"] for p in figures["policies"]} == {"hate", "all"}
+
+
+def test_the_quality_report_shows_span_agreement_consensus_and_refusals():
+    from smo_labelstudio.reports.quality import render_markdown
+
+    labels = _labels({"a": [(15, 21, "hate"), (-1, 4, "hate")], "b": [(15, 21, "hate")], "c": []})
+    labels["project"], labels["task"], labels["is_gold"] = 1, 7, False
+    result = compute_check(labels, None, Quality(), n_boot=10, texts={"t1": TEXT})
+    text = render_markdown(result, "spans", {})
+    section = text.split("## Harmful spans", 1)[1]
+    assert "| hate | 1 | 2 | 0.500 | 0.500 | 1 | 0.667 |"  # pairs a-b 1, a-c and b-c 0, pooled in section
+    assert "1 span(s) left out of the vote: negative span offset (1).\n\n## " in section
