@@ -1,4 +1,5 @@
-"""`smo backend`: the pre-annotation ML backend: train a model version, list versions, connect a project."""
+"""`smo backend`: the pre-annotation ML backend: train a model version, list versions, switch the served model
+(the built-in one, a team's joblib pipeline or HTTP endpoint), connect a project."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from smo_labelstudio.cli._errors import fail, reported
 from smo_labelstudio.cli.stack import settings
 from smo_labelstudio.stack import control as stack
 
-app = typer.Typer(no_args_is_help=True, help="The pre-annotation ML backend: train, list versions, connect.")
+app = typer.Typer(
+    no_args_is_help=True, help="The pre-annotation ML backend: train, list versions, switch the model, connect."
+)
 
 
 def _model_store():
@@ -93,6 +96,47 @@ def backend_versions(as_json: bool = typer.Option(False, "--json", help="Print o
             f"{mark} {m['version']}  macro F1 {m['macro_f1']:.3f}  n={m['n_train']}+{m['n_test']}  "
             f"promoted={m['promoted']}  source: {m['source']}"
         )
+
+
+@app.command("use")
+@reported
+def backend_use(
+    model: str = typer.Option(
+        ...,
+        "--model",
+        metavar="PATH|URL",
+        help="`builtin` (the promoted built-in version), a scikit-learn pipeline saved with joblib in the trusted "
+        "models folder (SMO_MODEL_FILES), or the http(s) URL of the team's model endpoint (token: SMO_MODEL_TOKEN).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the model card as one JSON object."),
+) -> None:
+    """Switch the model the backend serves: it is scored on the fixed validation set first (a model that fails,
+    answers nonsense or is slower than SMO_MODEL_TIMEOUT is not switched to), its model card is kept in the model
+    store, and every backend worker serves it from its next request on."""
+    from smo_labelstudio.core.settings import get_settings, secret  # noqa: PLC0415 - start-up time
+    from smo_labelstudio.core.taxonomy import load_taxonomy  # noqa: PLC0415 - start-up time
+    from smo_labelstudio.model.serving import use_model  # noqa: PLC0415 - start-up time: scikit-learn
+    from smo_labelstudio.stack.services import MLBackend  # noqa: PLC0415 - start-up time
+
+    env = get_settings()
+    card = use_model(
+        _model_store(),
+        model,
+        load_taxonomy().ids,
+        files_dir=MLBackend(settings()).model_files,
+        timeout=env.model_timeout,
+        token=secret(env.model_token),
+    )
+    if as_json:
+        typer.echo(json.dumps(card))
+        return
+    m, c = card["metrics"], card["calibration"]
+    f1 = f"{m['macro_f1']:.3f}" if m["macro_f1"] is not None else "n/a"
+    ece = f"{c['ece']:.3f}" if c["ece"] is not None else "n/a"
+    typer.echo(
+        f"serving {card['version']} ({card['kind']}): macro F1 {f1}, ECE {ece} on the "
+        f"{card['validation']['n']} rows of the fixed validation set; {card['changes']['summary']}"
+    )
 
 
 @app.command("connect")

@@ -152,6 +152,22 @@ class Settings(BaseSettings):
     training_queue: str = Field(
         "smo-training", description="RQ queue name of training jobs (one per stack sharing a Redis)."
     )
+    model_files: Path | None = Field(
+        None,
+        description="The trusted models folder: the only place `smo backend use --model PATH` and the backend load "
+        "a joblib file from (it runs code when loaded); it and the file must be yours and writable by no one else "
+        "(default `files/` in the model store).",
+    )
+    model_token: SecretStr | None = Field(
+        None,
+        description="Bearer token sent to the team's HTTP model endpoint (`smo backend use --model URL` keeps it in "
+        "the model store, mode 0600).",
+    )
+    model_timeout: Seconds = Field(
+        10.0,
+        description="Seconds the backend gives the served model for one batch before Label Studio gets no "
+        "prediction and the reason is logged (kept by `smo backend use`; well under Label Studio's ML timeout).",
+    )
 
     # -- running flows
     task_runner: Annotated[Literal["thread", "dask"] | None, BeforeValidator(_runner)] = Field(

@@ -1,15 +1,18 @@
 """Model versions on disk: every version kept with its metrics; `current` names the promoted one.
 
-Layout: `<dir>/versions/<version>/{model.joblib,metrics.json,training_data.jsonl}`, `<dir>/current` (a
-version name, replaced atomically), `<dir>/validation.jsonl` (the fixed validation set promotions are
-judged on) and `<dir>/projects.json` (the Label Studio projects an operator connected: the only ones a
-webhook may retrain from). Readers re-load only when `current` changes, so a promotion reaches every
-worker process without a restart.
+Layout: `<dir>/versions/<version>/{model.joblib,metrics.json,training_data.jsonl,card.json}`, `<dir>/current`
+(a version name, replaced atomically), `<dir>/validation.jsonl` (the fixed validation set promotions are
+judged on), `<dir>/projects.json` (the Label Studio projects an operator connected: the only ones a
+webhook may retrain from), `<dir>/serving.json` (which model the backend serves: the built-in one, a
+joblib file or an HTTP endpoint; `smo backend use`), `<dir>/cards/<version>.json` (the model card of a
+model that is not a built-in version) and `<dir>/model_token` (0600: the HTTP endpoint's credential).
+Readers re-load only when `current` changes, so a promotion reaches every worker process without a restart.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +46,62 @@ class ModelStore:
     @property
     def projects_path(self) -> Path:
         return self.root / "projects.json"
+
+    @property
+    def serving_path(self) -> Path:
+        return self.root / "serving.json"
+
+    @property
+    def token_path(self) -> Path:
+        return self.root / "model_token"
+
+    def serving(self) -> dict:
+        """Which model the backend serves (`kind` builtin, sklearn or http, and how to reach it); builtin by default."""
+        try:
+            record = json.loads(self.serving_path.read_text())
+        except FileNotFoundError:
+            return {"kind": "builtin"}
+        return record if isinstance(record, dict) and record.get("kind") else {"kind": "builtin"}
+
+    def set_serving(self, record: dict, token: str | None = None) -> None:
+        """Switch the served model (picked up by every worker on its next request); the endpoint's token, if any,
+        goes to its own 0600 file, never into the record."""
+        if token:
+            atomic_write(self.token_path, lambda tmp: Path(tmp).write_text(token), mode=0o600)
+        else:
+            self.token_path.unlink(missing_ok=True)
+        atomic_write(self.serving_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2, sort_keys=True)))
+
+    def model_token(self) -> str | None:
+        try:
+            return self.token_path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def serving_version(self) -> str | None:
+        """The version the backend serves now: the promoted built-in one, or the external model's."""
+        record = self.serving()
+        return self.current_version() if record["kind"] == "builtin" else record.get("version")
+
+    def card_path(self, version: str) -> Path:
+        """Where a version's model card lives: beside a built-in version, else under cards/."""
+        if (self.versions_dir / version).is_dir() and not version.startswith("."):
+            return self.versions_dir / version / "card.json"
+        slug = re.sub(r"[^A-Za-z0-9._-]", "_", version).lstrip(".")[:120] or "_"
+        return self.root / "cards" / f"{slug}.json"
+
+    def save_card(self, version: str, card: dict) -> Path:
+        path = self.card_path(version)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2, sort_keys=True)))
+        return path
+
+    def card(self, version: str) -> dict | None:
+        """A version's model card, or None when it has none (versions from before model cards)."""
+        try:
+            card = json.loads(self.card_path(version).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return card if isinstance(card, dict) and card.get("version") == version else None
 
     def connected_projects(self) -> set[int]:
         """Label Studio project ids an operator connected (`smo backend connect`)."""

@@ -149,8 +149,8 @@ def to_prediction(
     version: str,
     proba_row: np.ndarray,
     chosen: list[str],
-    severity: int,
-    severity_p: float,
+    severity: int | None,
+    severity_p: float | None,
     to_name: str = "text",
 ) -> dict:
     """One Label Studio prediction: chosen policies (with every policy's score), severity, task score.
@@ -174,14 +174,14 @@ def to_prediction(
             "label_scores": scores,
         }
     ]
-    if chosen != [NO_VIOLATION]:
+    if chosen != [NO_VIOLATION] and severity is not None:  # a model without a severity head predicts none
         result.append(
             {
                 "from_name": "severity",
                 "to_name": to_name,
                 "type": "choices",
                 "value": {"choices": [str(int(severity))]},
-                "score": round(float(severity_p), 4),
+                "score": round(float(severity_p if severity_p is not None else 1.0), 4),
             }
         )
     return {"model_version": version, "score": task_score, "result": result}

@@ -17,6 +17,7 @@ import pandas as pd
 
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.files import atomic_write
+from smo_labelstudio.model.card import model_card, training_summary
 from smo_labelstudio.model.modelstore import ModelStore, ModelStoreError
 from smo_labelstudio.model.textmodel import NO_VIOLATION, PolicyModel
 
@@ -229,7 +230,8 @@ def train_version(
     held_texts, held_labels = fixed["text"].tolist(), fixed["labels"].tolist()
     metrics = model.score(held_texts, held_labels)
     current = store.current_version()
-    baseline = store.load(current).score(held_texts, held_labels)["macro_f1"] if current else None
+    current_model = store.load(current) if current else None
+    baseline = current_model.score(held_texts, held_labels)["macro_f1"] if current_model is not None else None
     promoted = baseline is None or metrics["macro_f1"] >= baseline
     version = store.new_version_name()
     metrics.update(
@@ -249,9 +251,48 @@ def train_version(
     )
     folder = store.save(version, model, metrics)
     train[COLUMNS + ["origin"]].to_json(folder / "training_data.jsonl", orient="records", lines=True, force_ascii=False)
+    store.save_card(
+        version, _card(store, version, model, fixed, training_summary(train, source), current, current_model)
+    )
     if promoted:
         store.promote(version)
     return metrics
+
+
+def _card(
+    store: ModelStore,
+    version: str,
+    model: PolicyModel,
+    fixed: pd.DataFrame,
+    training: dict,
+    previous_version: str | None,
+    previous_model: PolicyModel | None,
+) -> dict:
+    """A built-in version's model card; the previous version's card (made now on the same rows when it has none)
+    says what changed."""
+    sha = hashlib.sha256(store.validation_path.read_bytes()).hexdigest()
+
+    def card(v: str, m: PolicyModel, train: dict, previous: dict | None) -> dict:
+        proba = m.predict_proba(fixed["text"].tolist())
+        return model_card(
+            version=v,
+            kind="builtin",
+            source=str(train.get("source")),
+            labels=m.labels,
+            validation=fixed,
+            proba=proba,
+            predicted=m.predict_labels(proba),
+            training=train,
+            previous=previous,
+            validation_sha256=sha,
+        )
+
+    previous = store.card(previous_version) if previous_version else None
+    if previous is None and previous_version and previous_model is not None:
+        old = store.metrics(previous_version)
+        previous = card(previous_version, previous_model, {"n": old.get("n_train"), "source": old.get("source")}, None)
+        store.save_card(previous_version, previous)  # a version from before model cards gets one now
+    return card(version, model, training, previous)
 
 
 def ensure_starter_model(store: ModelStore, labels: list[str]) -> str:

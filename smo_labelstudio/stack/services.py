@@ -427,9 +427,15 @@ class MLBackend(_Service):
                 # Only with a worker to serve the queue (started when Redis answers); else in-process.
                 "SMO_REDIS_URL": self.s.redis_url if redis_answers(self.s.redis_url) else "",
                 "SMO_TRAINING_QUEUE": self.training_queue,
+                "SMO_MODEL_FILES": str(self.model_files),
             }
         )
         return env
+
+    @property
+    def model_files(self) -> Path:
+        """The trusted folder joblib model files are loaded from (SMO_MODEL_FILES, else `files/` in the store)."""
+        return get_settings().model_files or self.model_dir / "files"
 
     @property
     def training_queue(self) -> str:
@@ -445,6 +451,7 @@ class MLBackend(_Service):
         from smo_labelstudio.model.training import ensure_starter_model  # noqa: PLC0415 - start-up time (above)
 
         store = ModelStore(self.model_dir)
+        self.model_files.mkdir(parents=True, exist_ok=True, mode=0o700)  # where team joblib files go (trusted)
         if not store.current_version():
             say(f"{self.name}: training a starting model from generated data")
             ensure_starter_model(store, load_taxonomy().ids)

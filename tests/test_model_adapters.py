@@ -1,0 +1,235 @@
+"""The model adapters, serving switch and model cards without servers (an HTTP endpoint is a local
+http.server thread): scores, the JSON contract, deadlines, switching, cards and what changed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MultiLabelBinarizer
+
+from smo_labelstudio.core.taxonomy import load_taxonomy
+from smo_labelstudio.model import card as cards
+from smo_labelstudio.model.adapters import (
+    HttpAdapter,
+    ModelUnavailable,
+    Scores,
+    SklearnAdapter,
+    can_fit,
+    check_url,
+    display_url,
+    predict_within,
+)
+from smo_labelstudio.model.modelstore import ModelStore
+from smo_labelstudio.model.serving import Server, predictions, use_model
+from smo_labelstudio.model.training import ensure_starter_model, starter_data
+
+LABELS = load_taxonomy().ids
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> ModelStore:
+    s = ModelStore(tmp_path_factory.mktemp("store") / "models")
+    ensure_starter_model(s, LABELS)
+    (s.root / "files").mkdir(mode=0o700)
+    return s
+
+
+def _answer(texts: list[str], policies: list[str]) -> dict:
+    rows = []
+    for t in texts:
+        scores = {p: 0.01 for p in policies}
+        scores["spam_scams" if "prize" in t else "no_violation"] = 0.9
+        rows.append({"policy_scores": scores, "severity_scores": {"1": 0.7, "3": 0.3}})
+    return {"model_version": "ep-1", "predictions": rows}
+
+
+class _Endpoint:
+    def __init__(self, respond):
+        self.headers: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.headers.append(dict(self.headers))
+                status, payload = respond(body)
+                raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                if status in (301, 302):
+                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1/score"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_http_adapter_follows_the_json_contract_and_sends_the_token():
+    with _Endpoint(lambda b: (200, _answer(b["texts"], b["policies"]))) as ep:
+        adapter = HttpAdapter(ep.url, LABELS, timeout=5, token="tok-123")
+        scores = adapter.predict_scores(["win a prize", "hello"])
+        assert scores.version == "ep-1" and scores.policy.shape == (2, len(LABELS))
+        assert list(scores.severity) == [1, 1] and ep.headers[0]["Authorization"] == "Bearer tok-123"
+        preds = predictions(adapter, scores)
+        assert preds[0]["model_version"] == "ep-1" and preds[0]["result"][0]["value"]["choices"] == ["spam_scams"]
+        assert preds[1]["result"][0]["value"]["choices"] == ["no_violation"] and len(preds[1]["result"]) == 1
+        assert "tok-123" not in repr(adapter)
+
+
+@pytest.mark.parametrize(
+    "status, payload, words",
+    [
+        (500, {"error": "boom"}, "answered HTTP 500"),
+        (302, b"", "answered HTTP 302"),  # a redirect is not followed (it could carry the token elsewhere)
+        (200, b"<html>", "not JSON"),
+        (200, {"predictions": []}, "no list of 2 predictions"),
+        (200, {"predictions": [{"policy_scores": {"hate": 1.5}}, {"policy_scores": {}}]}, "not a number in [0, 1]"),
+        (200, {"predictions": [{"policy_scores": {"hate": True}}, {"policy_scores": {}}]}, "not a number in [0, 1]"),
+        (200, {"predictions": [{"nope": 1}, {"policy_scores": {}}]}, "no policy_scores"),
+    ],
+)
+def test_a_bad_answer_is_a_reason_not_a_prediction(status, payload, words):
+    with _Endpoint(lambda b: (status, payload)) as ep:
+        with pytest.raises(ModelUnavailable, match=words.replace("[", r"\[").replace("]", r"\]")):
+            HttpAdapter(ep.url, LABELS, timeout=5).predict_scores(["a", "b"])
+
+
+def test_a_url_carries_no_credentials_and_is_shown_without_query():
+    with pytest.raises(Exception, match="SMO_MODEL_TOKEN"):
+        check_url("https://user:pw@models.example/score")
+    assert display_url("https://models.example:8443/score?key=secret#x") == "https://models.example:8443/score"
+    with pytest.raises(Exception, match="not an http"):
+        check_url("file:///etc/passwd")
+
+
+def test_a_hanging_model_gives_up_at_the_deadline():
+    class Hanging:
+        kind, version, labels = "fake", "hang-1", LABELS
+        release = threading.Event()
+
+        def predict_scores(self, texts):
+            self.release.wait(30)
+            return Scores(np.zeros((len(texts), len(LABELS))))
+
+    model = Hanging()
+    try:
+        with pytest.raises(ModelUnavailable, match="did not answer within 0.3 s"):
+            predict_within(model, ["x"], 0.3)
+    finally:
+        model.release.set()
+
+
+def test_a_multilabel_joblib_bundle_with_severity_serves_its_version(store):
+    rows = starter_data(n_per_label=8, seed=2)
+    binarizer = MultiLabelBinarizer(classes=LABELS)
+    y = binarizer.fit_transform(rows["labels"])
+    policy = make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4)), OneVsRestClassifier(LogisticRegression())
+    )
+    policy.fit(rows["text"], y)
+    graded = rows[rows["severity"].notna()]
+    severity = make_pipeline(TfidfVectorizer(analyzer="char_wb"), LogisticRegression(max_iter=300)).fit(
+        graded["text"], graded["severity"].astype(int)
+    )
+    path = store.root / "files" / "multi.joblib"
+    joblib.dump({"policy": policy, "labels": LABELS, "severity": severity, "version": "multi-3"}, path)
+    adapter = SklearnAdapter.load(path, store.root / "files")
+    assert not can_fit(adapter) and adapter.labels == LABELS
+    scores = predict_within(adapter, ["click here to claim your free prize now"], 10)
+    assert scores.severity is not None and set(scores.severity) <= {1, 2, 3, 4}
+    assert LABELS[int(scores.policy[0].argmax())] == "spam_scams"
+    preds = predictions(adapter, scores)
+    assert preds[0]["model_version"] == "multi-3" and set(preds[0]["result"][0]["label_scores"]) == set(LABELS)
+
+
+def test_switching_scores_the_model_keeps_its_card_and_workers_follow(store):
+    server = Server(store)
+    builtin = server.adapter()
+    assert builtin.kind == "builtin" and can_fit(builtin)
+    with _Endpoint(lambda b: (200, _answer(b["texts"], b["policies"]))) as ep:
+        card = use_model(store, ep.url, LABELS, timeout=5, token="tok-9")
+        assert store.serving()["kind"] == "http" and store.serving_version() == "ep-1"
+        assert (store.token_path.stat().st_mode & 0o777) == 0o600 and "tok-9" not in store.serving_path.read_text()
+        assert card["changes"]["previous_version"] == builtin.version and card["changes"]["kind"] == "builtin -> http"
+        assert {r["language"] for r in card["by_language"]} >= {"en", "ar"}
+        served = server.adapter()  # the next request of a running worker: no restart
+        assert served.kind == "http" and served.token == "tok-9"
+    card = use_model(store, "builtin", LABELS)
+    assert server.adapter().kind == "builtin" and card["version"] == builtin.version and not store.token_path.exists()
+
+
+def test_a_model_that_hangs_or_fails_is_not_switched_to(store):
+    store.set_serving({"kind": "builtin"})
+    release = threading.Event()
+
+    def slow(body):
+        release.wait(10)
+        return 200, _answer(body["texts"], body["policies"])
+
+    with _Endpoint(slow) as ep:
+        try:
+            with pytest.raises(ModelUnavailable, match="not switched: .*did not answer within 0.5 s"):
+                use_model(store, ep.url, LABELS, timeout=0.5)
+        finally:
+            release.set()
+    assert store.serving() == {"kind": "builtin"}
+
+
+def test_a_broken_recorded_model_is_a_503_reason(store):
+    store.set_serving({"kind": "sklearn", "path": str(store.root / "files" / "gone.joblib"), "sha256": "x"})
+    try:
+        with pytest.raises(ModelUnavailable, match="no such model file"):
+            Server(store).adapter()
+    finally:
+        store.set_serving({"kind": "builtin"})
+
+
+def test_every_built_in_version_gets_a_card_saying_what_changed(store):
+    from smo_labelstudio.model.training import train_version
+
+    first = store.current_version()
+    metrics = train_version(store, starter_data(n_per_label=12, seed=7), LABELS, source="more data")
+    card = store.card(metrics["version"])
+    assert card["changes"]["previous_version"] == first and card["changes"]["same_validation_rows"]
+    assert card["training"]["n"] == metrics["n_train"] and card["changes"]["n_train"] < 0  # fewer rows than before
+    assert set(card) >= {"by_policy", "by_language", "calibration", "training", "validation", "metrics"}
+    assert card["training"]["sources"] == {"base": metrics["n_train"]} and card["training"]["source"] == "more data"
+
+
+def test_calibration_error_of_perfect_and_overconfident_scores():
+    truth = np.array([[1, 0], [0, 1], [1, 0], [0, 1]])
+    assert cards.calibration(truth.astype(float), truth)["ece"] == 0.0
+    bad = cards.calibration(np.full((4, 2), 0.95), truth)
+    assert bad["ece"] == pytest.approx(0.45) and bad["bins"][-1]["observed"] == 0.5
+
+
+def test_a_model_that_answers_in_time_gives_its_scores():
+    class Quick:
+        kind, version, labels = "fake", "q", LABELS
+
+        def predict_scores(self, texts):
+            return Scores(np.zeros((len(texts), len(LABELS))), version="q-2")
+
+    assert predict_within(Quick(), ["a"], 5).version == "q-2"
