@@ -63,6 +63,19 @@ def overview_page(tax: Taxonomy) -> str:
     lines += [f"| [{p.title}]({p.id}.md) | {p.definition} |" for p in tax.policies]
     lines += ["", "## Severity rubric", "", "| level | meaning |", "|---|---|"]
     lines += [f"| {s.level} - {s.name} | {s.rubric} |" for s in tax.severity]
+    if tax.changelog:  # what changed last, so annotators re-read those pages
+        last = tax.changelog[-1]
+        titles = {p.id: p.title for p in tax.policies}
+        said = [last.note] if last.note else []
+        if last.changed:
+            links = ", ".join(f"[{titles[p]}]({p}.md)" for p in last.changed)
+            said.append(f"Definition or scope changed: {links}.")
+        for policy, origins in sorted(last.may_add.items()):
+            marked = ", ".join(titles[o] for o in origins)
+            said.append(f"Items you would have marked {marked} may now also be {titles[policy]}.")
+        lines += ["", f"## What changed in version {last.version}"]
+        for paragraph in said:
+            lines += ["", paragraph]
     lines += [
         "",
         "## When to escalate",
