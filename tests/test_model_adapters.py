@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -233,3 +234,53 @@ def test_a_model_that_answers_in_time_gives_its_scores():
             return Scores(np.zeros((len(texts), len(LABELS))), version="q-2")
 
     assert predict_within(Quick(), ["a"], 5).version == "q-2"
+
+
+def test_the_operations_report_shows_the_model_card_of_the_versions_it_evaluates(tmp_path, monkeypatch):
+    from test_ops_report import NOW, _spec, _workspace
+
+    from smo_labelstudio.core.spec import load_spec
+    from smo_labelstudio.metrics import operations as om
+    from smo_labelstudio.reports import operations as ops
+
+    spec = load_spec(_spec(tmp_path, "ops cards", overlap={"annotators": 3, "share": 0}))
+    made = _workspace(tmp_path, spec.title, n_planned=30, n_answered=24)
+    store = ModelStore(tmp_path / "models")
+    monkeypatch.setenv("SMO_MODEL_DIR", str(store.root))
+    validation = pd.DataFrame(
+        {"text": ["a", "b", "c", "d"], "labels": [["hate"], ["no_violation"]] * 2, "language": ["en", "en", "fr", None]}
+    )
+    proba = np.array([[0.9, 0.1], [0.2, 0.7], [0.4, 0.6], [0.1, 0.8]])
+    previous = cards.model_card(
+        version="m0",
+        kind="builtin",
+        source="starter",
+        labels=["hate", "no_violation"],
+        validation=validation,
+        proba=proba,
+        predicted=[["hate"], ["no_violation"], ["no_violation"], ["no_violation"]],
+        training={"n": 50, "sources": {"base": 50}},
+        validation_sha256="v1",
+    )
+    card = cards.model_card(
+        version="m1",
+        kind="sklearn",
+        source="/models/files/team.joblib",
+        labels=["hate", "no_violation"],
+        validation=validation,
+        proba=proba,
+        predicted=[["hate"], ["no_violation"], ["hate"], ["no_violation"]],
+        training={"n": 80, "sources": {"team corpus": 80}},
+        previous=previous,
+        validation_sha256="v1",
+        notes='<script>alert(1)</script> =HYPERLINK("x")',
+    )
+    store.save_card("m1", card)
+    assert card["changes"]["n_train"] == 30 and card["changes"]["sources_added"] == ["team corpus"]
+    report = om.compute_ops(spec, om.load_ops_inputs(made["ws"]), now=NOW, n_boot=20)
+    text = ops.render_markdown(report, {})
+    assert "## Model cards" in text and "\n### m1\n" in text and "What changed" in text
+    files = ops.write_ops_report(report, tmp_path / "out", cap=200)
+    html = files.html.read_text()
+    assert "Model cards" in html and "team corpus (80)" in html and "+30 training rows" in html
+    assert "model kind builtin -&gt; sklearn" in html and "<script>alert" not in html

@@ -11,12 +11,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.jsonenc import jsonable
+from smo_labelstudio.core.paths import state_home
+from smo_labelstudio.core.settings import get_settings
 from smo_labelstudio.core.spec import Spec
 from smo_labelstudio.core.workspace import Workspace
 from smo_labelstudio.metrics import model_eval as me
 from smo_labelstudio.metrics.operations import OpsReport, compute_ops, load_ops_inputs
+from smo_labelstudio.model.modelstore import ModelStore
 from smo_labelstudio.reports import plots as pl
 from smo_labelstudio.reports.shell import ReportFiles, render_html, render_markdown_template, write_report_files
 
@@ -57,8 +62,50 @@ def build_plots(report: OpsReport, cap: int) -> dict[str, bytes]:
     return plots
 
 
-def render_markdown(report: OpsReport, plots: dict[str, bytes], *, project_url: str | None = None) -> str:
-    """The report in Markdown; images refer to the PNG files written beside it."""
+def model_cards(report: OpsReport, model_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The model cards (kept in the model store, SMO_MODEL_DIR or the stack's) of the versions whose predictions the
+    report evaluates and of the model served now, each with tables ready for the template."""
+    store = ModelStore(model_dir or get_settings().model_dir or state_home() / "models")
+    wanted = list(report.model.model_versions) if report.model is not None else []
+    serving = store.serving_version()
+    wanted += [serving] if serving and serving not in wanted else []
+    views = []
+    for version in wanted:
+        card = store.card(version)
+        if card is None:
+            continue
+        training = card.get("training") or {}
+        views.append(
+            {
+                "card": card,
+                "serving": version == serving,
+                "sources": ", ".join(f"{k} ({v})" for k, v in (training.get("sources") or {}).items())
+                or "not reported",
+                "languages": ", ".join(f"{k} ({v})" for k, v in (training.get("languages") or {}).items()),
+                "by_policy": pd.DataFrame(card.get("by_policy") or [], columns=CARD_POLICY_COLUMNS),
+                "by_language": pd.DataFrame(card.get("by_language") or [], columns=CARD_LANGUAGE_COLUMNS),
+                "reliability": pd.DataFrame(
+                    (card.get("calibration") or {}).get("bins") or [], columns=CARD_RELIABILITY_COLUMNS
+                ),
+            }
+        )
+    return views
+
+
+CARD_POLICY_COLUMNS = ["policy", "support", "predicted", "precision", "recall", "f1"]
+CARD_LANGUAGE_COLUMNS = ["language", "n", "exact", "macro_f1", "micro_f1"]
+CARD_RELIABILITY_COLUMNS = ["low", "high", "n", "mean_predicted", "observed"]
+
+
+def render_markdown(
+    report: OpsReport,
+    plots: dict[str, bytes],
+    *,
+    project_url: str | None = None,
+    cards: list[dict[str, Any]] | None = None,
+) -> str:
+    """The report in Markdown; images refer to the PNG files written beside it. `cards`: the model cards to show
+    (default: read from the model store, `model_cards`)."""
     s = report.summary()
     m = report.model
     text = render_markdown_template(
@@ -78,6 +125,7 @@ def render_markdown(report: OpsReport, plots: dict[str, bytes], *, project_url: 
         ms=m.summary() if m is not None else None,
         acceptance=me.acceptance_summary(m.outcomes, "language") if m is not None else None,
         acceptance_columns={"language": "language", "n": "answers", **{o: o for o in me.OUTCOMES}},
+        cards=model_cards(report) if cards is None else cards,
     )
     return text.rstrip("\n") + "\n"
 
