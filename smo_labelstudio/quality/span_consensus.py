@@ -46,6 +46,7 @@ from .spans import span_f1
 __all__ = [
     "MAX_SPANS",
     "SPAN_CONTROL",
+    "SPAN_METHOD",
     "SpanVote",
     "consensus_spans",
     "reliability",
@@ -60,6 +61,11 @@ MAX_SPANS = 200  # spans one annotator may mark on one task; more is a flood, re
 MAX_OFFSET = 2**31  # no text is longer; without the item's text this bounds the offsets
 SPAN_COLUMNS = ["task", "policy", "start", "end", "text", "confidence", "n_annotators", "n_marked"]
 REFUSED_COLUMNS = ["task", "annotator", "policy", "start", "end", "reason"]
+SPAN_METHOD = (
+    "character-level vote per policy: a character is in a consensus span when a weighted majority (> 0.5) of "
+    "the task's counted annotators marked it with that policy, each annotator weighted by the smoothed share of "
+    "their answers agreeing with the policy consensus; confidence = the mean weighted share over the span"
+)
 
 
 def _whole(value: Any) -> int | None:

@@ -131,12 +131,27 @@ def _choices(control: str, to_name: str, values: list[str], rng: random.Random) 
     }
 
 
-def _span(text: str, label: str, to_name: str, rng: random.Random) -> dict:
-    """A run of one to four whole words, with Label Studio's character offsets into the text."""
+def harmful_words(text: str, label: str) -> tuple[int, int]:
+    """The item's harmful words for a policy, as the simulation's truth: a run of one to three whole words
+    drawn from the text and the policy alone, so every annotator of the item sees the same ones."""
     words = [(m.start(), m.end()) for m in _WORDS.finditer(text)] or [(0, len(text))]
+    rng = random.Random(f"{text}|{label}")
     first = rng.randrange(len(words))
-    last = min(len(words) - 1, first + rng.randrange(4))
-    start, end = words[first][0], words[last][1]
+    return words[first][0], words[min(len(words) - 1, first + rng.randrange(3))][1]
+
+
+def _span(text: str, label: str, to_name: str, rng: random.Random) -> dict:
+    """Whole words with Label Studio's character offsets into the text: half the time exactly the item's
+    harmful words (`harmful_words`), a quarter of the time those and the next word, else one word anywhere
+    (the same two draws as before, so the rest of an annotator's answers stay as they were)."""
+    words = [(m.start(), m.end()) for m in _WORDS.finditer(text)] or [(0, len(text))]
+    anywhere, how = rng.randrange(len(words)), rng.randrange(4)
+    start, end = harmful_words(text, label)
+    if how == 2:
+        after = [w for w in words if w[0] >= end]
+        end = after[0][1] if after else end
+    elif how == 3:
+        start, end = words[anywhere]
     return {
         "id": _region_id(rng),
         "from_name": "spans",
