@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -76,6 +77,11 @@ class Quality(_Strict):
     min_alpha: float = Field(0.6, ge=-1, le=1)
     min_severity_alpha: float | None = Field(None, ge=-1, le=1)  # ordinal alpha on severity; None: not gated
     min_confidence: float = Field(0.7, ge=0, le=1)
+    model_voter: bool = Field(
+        False,
+        description="count the pre-annotation model as one more voter in consensus (its reliability learned like an "
+        "annotator's, anchored and checked on gold); never an annotator in agreement, overlap or scorecards",
+    )
 
 
 class Qualification(_Strict):
@@ -105,6 +111,20 @@ class Qualification(_Strict):
         return self
 
 
+QUEUE_ORDERS = ("source", "uncertainty", "severity", "random")
+
+
+class Queue(_Strict):
+    """The order each batch's tasks are imported in, which is the order Label Studio Community serves them in
+    (see ingest/queue.py); languages are interleaved in every order but `source`."""
+
+    order: Literal["source", "uncertainty", "severity", "random"] = Field(
+        "source",
+        description="source: the plan's order (as before); uncertainty: lowest model margin first; severity: most "
+        "severe predicted first; random: seeded by the launch's seed",
+    )
+
+
 class Wellness(_Strict):
     """Exposure limits for the operations report: items at or above `high_severity` (consensus severity)
     an annotator may see per day before the report raises an alert."""
@@ -123,6 +143,7 @@ class Spec(_Strict):
     quality: Quality = Quality()
     deadline: str | None = None
     wellness: Wellness = Wellness()
+    queue: Queue = Field(Queue(), description="the order Label Studio serves each batch's tasks in")
     qualification: Qualification | None = Field(
         None, description="onboarding on gold and pausing annotators below the bar; off when absent (all count)"
     )
