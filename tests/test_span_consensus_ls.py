@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import httpx
 import pandas as pd
@@ -38,6 +39,7 @@ TRUTH = ["hate", "spam_scams", "hate", "spam_scams", "harassment", "harassment"]
 def spans_project(label_studio, tmp_path_factory):
     """Six tasks wanting 3 answers, answered by 3 simulated annotators who always mark a span on a violation."""
     tmp = tmp_path_factory.mktemp("spans")
+    t0 = time.perf_counter()
     ls = connect(label_studio.url, label_studio.token)
     project_id = create_project(
         ls, f"spans {os.urandom(4).hex()}", labeling_interface("text_moderation")["label_config"]
@@ -61,7 +63,9 @@ def spans_project(label_studio, tmp_path_factory):
         truth, index=False
     )
     settings = SimulationSettings(annotators=3, accuracy=0.9, seed=5, truth_file=truth, span_rate=1.0)
+    t1 = time.perf_counter()
     summary = simulate(project_id, settings, ws, label_studio.url, label_studio.token)
+    t2 = time.perf_counter()
     assert summary["annotations_written"] == 18, summary
     pulled = pull(ws, label_studio.url, label_studio.token)
     exported = httpx.get(
@@ -71,6 +75,8 @@ def spans_project(label_studio, tmp_path_factory):
         timeout=60,
     )
     exported.raise_for_status()
+    t3 = time.perf_counter()
+    print(f"spans project: set up {t1 - t0:.1f} s, simulate {t2 - t1:.1f} s, pull and export {t3 - t2:.1f} s")
     return {"ws": ws, "pulled": pulled, "export": exported.json(), "items": items}
 
 
