@@ -16,6 +16,7 @@ from smo_labelstudio.cli import (
     doctor,
     export,
     quality,
+    relabel,
     report,
     scorecards,
     simulate,
@@ -39,6 +40,7 @@ app.command("serve")(batches.serve)
 app.command("report")(report.report)
 app.command("scorecards")(scorecards.scorecards)
 app.command("export")(export.export)
+app.command("relabel")(relabel.relabel)
 app.command("sql")(warehouse.sql)
 app.add_typer(warehouse.warehouse_app, name="warehouse")
 app.command("demo")(demo.demo)
