@@ -57,6 +57,7 @@ from smo_labelstudio.quality.calibration import describe
 from smo_labelstudio.quality.check import MissingInputError, compute_check, load_inputs
 from smo_labelstudio.quality.consensus import METHODS
 from smo_labelstudio.quality.guideline_versions import workspace_answer_versions, workspace_superseded
+from smo_labelstudio.quality.span_consensus import SPAN_METHOD, task_spans
 from smo_labelstudio.reports.safe import md_text
 
 SPLITS = ("train", "validation", "test")
@@ -76,6 +77,7 @@ COLUMNS = [
     "severity",
     "confidence",
     "consensus_source",
+    "consensus_spans",
     "agreement",
     "n_annotators",
     "annotators",
@@ -138,12 +140,14 @@ def build_rows(
     key: bytes,
     cancelled: list | None = None,
     to_review: set | None = None,
+    spans: dict | None = None,
 ) -> pd.DataFrame:
     """One row per annotated task (COLUMNS minus split/gate), sorted by external id.
 
     items: plan rows (item_id, external_id gold-prefixed, text, image, language, source, is_gold);
     consensus: a CheckResult's consensus (task, control, label, confidence, source); predictions:
-    item_id, model_version, score, policy (`|`-joined), severity; versions: item_id and version columns.
+    item_id, model_version, score, policy (`|`-joined), severity; versions: item_id and version columns;
+    spans: task -> its consensus spans [{policy, start, end, text, confidence}] (`span_consensus.task_spans`).
     """
     latest = qi.latest_annotations(labels, cancelled)
     sets = qi.policy_sets(latest)
@@ -199,6 +203,7 @@ def build_rows(
                 "severity": severity,
                 "confidence": float(min(confs)) if confs else None,
                 "consensus_source": source,
+                "consensus_spans": list((spans or {}).get(task, [])),
                 "agreement": None if pd.isna(agreement.get(task, np.nan)) else float(agreement[task]),
                 "n_annotators": int(len(task_keys)),
                 "annotators": list(who.get(task, [])),
@@ -544,6 +549,16 @@ def labelstudio_tasks(rows: pd.DataFrame, to_name: str = "text") -> list[dict]:
                     "value": {"choices": [str(r["severity"])]},
                 }
             )
+        result += [  # the consensus spans, where the config has the spans control (text projects)
+            {
+                "from_name": "spans",
+                "to_name": to_name,
+                "type": "labels",
+                "value": {"start": s["start"], "end": s["end"], "text": s["text"], "labels": [s["policy"]]},
+            }
+            for s in (r.get("consensus_spans") or [])
+            if to_name == "text"
+        ]
         out.append(
             {"data": data, "predictions": [{"model_version": "consensus", "score": r["confidence"], "result": result}]}
         )
@@ -579,6 +594,14 @@ def write_dataset(rows: pd.DataFrame, out: Path, sheet: dict, to_name: str = "te
         flat["answers"] = flat["answers"].map(
             lambda v: json.dumps(jsonable(list(v)), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         )
+    flat["consensus_spans"] = flat["consensus_spans"].map(  # a list of objects: one compact JSON array per cell
+        lambda v: json.dumps(
+            jsonable(list(v) if isinstance(v, (list, tuple, np.ndarray)) else []),
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+    )
     flat["severity"] = flat["severity"].astype("Int64")
     flat["model_severity"] = flat["model_severity"].astype("Int64")
     safe_frame(flat).to_csv(out / "dataset.csv", index=False, lineterminator="\n", float_format="%.6g")
@@ -697,6 +720,7 @@ def render_datasheet(sheet: dict) -> str:
             for m, r in sheet["consensus_accuracy"].items()
         ]
     lines += _disagreement_lines(sheet.get("disagreement") or {})
+    lines += _span_lines(sheet.get("spans") or {})
     lines += ["", "## Files", "", "| file | sha256 | bytes |", "|---|---|---|"]
     lines += [f"| {t(k)} | `{t(v['sha256'])}` | {t(v['bytes'])} |" for k, v in sorted(sheet["files"].items())]
     return "\n".join(lines) + "\n"
@@ -746,6 +770,34 @@ def _disagreement_lines(d: dict) -> list[str]:
         "- Keep the splits: all of a task's answers belong to its task's split; gold (split `gold`) is never "
         "training data.",
     ]
+
+
+def _span_lines(sp: dict) -> list[str]:
+    """The datasheet's section on harmful spans: the `consensus_spans` column, its method, agreement per policy."""
+    if not sp:
+        return []
+    t = md_text
+    lines = [
+        "",
+        "## Harmful spans",
+        "",
+        "`consensus_spans`: per task, a list of {policy, start, end, text, confidence}, sorted by offsets (in "
+        "`dataset.csv` one JSON array per cell; in `labelstudio.json` predictions of the `spans` control). "
+        f"Method: {t(sp.get('method', SPAN_METHOD))}. Offsets are character offsets into `text`, end exclusive, "
+        "in reading-memory order (right-to-left text too).",
+        "",
+        "| policy | tasks | annotators' spans | span F1 exact | span F1 overlap | consensus spans | mean confidence |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t(p['policy'])} | {t(p['tasks'])} | {t(p['spans'])} | {_fmt(p.get('f1_exact'))} | "
+        f"{_fmt(p.get('f1_overlap'))} | {t(p['consensus_spans'])} | {_fmt(p.get('mean_confidence'))} |"
+        for p in sp.get("policies", [])
+    ]
+    if sp.get("refused"):
+        reasons = "; ".join(f"{t(k)} ({t(v)})" for k, v in sorted(sp.get("refused_by_reason", {}).items()))
+        lines += ["", f"{t(sp['refused'])} span(s) left out of the vote: {reasons}."]
+    return lines
 
 
 def _fmt(v: Any) -> str:
@@ -877,7 +929,9 @@ def _export_workspace(
     kwargs = dict(
         adjudicated=inputs["adjudicated"], cancelled=inputs["cancelled"], excluded=excluded, random_state=seed
     )
-    result = compute_check(inputs["labels"], inputs["gold"], spec.quality, method=method, n_boot=n_boot, **kwargs)
+    result = compute_check(
+        inputs["labels"], inputs["gold"], spec.quality, method=method, n_boot=n_boot, texts=inputs["texts"], **kwargs
+    )
     key = workspace_key(ws)
     rows = build_rows(
         items,
@@ -889,6 +943,7 @@ def _export_workspace(
         key=key,
         cancelled=list(inputs["cancelled"] or []) + excluded,  # answers that do not count are not listed either
         to_review=set(result.to_review["task"]),
+        spans=task_spans(result.span_consensus),
     )
     disagreement = None if consensus_only else disagreement_sheet(load_taxonomy())
     if disagreement is not None:
@@ -921,6 +976,7 @@ def _export_workspace(
         "label_distribution": label_distribution(rows),
         "agreement": agreement_summary(rows, result.policy_agreement),
         "gold": gold_summary(rows, result.annotators, key),
+        "spans": {"method": SPAN_METHOD, **result.span_figures()},
         "columns": list(rows.columns),
         "disagreement": disagreement or {"included": False},
     }

@@ -45,6 +45,7 @@ from smo_labelstudio.core.workspace import (
     write_parquet,
 )
 from smo_labelstudio.ingest.items import QUARANTINE_COLUMNS, Prepared, prepare, stratified_sample
+from smo_labelstudio.ingest.queue import order_batch
 from smo_labelstudio.ingest.sources import file_digest, read_rows
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.labelstudio.configs import labeling_interface
@@ -70,6 +71,8 @@ class Plan:
     label_config: str
     overlap: tuple[int, int] = (1, 100)  # the spec's (`maximum_annotations`, cohort %), applied after the last batch
     gold_corrections: dict = field(default_factory=dict)  # `_merge_gold_answers`' report, kept in plan.json
+    queue_order: str = "source"  # the spec's `queue.order`: each batch's import order (ingest/queue.py)
+    seed: int = 0  # the launch's seed (the random queue order shuffles each batch with it)
 
     @property
     def folder(self) -> Path:
@@ -352,7 +355,7 @@ def _plan_launch(
     inputs = json.dumps(
         {
             "project_id": project_id,
-            "spec": spec.model_dump(exclude={"adjudicators"}),  # who adjudicates is no part of what a launch imports
+            "spec": _plan_spec(spec),
             "data": _file_digest(data),
             "gold": _file_digest(gold),
             "sample": sample,
@@ -386,6 +389,8 @@ def _plan_launch(
             label_config,
             overlap_settings(spec),
             saved.get("gold_corrections", {}),
+            spec.queue.order,
+            seed,
         )
 
     known = _known_items(ws, project_id)
@@ -451,7 +456,29 @@ def _plan_launch(
     )
     write_parquet(folder / "plan.parquet", batch)  # last: its presence means the plan is complete
     _append_quarantine(ws, quarantine, plan_id)
-    return Plan(ws, plan_id, project_id, batch, counts, versions, label_config, overlap_settings(spec), corrections)
+    return Plan(
+        ws,
+        plan_id,
+        project_id,
+        batch,
+        counts,
+        versions,
+        label_config,
+        overlap_settings(spec),
+        corrections,
+        spec.queue.order,
+        seed,
+    )
+
+
+def _plan_spec(spec: Spec) -> dict:
+    """The spec as part of a plan's key: who adjudicates and whether the model votes in consensus are no part of
+    what a launch imports; the default queue order is left out, so plans saved before it existed keep their ids."""
+    dump = spec.model_dump(exclude={"adjudicators"})
+    dump["quality"].pop("model_voter", None)
+    if spec.queue.order == "source":
+        dump.pop("queue", None)
+    return dump
 
 
 def _merge_gold_answers(ws: Workspace, answers: pd.DataFrame) -> dict:
@@ -612,7 +639,8 @@ _builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smo-batch-ahead
 
 
 def batch_tasks(plan: Plan, batch: int, backend: Backend) -> BatchTasks:
-    """A batch's rows and the tasks to send, with the backend's pre-annotations when it gives them (else why not)."""
+    """A batch's rows and the tasks to send, with the backend's pre-annotations when it gives them (else why not),
+    in the spec's queue order (ingest/queue.py): the order Label Studio serves them in."""
     rows = plan.items[plan.items["batch"] == batch]
     texts = rows["text"].fillna("").tolist()
     predictions, why = (
@@ -631,6 +659,16 @@ def batch_tasks(plan: Plan, batch: int, backend: Backend) -> BatchTasks:
         if predictions is not None:
             task["predictions"] = [predictions[i]]
         tasks.append(task)
+    order = order_batch(
+        plan.queue_order,
+        predictions,
+        rows["language"].tolist(),
+        gold=rows["is_gold"].tolist(),
+        seed=plan.seed * 1_000_003 + batch,
+    )
+    if order != list(range(len(order))):  # the import order is the order Label Studio serves them in
+        rows, tasks = rows.iloc[order], [tasks[i] for i in order]
+        predictions = [predictions[i] for i in order] if predictions is not None else None
     return rows, tasks, predictions, why
 
 
