@@ -31,7 +31,7 @@ from smo_labelstudio.quality import (
 from smo_labelstudio.quality import inputs as qi
 from smo_labelstudio.quality.calibration import Calibration, fit_calibration, held_out_gold
 from smo_labelstudio.quality.consensus import consensus_frame, fit_consensus
-from smo_labelstudio.quality.guideline_versions import pending_gold_review
+from smo_labelstudio.quality.model_voter import compare_on_gold, with_model
 from smo_labelstudio.quality.span_consensus import consensus_spans
 
 FIGURES = ["percent_agreement", "fleiss_kappa", "gwet_ac1", "krippendorff_alpha"]
@@ -147,9 +147,6 @@ def _load_inputs(ws: Workspace) -> dict[str, Any]:
             f"the labels table {ws.labels} is empty: nothing annotated yet (run `smo pull` again later)"
         )
     gold = read_table(ws.gold_answers) if ws.gold_answers.exists() else None
-    held = pending_gold_review(ws)  # listed by `smo relabel` after a policy change: not scored until reviewed
-    if gold is not None and held:
-        gold = gold[~gold["external_id"].isin(held)]
     adjudicated = read_table(adjudicated_path(ws)) if adjudicated_path(ws).exists() else None
     cancelled = None
     if ws.annotations.exists():
@@ -304,13 +301,20 @@ CONSENSUS_COLUMNS = ["task", "control", "label", "confidence", "posterior", "sou
 
 
 def _consensus(
-    frame: pd.DataFrame, gold: pd.DataFrame, control: str, method: str, gold_ids: set, random_state: int
+    frame: pd.DataFrame,
+    gold: pd.DataFrame,
+    control: str,
+    method: str,
+    gold_ids: set,
+    random_state: int,
+    model: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, Calibration, pd.DataFrame]:
     """One control's consensus; `confidence` is the posterior calibrated on held-out gold where there
-    is enough of it (`quality.calibration`), `posterior` the model's own figure."""
+    is enough of it (`quality.calibration`), `posterior` the model's own figure. `model` (task, label): the
+    pre-annotator's answers, one more voter (model_voter.py)."""
     if frame.empty:
         return pd.DataFrame(columns=CONSENSUS_COLUMNS), Calibration(0, False, "no answers"), pd.DataFrame()
-    answers = frame[["task", "annotator", "label"]]
+    answers, _ = with_model(frame[["task", "annotator", "label"]], model)
     estimator = fit_consensus(method, answers, gold if len(gold) else None)
     out = consensus_frame(estimator)
     out["label"] = out["label"].astype(str)
@@ -362,11 +366,15 @@ def compute_check(
     n_boot: int = 1000,
     random_state: int = 0,
     texts: dict[str, str] | None = None,
+    model: pd.DataFrame | None = None,
 ) -> CheckResult:
     """The whole pass on the labels table (LABEL_COLUMNS) and gold answers (external_id, control, label).
 
     `excluded`: annotation ids that do not count (qualification.py: not yet qualified, or paused); the
-    annotators' gold table still reads them, nothing else does (agreement, consensus, counts). `texts`
+    annotators' gold table still reads them, nothing else does (agreement, consensus, counts). `model`
+    (external_id, control, label: `model_voter.load_model_answers`): the pre-annotator votes in consensus as one
+    more voter, and `extra["model_voter"]` compares consensus with and without it on held-out gold; it is no
+    annotator anywhere else (agreement, gold gates, counts). `texts`
     (external_id -> item text) bounds span offsets and gives each consensus span its text."""
     labels = qi.latest_annotations(labels, cancelled)
     if labels.empty:
@@ -391,8 +399,13 @@ def compute_check(
     gold_by_policy = _gold_by_policy(binary, qi.gold_policy_binary(gold, policies), quality)
     policy_agreement = _policy_agreement(sets, binary, n_boot, random_state)
     gold_ids = set(gold["external_id"]) if gold is not None and len(gold) else set()
-    policy, policy_cal, policy_probas = _consensus(keys, gold_keys, qi.POLICY, method, gold_ids, random_state)
-    sev, sev_cal, sev_probas = _consensus(severity, gold_sev, qi.SEVERITY, method, gold_ids, random_state)
+    votes = {control: _model_votes(model, control) for control in (qi.POLICY, qi.SEVERITY)}
+    policy, policy_cal, policy_probas = _consensus(
+        keys, gold_keys, qi.POLICY, method, gold_ids, random_state, votes[qi.POLICY]
+    )
+    sev, sev_cal, sev_probas = _consensus(
+        severity, gold_sev, qi.SEVERITY, method, gold_ids, random_state, votes[qi.SEVERITY]
+    )
     consensus = pd.concat([policy, sev], ignore_index=True)
     consensus = apply_adjudication(consensus, adjudicated)
     span_consensus, span_policies, span_refused = consensus_spans(
@@ -452,6 +465,13 @@ def compute_check(
         "n_languages": int(keys["language"].nunique()),
         "masi_alpha": masi_alpha(sets[["task", "annotator", "label"]]) if len(sets) else None,
     }
+    extra: dict[str, Any] = {}
+    if model is not None:
+        extra["model_voter"] = {
+            "model_versions": _model_versions(model),
+            qi.POLICY: compare_on_gold(method, keys, votes[qi.POLICY], gold_keys, random_state),
+            qi.SEVERITY: compare_on_gold(method, severity, votes[qi.SEVERITY], gold_sev, random_state),
+        }
     return CheckResult(
         counts=counts,
         annotators=annotators,
@@ -466,11 +486,28 @@ def compute_check(
         quality=quality,
         gold_by_policy=gold_by_policy,
         calibration={qi.POLICY: policy_cal, qi.SEVERITY: sev_cal},
+        posteriors={qi.POLICY: policy_probas, qi.SEVERITY: sev_probas},
+        extra=extra,
         span_consensus=span_consensus,
         span_policies=span_policies,
         span_refused=span_refused,
-        posteriors={qi.POLICY: policy_probas, qi.SEVERITY: sev_probas},
     )
+
+
+def _model_votes(model: pd.DataFrame | None, control: str) -> pd.DataFrame | None:
+    """The model's answers for one control as (task, label), severity as integers like the annotators'."""
+    if model is None or model.empty:
+        return None
+    rows = model.loc[(model["control"] == control) & model["label"].notna()]
+    votes = pd.DataFrame({"task": rows["external_id"].to_numpy(), "label": rows["label"].astype(str).to_numpy()})
+    if control == qi.SEVERITY:
+        votes["label"] = pd.to_numeric(votes["label"], errors="coerce")
+        votes = votes.dropna(subset=["label"]).astype({"label": int})
+    return votes
+
+
+def _model_versions(model: pd.DataFrame) -> list[str]:
+    return sorted(set(model["model_version"].dropna().astype(str))) if "model_version" in model.columns else []
 
 
 def _num(value: Any) -> float | None:

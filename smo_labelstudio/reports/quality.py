@@ -84,8 +84,40 @@ def render_markdown(
         confusions=[(annotator, _file(annotator)) for annotator in sorted(result.confusions)],
         calibration=[(control, describe(info)) for control, info in c.get("calibration", {}).items()],
         adjudication=s.get("adjudication"),
+        model_voter=model_voter_table(s.get("model_voter")),
+        model_voter_info=s.get("model_voter"),
     )
     return text.rstrip("\n") + "\n"
+
+
+VOTER_ROWS = {
+    "annotators": "annotators only",
+    "with_model": "annotators + the model voter",
+    "model_alone": "the model alone",
+}
+
+
+def model_voter_table(info: dict | None) -> pd.DataFrame | None:
+    """Consensus accuracy on held-out gold with and without the model voter, per control (the summary's
+    `model_voter`), as the report's table; None when the spec's `quality.model_voter` is off."""
+    if not info:
+        return None
+    rows = []
+    for control in ("policy", "severity"):
+        figures = info.get(control) or {}
+        for key, name in VOTER_ROWS.items():
+            row = figures.get(key) or {}
+            rows.append(
+                {
+                    "control": control,
+                    "consensus": name,
+                    "n_gold": row.get("n_gold", 0),
+                    "accuracy": row.get("accuracy"),
+                    "ci_low": row.get("ci_low"),
+                    "ci_high": row.get("ci_high"),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def write_report(
