@@ -31,6 +31,7 @@ from smo_labelstudio.quality import (
 from smo_labelstudio.quality import inputs as qi
 from smo_labelstudio.quality.calibration import Calibration, fit_calibration, held_out_gold
 from smo_labelstudio.quality.consensus import consensus_frame, fit_consensus
+from smo_labelstudio.quality.guideline_versions import pending_gold_review
 from smo_labelstudio.quality.model_voter import compare_on_gold, with_model
 from smo_labelstudio.quality.span_consensus import consensus_spans
 
@@ -147,6 +148,9 @@ def _load_inputs(ws: Workspace) -> dict[str, Any]:
             f"the labels table {ws.labels} is empty: nothing annotated yet (run `smo pull` again later)"
         )
     gold = read_table(ws.gold_answers) if ws.gold_answers.exists() else None
+    held = pending_gold_review(ws)  # listed by `smo relabel` after a policy change: not scored until reviewed
+    if gold is not None and held:
+        gold = gold[~gold["external_id"].isin(held)]
     adjudicated = read_table(adjudicated_path(ws)) if adjudicated_path(ws).exists() else None
     cancelled = None
     if ws.annotations.exists():

@@ -42,6 +42,7 @@ from smo_labelstudio.labelstudio.client import LabelStudioError, iter_tasks
 from smo_labelstudio.labelstudio.overlap import raise_task_overlap, task_overlaps
 from smo_labelstudio.pull.completions import item_ledger
 from smo_labelstudio.quality.check import CheckResult, compute_check, load_inputs
+from smo_labelstudio.quality.guideline_versions import workspace_superseded
 from smo_labelstudio.quality.model_voter import load_model_answers
 
 from . import inputs as qi
@@ -265,7 +266,8 @@ def counted_check(
     ws: Workspace, spec: Spec, *, method: str = "smoothed-ds", n_boot: int = 1000
 ) -> tuple[CheckResult, dict[str, Any], Decision | None]:
     """The quality check over the workspace's pulled tables with the spec's thresholds, on the answers that count
-    (the qualification decision's exclusions); the inputs and the decision come back for the caller to act on."""
+    (the qualification decision's exclusions, and answers a relabel superseded: quality/guideline_versions.py); the
+    inputs and the decision come back for the caller to act on."""
     inputs = load_inputs(ws)
     decision = workspace_decision(ws, spec.qualification, inputs)
     model = load_model_answers(ws) if spec.quality.model_voter else None  # the launches' copy, not Label Studio's
@@ -275,7 +277,7 @@ def counted_check(
         spec.quality,
         adjudicated=inputs["adjudicated"],
         cancelled=inputs["cancelled"],
-        excluded=decision.excluded if decision else None,
+        excluded=(decision.excluded if decision else []) + workspace_superseded(ws, inputs["cancelled"]) or None,
         method=method,
         n_boot=n_boot,
         texts=inputs.get("texts"),
