@@ -1,7 +1,8 @@
 """Operations report of one labeling project (smo_labelstudio.reports.operations): read the workspace, compute
 progress, throughput, ETA, bottlenecks, quality trend, wellness, retrospective and the model
 evaluation, write the HTML report, post artifacts, and emit `smo.wellness.cap-exceeded` (resource
-`smo.project.<id>`) when an annotator is over the spec's daily high-severity cap.
+`smo.project.<id>`) when an annotator is over the spec's daily high-severity cap and `smo.deadline.at-risk` when
+the ETA is past the spec's deadline (the automations of `smo notify setup` turn both into notifications).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def ops_report(params: OpsReportParams) -> dict:
     if len(report.alerts):
         emit_event(**ops.wellness_event(report, files))
         print(f"wellness cap exceeded: {len(report.alerts)} annotator-day(s)")
+    if ops.deadline_at_risk(report):
+        emit_event(**ops.deadline_event(report, files))
+        print(f"deadline at risk: ETA {report.eta.get('eta') or 'unknown'}, deadline {report.eta.get('deadline')}")
     summary = {
         **report.summary(),
         "report": {"html": str(files.html), "markdown": str(files.markdown), "summary": str(files.summary)},

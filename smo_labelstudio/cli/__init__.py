@@ -15,6 +15,7 @@ from smo_labelstudio.cli import (
     demo,
     doctor,
     export,
+    notify,
     quality,
     relabel,
     report,
@@ -45,6 +46,7 @@ app.command("sql")(warehouse.sql)
 app.add_typer(warehouse.warehouse_app, name="warehouse")
 app.command("demo")(demo.demo)
 app.command("doctor")(doctor.doctor)
+app.add_typer(notify.app, name="notify")
 
 
 def main() -> None:

@@ -195,6 +195,14 @@ class Settings(BaseSettings):
     )
     warehouse_schema: str = Field("smo", description="PostgreSQL schema of the warehouse tables.")
 
+    # -- notifications
+    notify_block: str | None = Field(
+        None,
+        description="The Prefect notification block the automations send through, as `TYPE/NAME` "
+        "(`slack-webhook/team-alerts`, `custom-webhook/smo-notify`, `sendgrid-email/pm`); read by `smo notify "
+        "setup` and `smo notify test` when no block flag is given.",
+    )
+
     # -- tests
     test_artifacts: Path | None = Field(
         None, description="Where tests keep screenshots and other artifacts (default `test-artifacts/`)."

@@ -26,6 +26,7 @@ from smo_labelstudio.reports import plots as pl
 from smo_labelstudio.reports.shell import ReportFiles, render_html, render_markdown_template, write_report_files
 
 WELLNESS_EVENT = "smo.wellness.cap-exceeded"
+DEADLINE_EVENT = "smo.deadline.at-risk"
 
 
 def build_plots(report: OpsReport, cap: int) -> dict[str, bytes]:
@@ -153,6 +154,35 @@ def wellness_event(report: OpsReport, files: ReportFiles | None) -> dict[str, An
             "settings": report.settings["wellness_settings"],
             "report": str(files.html) if files else None,
         },
+    }
+
+
+def deadline_at_risk(report: OpsReport) -> bool:
+    """Whether the spec has a deadline and the ETA is past it (or there is no ETA: no recent answers)."""
+    return bool(report.eta.get("deadline")) and report.eta.get("on_track") is False
+
+
+def deadline_event(report: OpsReport, files: ReportFiles | None) -> dict[str, Any]:
+    """The arguments of `prefect.events.emit_event` announcing that the ETA is past the spec's deadline."""
+    pid = report.settings.get("project_id")
+    e = report.eta
+    return {
+        "event": DEADLINE_EVENT,
+        "resource": {
+            "prefect.resource.id": f"smo.project.{pid or report.title}",
+            "prefect.resource.name": report.title,
+        },
+        "payload": jsonable(
+            {
+                "deadline": e.get("deadline"),
+                "deadline_at": e.get("deadline_at"),
+                "eta": e.get("eta"),
+                "answers_per_hour": e.get("answers_per_hour"),
+                "needed_per_hour": e.get("needed_per_hour"),
+                "remaining_answers": e.get("remaining_answers"),
+                "report": str(files.html) if files else None,
+            }
+        ),
     }
 
 
