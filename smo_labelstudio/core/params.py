@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Literal, Optional, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from smo_labelstudio.core.errors import ConfigError
 
@@ -29,7 +30,17 @@ class LaunchParams(BaseModel):
     """What the Prefect UI asks for when a project manager starts a batch."""
 
     spec: str = Field(description="path to the project spec (YAML)")
-    data: str = Field(description="CSV, JSONL or Parquet file of items")
+    data: Optional[str] = Field(None, description="CSV, JSONL or Parquet file of items (or give a query instead)")
+    query: Optional[str] = Field(
+        None,
+        description="instead of a file: a SQL SELECT against the warehouse (PostgreSQL) whose columns the spec's "
+        "`columns:` map; run read-only, streamed; its text and its result's digest go into the manifest",
+    )
+    source_url: Optional[str] = Field(
+        None,
+        description="PostgreSQL the query runs on, postgresql://user@host:port/db without a password (default "
+        "SMO_SOURCE_URL, which may hold one; or ~/.pgpass)",
+    )
     gold: Optional[str] = Field(None, description="gold items with their answers (policy, severity)")
     sample: Optional[float] = Field(
         None, description="a fraction (<= 1) or a number of items, stratified by language and source"
@@ -42,6 +53,18 @@ class LaunchParams(BaseModel):
         description="a Label Studio project id this workspace takes as its project (after the recorded one was "
         "deleted or renamed); without it a launch uses the project it recorded, or creates one",
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LaunchParams:
+        """The items come from a file or a query, not both; no password in a parameter Prefect stores."""
+        if (self.data is None) == (self.query is None):
+            raise ValueError("give the items as a file (data) or as a query (query): one of the two")
+        if self.source_url and urlsplit(self.source_url).password:
+            raise ValueError(
+                "source_url holds a password, which Prefect would store with the run: give it in SMO_SOURCE_URL "
+                "or ~/.pgpass instead"
+            )
+        return self
 
 
 class PullParams(BaseModel):
