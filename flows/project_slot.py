@@ -129,3 +129,16 @@ def one_per_project(what: str) -> Callable[[Callable[[Any], R]], Callable[[Any],
         return run
 
     return wrap
+
+
+def spec_file_first(fn: Callable[[Any], R]) -> Callable[[Any], R]:
+    """Decorate the create-tasks flow function (outside `one_per_project`): a project described in the form's
+    new_project is saved as a spec file in the specs folder first, and the run goes on with that file."""
+
+    @functools.wraps(fn)
+    def run(params: Any) -> R:
+        return fn(params.with_spec_file())
+
+    run.__annotations__ = typing.get_type_hints(fn)  # the flow's types, for Prefect's parameter validation
+    del run.__wrapped__
+    return run

@@ -123,7 +123,11 @@ def test_up_twice_env_status_down(tmp_path):
             "prefect",
             "ml-backend",
             "ml-worker",
+            "deployments",
         }
+        # The deployments service registered every flow (the demo took longer than its registration).
+        listed = httpx.post(values["PREFECT_API_URL"] + "/deployments/filter", json={}).json()
+        assert {f"{d['name']}" for d in listed} == {"smo"} and len(listed) == 6
         backend = values["SMO_BACKEND_URL"]
         assert httpx.get(backend + "/health").status_code == 401
         assert (

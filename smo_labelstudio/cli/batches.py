@@ -7,7 +7,6 @@ import json
 import os
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlsplit
 
 import typer
 import yaml
@@ -15,9 +14,7 @@ import yaml
 from smo_labelstudio.cli._errors import reported
 from smo_labelstudio.cli._flows import load_flow, prefect_ready
 from smo_labelstudio.cli._progress import Bar
-from smo_labelstudio.core.errors import ConfigError
 from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams, PullParams, parse
-from smo_labelstudio.core.settings import env_name
 from smo_labelstudio.core.spec import Spec, load_spec
 from smo_labelstudio.labelstudio.configs import labeling_interface
 
@@ -27,22 +24,7 @@ spec_app = typer.Typer(no_args_is_help=True, help="Project spec files.")
 @reported
 def launch(
     spec: Path = typer.Option(..., "--spec", help="Project spec (YAML); `smo spec new` writes one."),
-    data: Optional[Path] = typer.Option(
-        None, "--data", metavar="FILE", help="CSV, JSONL or Parquet file of items (or --query)."
-    ),
-    query: Optional[str] = typer.Option(
-        None,
-        "--query",
-        metavar="SQL",
-        help="Instead of --data: a SELECT against the warehouse (PostgreSQL) giving the items' rows; run in a "
-        "read-only transaction under SMO_SOURCE_TIMEOUT, streamed; its text and result digest go into the manifest.",
-    ),
-    source_url: Optional[str] = typer.Option(
-        None,
-        "--source-url",
-        metavar="URL",
-        help="The PostgreSQL --query runs on, postgresql://user[:password]@host[:port]/db (default SMO_SOURCE_URL).",
-    ),
+    data: Path = typer.Option(..., "--data", metavar="FILE", help="CSV, JSONL or Parquet file of items."),
     gold: Optional[Path] = typer.Option(
         None,
         "--gold",
@@ -67,25 +49,14 @@ def launch(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run manifest as one JSON object."),
 ) -> None:
-    """Create (or top up) the spec's labeling project from a file or a warehouse query: validate, de-duplicate,
-    sample, mix in gold, pre-annotate, import. Re-running imports only what is missing. The workspace keeps the
+    """Create (or top up) the spec's labeling project from a file: validate, de-duplicate, sample,
+    mix in gold, pre-annotate, import. Re-running imports only what is missing. The workspace keeps the
     project's id: later launches use that project, never another found by its title."""
     load_spec(spec)  # a bad spec fails here, before Prefect starts
-    if (data is None) == (query is None):
-        raise ConfigError("give the items with --data FILE or --query SQL (one of the two)")
-    if query is not None:  # bad SQL or an unreachable database: one line before a flow run starts
-        from smo_labelstudio.ingest.query import check_query, launch_query  # noqa: PLC0415 - start-up time
-
-        check_query(launch_query(query, source_url))
-    if source_url and urlsplit(source_url).password:  # kept out of the flow run's parameters, which Prefect stores
-        os.environ[env_name("source_url")] = source_url
-        source_url = None
     params = parse(
         LaunchParams,
         spec=str(spec),
-        data=str(data) if data is not None else None,
-        query=query,
-        source_url=source_url,
+        data=str(data),
         gold=str(gold) if gold else None,
         sample=sample,
         batch_size=batch_size,
@@ -181,54 +152,44 @@ def spec_new(
 
 @reported
 def serve(
-    spec: Optional[Path] = typer.Option(
+    spec: Optional[str] = typer.Option(
         None,
         "--spec",
         metavar="SPEC",
-        help="Schedule this project's daily pull (06:00 UTC), quality check (06:30) and report (07:00), "
-        "as prefect.yaml does; without it nothing is scheduled and runs start from the UI.",
+        envvar="SMO_SCHEDULE_SPEC",
+        help="Run this project's daily pull (06:00 UTC), quality check (06:30) and report (07:00), as prefect.yaml "
+        "does (a file name in the specs folder, or a path); without it those schedules are registered paused.",
     ),
 ) -> None:
     """Serve the flows (create-tasks, pull-completions, quality-check, quality-scan, ops-report, export-dataset) as
-    deployments on this machine, so project managers start them from the Prefect UI; runs until Ctrl-C. For many
-    machines, register the same deployments for a work pool with `prefect deploy --all` (prefect.yaml)."""
+    deployments on this machine, each with a form of dropdowns (specs folder, landing folder, label configs) kept up
+    to date while it runs, so project managers start them from the Prefect UI; runs until Ctrl-C. `smo stack up`
+    runs it as the stack's `deployments` service. For many machines, register the same deployments for a work pool
+    with `prefect deploy --all` (prefect.yaml)."""
+    import threading  # noqa: PLC0415 - only this command needs it
+
+    from smo_labelstudio.cli import deployments  # noqa: PLC0415 - start-up time: it loads the flows
+    from smo_labelstudio.core.choices import resolve_spec  # noqa: PLC0415 - start-up time
+    from smo_labelstudio.core.settings import get_settings  # noqa: PLC0415 - start-up time
+
     if spec is not None:
-        load_spec(spec)  # a scheduled run must not be the first to find the spec broken
-        spec = spec.resolve()
+        spec = str(Path(resolve_spec(spec)).resolve())
+        load_spec(Path(spec))  # a scheduled run must not be the first to find the spec broken
     prefect_ready()
     from prefect import serve as prefect_serve  # noqa: PLC0415 - start-up time: Prefect takes seconds to import
 
-    create_tasks, pull_completions, quality_check, quality_scan, ops_report, export_dataset = (
-        load_flow(name)
-        for name in (
-            "create_tasks",
-            "pull_completions",
-            "quality_check",
-            "quality_scan",  # reads SMO_TASK_RUNNER and friends
-            "ops_report",
-            "export_dataset",
-        )
-    )
-
-    def daily(flow, cron: str):
-        if spec is None:
-            return flow.to_deployment(name="smo")
-        return flow.to_deployment(name="smo", cron=cron, parameters={"params": {"spec": str(spec)}})
-
-    schedule = f"; daily pull, quality check and report of {spec}" if spec else ""
+    built = deployments.build(spec)
+    schedule = f"; daily pull, quality check and report of {spec}" if spec else "; daily schedules paused"
     typer.echo(
-        f"serving create-tasks/smo, pull-completions/smo, quality-check/smo, quality-scan/smo, ops-report/smo, "
-        f"export-dataset/smo on {os.environ['PREFECT_API_URL']}{schedule} (Ctrl-C stops)"
+        f"serving {', '.join(f'{d.flow_name}/{d.name}' for d in built)} on {os.environ['PREFECT_API_URL']}"
+        f"{schedule} (Ctrl-C stops)"
     )
-    prefect_serve(
-        create_tasks.to_deployment(name="smo"),
-        daily(pull_completions, "0 6 * * *"),
-        daily(quality_check, "30 6 * * *"),
-        quality_scan.to_deployment(name="smo"),
-        daily(ops_report, "0 7 * * *"),
-        export_dataset.to_deployment(name="smo"),
-        print_starting_message=False,
-    )
+    stop = threading.Event()
+    deployments.keep_forms_fresh(get_settings().forms_refresh, stop)
+    try:
+        prefect_serve(*built, print_starting_message=False)
+    finally:
+        stop.set()
 
 
 def dynamic_line(d: dict) -> str:

@@ -59,6 +59,13 @@ def stack_up(
         f"ML backend     {report['services']['ml-backend']['url']} (basic auth: SMO_BACKEND_USER/PASSWORD "
         f"from `smo stack env`)"
     )
+    if "deployments" in report["services"]:
+        typer.echo(
+            "Deployments    create-tasks/smo, pull-completions/smo, quality-check/smo, quality-scan/smo, "
+            "ops-report/smo, "
+            "export-dataset/smo: listed in the Prefect UI (Deployments) within about 30 s; forms offer the specs "
+            "folder and the landing folder"
+        )
     typer.echo(f"Database       {report['database']}")
     typer.echo('Point a shell at it: eval "$(smo stack env)"')
 

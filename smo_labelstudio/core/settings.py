@@ -180,6 +180,28 @@ class Settings(BaseSettings):
     dask_workers: PositiveInt = Field(2, description="Workers of the local Dask cluster.")
     dask_processes: Flag = Field(True, description="`true`: Dask worker processes; `false`: threads.")
 
+    # -- the project manager's forms (the deployments `smo stack up` and `smo serve` register)
+    specs_dir: Path | None = Field(
+        None,
+        description="The folder of project specs the forms offer in their dropdown, and where a project described in "
+        "the create-tasks form is saved (default `specs/` in the repo).",
+    )
+    landing_dir: Path | None = Field(
+        None,
+        description="The landing folder: CSV, JSONL and Parquet files dropped here are the forms' choice of data and "
+        "gold files (default `landing/` in the state folder).",
+    )
+    schedule_spec: str | None = Field(
+        None,
+        description="The spec (a file name in the specs folder, or a path) whose daily pull, quality check and report "
+        "the stack's deployments run; unset: the daily schedules are registered paused.",
+    )
+    forms_refresh: Seconds = Field(
+        15.0,
+        description="Seconds between two looks at the specs and landing folders by the served deployments: a new "
+        "file shows up in the forms' dropdowns within this time.",
+    )
+
     # -- workspaces
     lock_timeout: SecondsOrZero = Field(
         600.0,
@@ -194,16 +216,6 @@ class Settings(BaseSettings):
         "also the URL of `smo warehouse sync` without `--url` and of `smo sql` without `--url` and `--spec`.",
     )
     warehouse_schema: str = Field("smo", description="PostgreSQL schema of the warehouse tables.")
-    source_url: SecretStr | None = Field(
-        None,
-        description="PostgreSQL a launch's `--query` reads its rows from (the team's warehouse; "
-        "`postgresql://user[:password]@host[:port]/db`); `--source-url` overrides it.",
-    )
-    source_timeout: Seconds = Field(
-        300.0,
-        description="Seconds a launch's `--query` may run, per pass over its rows (PostgreSQL's statement_timeout "
-        "on every statement, and the whole read stopped past it).",
-    )
 
     # -- notifications
     notify_block: str | None = Field(

@@ -515,6 +515,48 @@ class MLWorker(MLBackend):
         )
 
 
+class Deployments(_Service):
+    """`smo serve` as a stack service: registers every flow of flows/ as a deployment `<flow>/smo` on the stack's
+    Prefect (forms with dropdowns, daily schedules) and runs their flow runs. It needs no port; `up` does not wait
+    for the registration (about 10 to 30 s: Prefect and the flows load first), so the stack starts as fast as before."""
+
+    name = "deployments"
+    port_setting = ""
+
+    @property
+    def port(self) -> int | None:
+        return None
+
+    @property
+    def health_url(self) -> str | None:
+        """No HTTP of its own: healthy while the process runs (the Prefect UI shows each deployment READY)."""
+        return None
+
+    def environ(self, state: dict | None = None) -> dict[str, str]:
+        """Our environment pointed at this stack: its Prefect API and its state folder (Label Studio's URL and token,
+        the ML backend come from the state file, as for any `smo` command)."""
+        env = _clean_environ()
+        for var in ("SMO_LS_URL", "SMO_LS_TOKEN", "SMO_BACKEND_URL", "SMO_BACKEND_USER", "SMO_BACKEND_PASSWORD"):
+            env.pop(var, None)  # a shell pointed at another stack must not send this one's runs there
+        env.update(
+            {
+                "SMO_HOME": str(self.s.home),
+                "PREFECT_API_URL": f"http://{self.s.host}:{self.s.prefect_port}/api",
+                "PREFECT_HOME": str(self.s.home / "prefect" / "runner"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            }
+        )
+        return env
+
+    def prepare(self, state: dict, say: Say) -> None:
+        """The landing folder the forms offer files from (SMO_LANDING_DIR, default `<home>/landing`)."""
+        folder = get_settings(self.environ()).landing_dir or self.s.home / "landing"
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> tuple[list[str], Path | None]:
+        return ([sys.executable, "-m", "smo_labelstudio.cli", "serve"], REPO_ROOT)
+
+
 def _legacy() -> str:
     """A new legacy token: 40 hex characters."""
     return secrets.token_hex(20)
@@ -552,8 +594,10 @@ def redis_answers(url: str) -> bool:
 
 
 def services(settings: Settings) -> list[_Service]:
-    """The stack's services in start order (the worker only when Redis answers)."""
+    """The stack's services in start order (the worker only when Redis answers; the deployments last: they need
+    Prefect, and Label Studio's credentials in the state)."""
     found: list[_Service] = [LabelStudio(settings), PrefectServer(settings), MLBackend(settings)]
     if redis_answers(settings.redis_url):
         found.append(MLWorker(settings))
+    found.append(Deployments(settings))
     return found
