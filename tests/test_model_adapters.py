@@ -284,3 +284,20 @@ def test_the_operations_report_shows_the_model_card_of_the_versions_it_evaluates
     html = files.html.read_text()
     assert "Model cards" in html and "team corpus (80)" in html and "+30 training rows" in html
     assert "model kind builtin -&gt; sklearn" in html and "<script>alert" not in html
+
+
+def test_a_large_batch_goes_to_a_team_model_in_chunks_each_under_the_deadline():
+    from smo_labelstudio.model.serving import predict_batch
+
+    class Counting:
+        kind, version, labels = "fake", "c-1", LABELS
+        calls: list[int] = []
+
+        def predict_scores(self, texts):
+            self.calls.append(len(texts))
+            n = len(texts)
+            return Scores(np.full((n, len(LABELS)), 0.1), np.full(n, 2), np.full(n, 0.9), "c-1")
+
+    model = Counting()
+    scores = predict_batch(model, [f"t{i}" for i in range(250)], 5)
+    assert model.calls == [100, 100, 50] and scores.policy.shape == (250, len(LABELS)) and len(scores.severity) == 250

@@ -21,6 +21,7 @@ from smo_labelstudio.model.adapters import (
     HttpAdapter,
     ModelAdapter,
     ModelUnavailable,
+    Scores,
     SklearnAdapter,
     choose_labels,
     display_url,
@@ -31,7 +32,8 @@ from smo_labelstudio.model.textmodel import NO_VIOLATION, to_prediction
 from smo_labelstudio.model.training import validation_set
 
 BUILTIN = "builtin"
-CHUNK = 200  # texts per call when a whole validation set is scored
+CHUNK = 100  # texts per call to a team's model, each call under the deadline
+BUILTIN_CHUNK = 10_000
 
 
 def default_files_dir(store: ModelStore) -> Path:
@@ -90,6 +92,15 @@ class Server:
             raise ModelUnavailable(f"the recorded {record.get('kind')} model cannot be served: {exc}") from None
         raise ModelUnavailable(f"unknown model kind {record.get('kind')!r} in {self.store.serving_path}")
 
+    def described(self) -> tuple[str, list[str]]:
+        """The served (version, labels) without loading or calling a team's model: what `/setup` needs, which Label
+        Studio gives 3 s (a joblib file is loaded on the first prediction instead)."""
+        record = self.store.serving()
+        if record["kind"] == BUILTIN or not isinstance(record.get("labels"), list):
+            adapter = self.adapter()
+            return adapter.version, adapter.labels
+        return str(record.get("version") or record["kind"]), [str(lab) for lab in record["labels"]]
+
     def timeout(self, default: float = DEFAULT_TIMEOUT) -> float:
         """Seconds a batch may take (recorded by `smo backend use`, else `default`)."""
         try:
@@ -110,14 +121,28 @@ def predictions(adapter: ModelAdapter, scores: Any, to_name: str = "text", thres
     return out
 
 
+def predict_batch(adapter: ModelAdapter, texts: list[str], timeout: float, chunk: int = CHUNK) -> Scores:
+    """The adapter's scores for a batch of any size: chunks of `chunk` texts (Label Studio's labeling screen sends
+    at most 100 at once; a launch a whole batch), each under the deadline; the first chunk that fails or is too
+    slow fails the batch at once (ModelUnavailable)."""
+    chunk = BUILTIN_CHUNK if adapter.kind == BUILTIN else chunk  # in process and vectorised: one pass is fastest
+    parts = [predict_within(adapter, texts[i : i + chunk], timeout) for i in range(0, len(texts), chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    severities = [p.severity for p in parts]
+    has_severity = all(s is not None for s in severities)
+    return Scores(
+        np.vstack([p.policy for p in parts]),
+        np.concatenate([p.severity for p in parts if p.severity is not None]) if has_severity else None,
+        np.concatenate([p.severity_p for p in parts if p.severity_p is not None]) if has_severity else None,
+        next((p.version for p in parts if p.version), None),
+    )
+
+
 def score_validation(adapter: ModelAdapter, texts: list[str], timeout: float) -> tuple[np.ndarray, str | None]:
     """The adapter's policy probabilities on every validation text (in chunks, each under the deadline)."""
-    parts, version = [], None
-    for start in range(0, len(texts), CHUNK):
-        scores = predict_within(adapter, texts[start : start + CHUNK], timeout)
-        parts.append(scores.policy)
-        version = version or scores.version
-    return np.vstack(parts), version
+    scores = predict_batch(adapter, texts, timeout)
+    return scores.policy, scores.version
 
 
 def _validation_sha(store: ModelStore) -> str | None:
@@ -202,7 +227,13 @@ def use_model(
         if unknown:
             raise ConfigError(f"{target}: scores policies the taxonomy does not have: {', '.join(unknown)}")
         source = adapter.path
-        record = {"kind": "sklearn", "path": adapter.path, "sha256": adapter.sha256, "timeout": timeout}
+        record = {
+            "kind": "sklearn",
+            "path": adapter.path,
+            "sha256": adapter.sha256,
+            "labels": adapter.labels,
+            "timeout": timeout,
+        }
         training, notes = adapter.training or None, adapter.notes
     try:
         card = card_for(store, adapter, source, timeout=timeout, training=training, previous=previous, notes=notes)

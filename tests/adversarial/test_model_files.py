@@ -124,3 +124,20 @@ def test_the_endpoint_token_never_reaches_the_record_card_or_reasons(tmp_path):
         adapter.predict_scores(["hello"])
     assert secret not in str(err.value) and secret not in repr(adapter)
     assert secret not in json.dumps(store.serving())
+
+
+def test_smo_backend_use_refuses_an_untrusted_file_in_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from smo_labelstudio.cli import app
+
+    marker = tmp_path / "ran"
+    outside = _evil(tmp_path / "downloads" / "model.joblib", marker)
+    monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
+    trusted = tmp_path / "home" / "models" / "files"
+    trusted.mkdir(parents=True, mode=0o700)
+    result = CliRunner().invoke(app, ["backend", "use", "--model", str(outside)])
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "outside the trusted models folder" in lines[0]
+    assert not marker.exists() and not (tmp_path / "home" / "models" / "serving.json").exists()
