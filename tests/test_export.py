@@ -3,6 +3,8 @@ end to end against a real Label Studio with simulated annotators of known accura
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -432,6 +434,33 @@ def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_
     ws = Workspace.for_title(f"export {unique}", tmp_path / "home")
     assert (ws.root / "export_key").stat().st_mode & 0o077 == 0
 
+    # the disagreement (issue 18): each counted answer and the soft labels match, task by task, a recomputation
+    # from the pulled labels table; pseudonyms are the keyed HMAC of the account, never the e-mail
+    records = [json.loads(line) for line in (out / "dataset.jsonl").read_text().splitlines()]
+    key = bytes.fromhex((ws.root / "export_key").read_text().strip())
+    expected = _recomputed_answers(pd.read_parquet(ws.labels), key)
+    emails = set(pd.read_parquet(ws.labels)["annotator"])
+    policies = [c.removeprefix("soft_") for c in records[0] if c.startswith("soft_") and "severity" not in c]
+    assert "hate" in policies and "no_violation" in policies
+    for rec in records:
+        want = expected[rec["external_id"]]
+        got = {e["annotator"]: (e["policies"], e["severity"]) for e in rec["answers"]}
+        assert got == want, rec["external_id"]
+        assert sorted(got) == rec["annotators"] and not set(got) & emails
+        for p in policies:
+            share = sum(p in pol for pol, _ in want.values()) / len(want)
+            assert rec[f"soft_{p}"] == pytest.approx(share), (rec["external_id"], p)
+        for level in (1, 2, 3, 4):
+            share = sum(sev == level for _, sev in want.values()) / len(want)
+            assert rec[f"soft_severity_{level}"] == pytest.approx(share), (rec["external_id"], level)
+        assert all(0 <= rec[f"posterior_{p}"] <= 1 for p in policies)
+    again = [json.loads(line) for line in (tmp_path / "b" / "dataset.jsonl").read_text().splitlines()]
+    assert [r["answers"] for r in again] == [r["answers"] for r in records]  # the same pseudonyms, export after export
+    only = smo(env, "export", "--spec", str(spec), "--out", str(tmp_path / "d"), "--consensus-only", "--json")
+    assert only.returncode == 0, only.stderr
+    plain = [json.loads(line) for line in (tmp_path / "d" / "dataset.jsonl").read_text().splitlines()]
+    assert plain == [{k: r[k] for k in ex.COLUMNS} for r in records]  # today's shape, the same values
+
     # the Prefect flow writes the same files as the command
     from flows.export_dataset import ExportDatasetParams, export_dataset
 
@@ -440,6 +469,23 @@ def test_export_from_label_studio_reports_consensus_accuracy_keeps_splits_apart_
     assert summary["splits"] == s["splits"]
     for f in sorted(out.iterdir()):
         assert f.read_bytes() == (tmp_path / "c" / f.name).read_bytes(), f.name
+
+
+def _recomputed_answers(labels: pd.DataFrame, key: bytes) -> dict[str, dict[str, tuple[list[str], int | None]]]:
+    """external_id -> pseudonym -> (sorted policies, severity), straight from the pulled labels table: each
+    annotator's latest annotation per task (the simulation cancels nothing; no qualification in this spec)."""
+    latest = labels[
+        labels["annotation_id"] == labels.groupby(["external_id", "annotator"])["annotation_id"].transform("max")
+    ]
+    out: dict[str, dict[str, tuple[list[str], int | None]]] = {}
+    for (task, who), part in latest.groupby(["external_id", "annotator"]):
+        pseudonym = "ann-" + hmac.new(key, str(who).encode(), hashlib.sha256).hexdigest()[:12]
+        severity = part.loc[part["control"] == "severity", "label"]
+        out.setdefault(task, {})[pseudonym] = (
+            sorted(part.loc[part["control"] == "policy", "label"]),
+            int(severity.iloc[0]) if len(severity) else None,
+        )
+    return out
 
 
 def test_export_before_a_pull_is_one_line(tmp_path):

@@ -339,6 +339,19 @@ def test_hostile_annotator_labels_languages_and_items_reach_nothing_active(
     assert exported.is_completed(), exported
     datasheet = (tmp_path / "out" / "datasheet.md").read_text(encoding="utf-8")
     artifacts |= _audit_artifacts(exported, home)
+    # the export's per-annotator answers (issue 18): the hostile account under a pseudonym, only its quarantined-
+    # clean labels counted, every file intact
+    rows = [json.loads(line) for line in (tmp_path / "out" / "dataset.jsonl").read_text().splitlines()]
+    entries = [e for r in rows for e in r["answers"]]
+    assert (
+        len(rows) == 4 and len(entries) == 4 and all(re.fullmatch(r"ann-[0-9a-f]{12}", e["annotator"]) for e in entries)
+    )
+    assert all(e["policies"] == ["hate"] and e["severity"] is None for e in entries) and all(
+        r["soft_hate"] == 1 for r in rows
+    )
+    assert pd.read_parquet(tmp_path / "out" / "dataset.parquet")["answers"].map(len).tolist() == [1, 1, 1, 1]
+    exported_files = "".join(f.read_text(errors="replace") for f in (tmp_path / "out").iterdir())
+    assert f"hostile-{unique}" not in exported_files and "example.com" not in exported_files
 
     for name, html_page in (("quality", page), ("ops", ops_page)):
         assert not audit_html(html_page, whole_page=True, images=("data:image/png;base64,",)), name
