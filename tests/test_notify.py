@@ -150,6 +150,27 @@ def test_gate_failure_and_failed_run_reach_the_webhook(prefect_api, receiver, tm
     assert "quality-check" in message["subject"]
     assert f"/runs/flow-run/{failed.state_details.flow_run_id}" in message["text"]
     assert "spec.yaml" in message["text"] and "no labels" in message["text"].lower(), message
+
+    # the deadline and pause events as the ops-report and quality-check flows build them, through their automations
+    from types import SimpleNamespace
+
+    from prefect.events import emit_event
+
+    from smo_labelstudio.quality.qualification import paused_event
+    from smo_labelstudio.reports.operations import deadline_event
+
+    late = SimpleNamespace(
+        title=spec.title, settings={"project_id": project_id}, eta={"deadline": "2026-01-01", "remaining_answers": 7}
+    )
+    emit_event(**deadline_event(late, None))
+    pause = {"annotator": "<@U1>@example.com", "at": "2026-11-30T00:00:00Z", "reason": "gold *accuracy*", "tasks": [1]}
+    emit_event(**paused_event(pause, f"smo.project.{project_id}", spec.title))
+    deadline = receiver.wait_for("Deadline at risk", timeout=60)
+    assert (
+        "2026-01-01" in deadline["text"] and "7 answer(s) remaining" in deadline["text"] and unique in deadline["text"]
+    )
+    paused = receiver.wait_for("Annotator paused", timeout=60)
+    assert "‹@U1›@example.com" in paused["text"] and unique in paused["text"] and "<@U1>" not in paused["text"]
     assert all(m["path"] == f"/hooks/T0KEN{unique}" for m in receiver.messages)
 
 

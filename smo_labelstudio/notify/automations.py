@@ -136,9 +136,21 @@ def current_block() -> BlockRef | None:
                 for action in automation.actions:
                     block_id = getattr(action, "block_document_id", None)
                     if block_id:
-                        doc = client.read_block_document(block_id, include_secrets=False)
+                        doc = _block_document(client, block_id, include_secrets=False)
                         return BlockRef(doc.block_type.slug if doc.block_type else "", doc.name or "", doc.id)
     return None
+
+
+def _block_document(client: Any, block_id: UUID, *, include_secrets: bool) -> Any:
+    """The block document; a ConfigError when it was deleted (the automations still name it)."""
+    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415
+
+    try:
+        return client.read_block_document(block_id, include_secrets=include_secrets)
+    except ObjectNotFound:
+        raise ConfigError(
+            f"the notification block {block_id} is gone from the Prefect API: run `smo notify setup` with a block"
+        ) from None
 
 
 def send(block: BlockRef, subject: str, body: str) -> None:
@@ -149,7 +161,7 @@ def send(block: BlockRef, subject: str, body: str) -> None:
     from prefect.blocks.core import Block  # noqa: PLC0415
 
     with get_client(sync_client=True) as client:
-        doc = client.read_block_document(block.id, include_secrets=True)
+        doc = _block_document(client, block.id, include_secrets=True)
     notifier = Block._from_block_document(doc)
     if not isinstance(notifier, NotificationBlock):
         raise ConfigError(f"the block {block} is not a notification block")
