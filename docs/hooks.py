@@ -315,7 +315,10 @@ def taxonomy_reference() -> str:
         f"`{TAXONOMY_FILE.relative_to(REPO_ROOT)}`, the single source of truth for label configs, guidelines, model "
         "labels and exports (see [What annotators see](../guides/annotator.md)). Generated from the pydantic model "
         "`smo_labelstudio.core.taxonomy.Taxonomy`. Policy ids are unique and one of them is `no_violation`; every "
-        "severity level a policy describes exists in `severity`.",
+        "severity level a policy describes exists in `severity`. The `changelog` lists every version oldest first "
+        "and ends with `version`; each entry names only policy ids the taxonomy has ([Policy changes]"
+        "(../guides/project-manager.md#policy-changes-smo-relabel) shows the format and what `smo relabel` does "
+        "with it).",
         TAXONOMY_FILE,
         show_example=False,
         notes=TAXONOMY_NOTES,

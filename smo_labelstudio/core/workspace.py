@@ -25,6 +25,9 @@ tables the quality engine reads, and reports. Writers replace files atomically.
     tables/labels.parquet    one row per annotation, control and chosen value (the tidy long table)
     tables/pull_state.json   where the last successful pull stopped
     reports/                 quality and export reports
+    guidelines.json          the project's guideline versions and when each took effect (core/guideline_history.py)
+    relabel/                 what `smo relabel` sent back (requests.parquet) and the gold it listed for review
+                             (gold_review.json): quality/guideline_versions.py
     workspace.json           {"title"}: the exact spec title this folder belongs to
     workspace.lock, workspace.lock.json  the workspace lock (core/lock.py) and who holds it
 """
