@@ -136,7 +136,10 @@ class Wellness(_Strict):
 class Spec(_Strict):
     title: str = Field(min_length=1)
     config: str
-    guidelines_version: str = Field(description="the taxonomy version the guidelines must come from")
+    guidelines_version: str = Field(
+        description="the taxonomy version the guidelines must come from; after a policy change (a new version in "
+        "taxonomy.yaml's changelog) set the new one and run `smo relabel --spec SPEC`"
+    )
     columns: Columns = Columns()
     overlap: Overlap = Overlap()
     gold_rate: float = Field(0.05, ge=0, le=0.5)
@@ -167,7 +170,8 @@ class Spec(_Strict):
         if self.guidelines_version != tax.version:
             raise ValueError(
                 f"guidelines_version {self.guidelines_version!r} does not match taxonomy.yaml "
-                f"version {tax.version!r}; update the spec or check out that taxonomy"
+                f"version {tax.version!r}; update the spec (after a policy change, then run `smo relabel --spec SPEC`) "
+                f"or check out that taxonomy"
             )
         names = list_configs()
         if self.config not in names:
