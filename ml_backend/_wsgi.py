@@ -27,10 +27,9 @@ from urllib.parse import parse_qs
 from flask import jsonify, request
 from jobs import enqueue_retrain
 from label_studio_ml.api import init_app
-from model import STORE, BadRequest, SafetyModel, check_config, task_texts
+from model import SERVER, STORE, BadRequest, SafetyModel, check_config, serve
 
-from smo_labelstudio.model.modelstore import ModelStoreError
-from smo_labelstudio.model.textmodel import predict_tasks
+from smo_labelstudio.model.adapters import ModelUnavailable, display_url
 
 logging.getLogger("label_studio_ml").setLevel(logging.WARNING)  # its debug logs print request bodies
 USER = os.environ.get("SMO_BACKEND_USER", "")
@@ -140,13 +139,6 @@ def _error(status: int, message: str):
     return jsonify({"error": message, "status": status}), status
 
 
-def _current():
-    try:
-        return STORE.current()
-    except ModelStoreError as exc:
-        raise BadRequest(503, str(exc)) from None
-
-
 @flask_app.errorhandler(BadRequest)
 def _bad_request(exc: BadRequest):
     return _error(exc.status, str(exc))
@@ -165,26 +157,31 @@ def _body() -> dict:
 
 def predict():
     data = _body()
-    version, model = _current()
-    to_name = check_config(data.get("label_config"), model.labels)
-    results = predict_tasks(model, version, task_texts(data.get("tasks")), to_name)
+    results, version = serve(data.get("label_config"), data.get("tasks"))
     return jsonify({"results": results, "model_version": version})
 
 
 def setup():
+    """Cheap (Label Studio calls it before every batch): checks the config against the served model's labels,
+    never calls the model."""
     data = _body()
-    version, model = _current()
-    check_config(data.get("schema"), model.labels)
+    try:
+        version, labels = SERVER.described()
+    except ModelUnavailable as exc:
+        raise BadRequest(503, str(exc)) from None
+    check_config(data.get("schema"), labels)
     return jsonify({"model_version": version})
 
 
 def health():
-    version = STORE.current_version()
-    return jsonify({"status": "UP", "model_version": version, "v2": True})
+    return jsonify({"status": "UP", "model_version": STORE.serving_version(), "v2": True})
 
 
 def versions():
-    return jsonify({"versions": STORE.versions(), "current": STORE.current_version()})
+    serving = {k: v for k, v in STORE.serving().items() if k in ("kind", "version", "path", "timeout")}
+    if "url" in STORE.serving():
+        serving["url"] = display_url(STORE.serving()["url"])
+    return jsonify({"versions": STORE.versions(), "current": STORE.current_version(), "serving": serving})
 
 
 def _project_id(value) -> int | None:

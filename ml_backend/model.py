@@ -1,21 +1,41 @@
-"""The pre-annotation model served to Label Studio: a `label_studio_ml` model over our text model.
+"""The pre-annotation model served to Label Studio: a `label_studio_ml` model over the served adapter.
 
-It reads the promoted version from the model store (one `stat` per call; a promotion is picked up
-without a restart) and never imports Prefect: it runs in the backend's own environment.
+`SERVER` serves what the model store's `serving.json` names (`smo backend use`): the promoted built-in
+version, a trusted joblib pipeline or the team's HTTP endpoint, re-read on a change (one `stat` per call;
+a promotion or a switch is picked up without a restart). Every batch is bounded by a deadline (the
+recorded timeout, else SMO_MODEL_TIMEOUT, else 10 s): a broken or slow model gives a 503 with the reason,
+logged, and Label Studio shows the task without a prediction. Never imports Prefect: it runs in the
+backend's own environment.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from label_studio_ml.model import LabelStudioMLBase
 
 from smo_labelstudio.labelstudio.label_config import config_labels, control_target
+from smo_labelstudio.model.adapters import DEFAULT_TIMEOUT, ModelUnavailable
 from smo_labelstudio.model.modelstore import ModelStore
-from smo_labelstudio.model.textmodel import MAX_TEXT_CHARS, predict_tasks
+from smo_labelstudio.model.serving import Server, predict_batch, predictions
+from smo_labelstudio.model.textmodel import MAX_TEXT_CHARS, NO_VIOLATION
 
 STORE = ModelStore(Path(os.environ.get("SMO_MODEL_DIR", "models")))
+SERVER = Server(
+    STORE,
+    Path(os.environ["SMO_MODEL_FILES"]) if os.environ.get("SMO_MODEL_FILES") else None,
+    os.environ.get("SMO_MODEL_TOKEN") or None,
+)
+log = logging.getLogger("smo.ml_backend")
+
+
+def _env_timeout() -> float:
+    try:
+        return float(os.environ.get("SMO_MODEL_TIMEOUT") or DEFAULT_TIMEOUT)
+    except ValueError:
+        return DEFAULT_TIMEOUT
 
 
 class BadRequest(ValueError):
@@ -37,7 +57,7 @@ def check_config(label_config: str | None, labels: list[str]) -> str:
         raise BadRequest(422, "label_config is not valid XML") from None
     if not found:
         raise BadRequest(422, "label_config has no `policy` choices for this model to predict")
-    unknown = sorted(found - set(labels))
+    unknown = sorted(found - set(labels) - {NO_VIOLATION})  # "no violation" is what no policy reaching 0.5 means
     if unknown:
         raise BadRequest(422, f"label_config has labels the model does not know: {', '.join(unknown)}")
     if target == "image":
@@ -62,10 +82,26 @@ def task_texts(tasks) -> list[str]:
     return texts
 
 
+def serve(label_config: str | None, tasks) -> tuple[list[dict], str]:
+    """Predictions for a batch from the served adapter, within the deadline, and the adapter's version; a model
+    that fails or is too slow is a 503 whose reason is logged (never a hung request)."""
+    try:
+        adapter = SERVER.adapter()
+    except ModelUnavailable as exc:
+        log.warning("no predictions: %s", exc)
+        raise BadRequest(503, str(exc)) from None
+    to_name = check_config(label_config, adapter.labels)
+    texts = task_texts(tasks)
+    try:
+        scores = predict_batch(adapter, texts, SERVER.timeout(_env_timeout()))
+    except ModelUnavailable as exc:
+        log.warning("no predictions for %d task(s): %s", len(texts), exc)
+        raise BadRequest(503, str(exc)) from None
+    return predictions(adapter, scores, to_name), scores.version or adapter.version
+
+
 class SafetyModel(LabelStudioMLBase):
     """Multi-label policy predictions with a score per policy, severity and a task-level score."""
 
     def predict(self, tasks, **kwargs):
-        version, model = STORE.current()
-        to_name = check_config(self.label_config, model.labels)
-        return predict_tasks(model, version, task_texts(tasks), to_name)
+        return serve(self.label_config, tasks)[0]
