@@ -301,3 +301,24 @@ def test_a_large_batch_goes_to_a_team_model_in_chunks_each_under_the_deadline():
     model = Counting()
     scores = predict_batch(model, [f"t{i}" for i in range(250)], 5)
     assert model.calls == [100, 100, 50] and scores.policy.shape == (250, len(LABELS)) and len(scores.severity) == 250
+
+
+def test_smo_backend_use_switches_from_the_command_line_and_versions_says_so(store, monkeypatch):
+    from typer.testing import CliRunner
+
+    from smo_labelstudio.cli import app
+
+    monkeypatch.setenv("SMO_HOME", str(store.root.parent))  # the stack's model store is <home>/models
+    monkeypatch.setenv("SMO_MODEL_TOKEN", "cli-token-1")
+    monkeypatch.setenv("SMO_MODEL_TIMEOUT", "5")
+    try:
+        with _Endpoint(lambda b: (200, _answer(b["texts"], b["policies"]))) as ep:
+            result = CliRunner().invoke(app, ["backend", "use", "--model", ep.url, "--json"])
+            assert result.exit_code == 0, result.stderr
+            card = json.loads(result.stdout)
+            assert card["version"] == "ep-1" and "cli-token-1" not in result.stdout
+            assert ep.headers[0]["Authorization"] == "Bearer cli-token-1" and store.serving()["timeout"] == 5
+        listed = CliRunner().invoke(app, ["backend", "versions"])
+        assert listed.exit_code == 0 and "serving ep-1 (http;" in listed.stdout
+    finally:
+        store.set_serving({"kind": "builtin"})

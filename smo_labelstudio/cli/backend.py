@@ -81,13 +81,18 @@ def backend_train(
 @app.command("versions")
 @reported
 def backend_versions(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Every model version kept on disk with its held-out metrics; the current one marked."""
+    """Every built-in model version kept on disk with its held-out metrics, the promoted one marked, and the model
+    served when it is a team's (`smo backend use`)."""
     store = _model_store()
     rows = [store.metrics(v) for v in store.versions()]
     current = store.current_version()
+    record = store.serving()
+    serving = {"kind": record["kind"], "version": store.serving_version()}
     if as_json:
-        typer.echo(json.dumps({"current": current, "versions": rows}))
+        typer.echo(json.dumps({"current": current, "serving": serving, "versions": rows}))
         return
+    if record["kind"] != "builtin":
+        typer.echo(f"serving {serving['version']} ({record['kind']}; `smo backend use --model builtin` to switch back)")
     if not rows:
         typer.echo(f"no model versions in {store.root}; `smo stack up` or `smo backend train` makes one")
     for m in rows:
