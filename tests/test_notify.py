@@ -201,6 +201,7 @@ def test_deadline_event_only_past_the_deadline():
         (["setup", "--block", "just-a-name"], "a notification block is named TYPE/NAME"),
         (["setup"], "no notification block: give --slack URL, --webhook URL or --block TYPE/NAME"),
         (["setup", "--webhook", "ftp://x.example/hook"], "must start with https:// or http://"),
+        (["setup", "--webhook", "https://x.example/h", "--name", "Team <b>"], "a block name is lowercase letters"),
     ],
 )
 def test_setup_mistakes_are_one_line(args, message, monkeypatch):

@@ -10,6 +10,7 @@ never printed or logged. The automations are matched by name: a re-run updates t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -20,7 +21,7 @@ from smo_labelstudio.notify.templates import RULES, TEST_SUBJECT, Rule, test_bod
 
 DEFAULT_BLOCK_NAME = "smo-notify"
 Kind = Literal["slack", "webhook"]
-SLUGS: dict[str, str] = {"slack": "slack-webhook", "webhook": "custom-webhook"}
+BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ def make_block(kind: Kind, url: str) -> Any:
 
 def save_block(block: Any, name: str = DEFAULT_BLOCK_NAME) -> BlockRef:
     """Save (or overwrite) the block under `name`; its reference."""
+    if not BLOCK_NAME.fullmatch(name):
+        raise ConfigError(f"a block name is lowercase letters, digits and dashes (Prefect's rule), got {name!r}")
     block_id = block.save(name, overwrite=True)
     return BlockRef(block.get_block_type_slug(), name, UUID(str(block_id)))
 
