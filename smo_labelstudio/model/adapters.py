@@ -214,7 +214,8 @@ class SklearnAdapter:
 
     def predict_scores(self, texts: list[str]) -> Scores:
         try:
-            raw = self.policy.predict_proba([t[:MAX_TEXT_CHARS] for t in texts])
+            texts = [t[:MAX_TEXT_CHARS] for t in texts]
+            raw = self.policy.predict_proba(texts)
             if isinstance(raw, list):  # multi-output: one (n, 2) array per label
                 raw = np.column_stack([np.asarray(a)[:, -1] if np.ndim(a) == 2 else np.asarray(a) for a in raw])
             proba = _probabilities(np.asarray(raw, dtype=float), len(texts), len(self.labels))
