@@ -24,6 +24,7 @@ from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.ingest import launch
+from smo_labelstudio.ingest.query import launch_query
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.quality.qualification import qualification_batch
 from smo_labelstudio.reports.safe import md_link, md_text
@@ -35,9 +36,10 @@ ONE_AT_A_TIME = cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_
 @task(cache_policy=NO_CACHE)
 def plan_batch(params: LaunchParams, url: str, token: str) -> launch.Plan:
     spec = load_spec(Path(params.spec))
+    rows = launch_query(params.query, params.source_url) if params.query is not None else Path(str(params.data))
     return launch.plan_launch(
         spec,
-        Path(params.data),
+        rows,
         url,
         token,
         Path(params.gold) if params.gold else None,
@@ -109,6 +111,12 @@ def manifest_markdown(m: dict) -> str:
         f"Counts add up: **{t(m['counts_add_up'])}**. Quarantined rows and reasons: {t(m['quarantine_file'])}.",
         f"Versions: {t(', '.join(f'{k} {v}' for k, v in m['versions'].items()))}.",
     ]
+    source = m.get("source") or {}
+    if source.get("kind") == "query":
+        lines.append(
+            f"Rows from a query on {t(source['database'])} (result digest {t(str(source['digest'])[:16])}): "
+            f"{t(source['query'])}."
+        )
     if m.get("gold_corrected"):
         shown = ", ".join(f"`{item}`" for item in m["gold_corrected_items"][:20])
         lines.append(f"Gold answers corrected: **{m['gold_corrected']}** item(s): {shown}.")

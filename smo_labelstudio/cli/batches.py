@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 import typer
 import yaml
@@ -14,7 +15,9 @@ import yaml
 from smo_labelstudio.cli._errors import reported
 from smo_labelstudio.cli._flows import load_flow, prefect_ready
 from smo_labelstudio.cli._progress import Bar
+from smo_labelstudio.core.errors import ConfigError
 from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams, PullParams, parse
+from smo_labelstudio.core.settings import env_name
 from smo_labelstudio.core.spec import Spec, load_spec
 from smo_labelstudio.labelstudio.configs import labeling_interface
 
@@ -24,7 +27,22 @@ spec_app = typer.Typer(no_args_is_help=True, help="Project spec files.")
 @reported
 def launch(
     spec: Path = typer.Option(..., "--spec", help="Project spec (YAML); `smo spec new` writes one."),
-    data: Path = typer.Option(..., "--data", metavar="FILE", help="CSV, JSONL or Parquet file of items."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", metavar="FILE", help="CSV, JSONL or Parquet file of items (or --query)."
+    ),
+    query: Optional[str] = typer.Option(
+        None,
+        "--query",
+        metavar="SQL",
+        help="Instead of --data: a SELECT against the warehouse (PostgreSQL) giving the items' rows; run in a "
+        "read-only transaction under SMO_SOURCE_TIMEOUT, streamed; its text and result digest go into the manifest.",
+    ),
+    source_url: Optional[str] = typer.Option(
+        None,
+        "--source-url",
+        metavar="URL",
+        help="The PostgreSQL --query runs on, postgresql://user[:password]@host[:port]/db (default SMO_SOURCE_URL).",
+    ),
     gold: Optional[Path] = typer.Option(
         None,
         "--gold",
@@ -49,14 +67,25 @@ def launch(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run manifest as one JSON object."),
 ) -> None:
-    """Create (or top up) the spec's labeling project from a file: validate, de-duplicate, sample,
-    mix in gold, pre-annotate, import. Re-running imports only what is missing. The workspace keeps the
+    """Create (or top up) the spec's labeling project from a file or a warehouse query: validate, de-duplicate,
+    sample, mix in gold, pre-annotate, import. Re-running imports only what is missing. The workspace keeps the
     project's id: later launches use that project, never another found by its title."""
     load_spec(spec)  # a bad spec fails here, before Prefect starts
+    if (data is None) == (query is None):
+        raise ConfigError("give the items with --data FILE or --query SQL (one of the two)")
+    if query is not None:  # bad SQL or an unreachable database: one line before a flow run starts
+        from smo_labelstudio.ingest.query import check_query, launch_query  # noqa: PLC0415 - start-up time
+
+        check_query(launch_query(query, source_url))
+    if source_url and urlsplit(source_url).password:  # kept out of the flow run's parameters, which Prefect stores
+        os.environ[env_name("source_url")] = source_url
+        source_url = None
     params = parse(
         LaunchParams,
         spec=str(spec),
-        data=str(data),
+        data=str(data) if data is not None else None,
+        query=query,
+        source_url=source_url,
         gold=str(gold) if gold else None,
         sample=sample,
         batch_size=batch_size,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Literal, Optional, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -41,7 +42,17 @@ class LaunchParams(BaseModel):
         description=f"Only with spec {NEW_PROJECT!r}: the new project's title, label config, overlap, gold rate, "
         "quality thresholds and deadline; saved as a spec in the specs folder, which the other forms then offer",
     )
-    data: str = Field(description="CSV, JSONL or Parquet file of items")
+    data: Optional[str] = Field(None, description="CSV, JSONL or Parquet file of items (or give a query instead)")
+    query: Optional[str] = Field(
+        None,
+        description="instead of a file: a SQL SELECT against the warehouse (PostgreSQL) whose columns the spec's "
+        "`columns:` map; run read-only, streamed; its text and its result's digest go into the manifest",
+    )
+    source_url: Optional[str] = Field(
+        None,
+        description="PostgreSQL the query runs on, postgresql://user@host:port/db without a password (default "
+        "SMO_SOURCE_URL, which may hold one; or ~/.pgpass)",
+    )
     gold: Optional[str] = Field(
         None, description="A file of gold items with their answers (policy, severity) from the landing folder, or none"
     )
@@ -82,6 +93,18 @@ class LaunchParams(BaseModel):
         if self.new_project is None:
             return self
         return self.model_copy(update={"spec": str(save_new_project(self.new_project)), "new_project": None})
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LaunchParams:
+        """The items come from a file or a query, not both; no password in a parameter Prefect stores."""
+        if (self.data is None) == (self.query is None):
+            raise ValueError("give the items as a file (data) or as a query (query): one of the two")
+        if self.source_url and urlsplit(self.source_url).password:
+            raise ValueError(
+                "source_url holds a password, which Prefect would store with the run: give it in SMO_SOURCE_URL "
+                "or ~/.pgpass instead"
+            )
+        return self
 
 
 class PullParams(BaseModel):

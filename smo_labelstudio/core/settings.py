@@ -216,6 +216,16 @@ class Settings(BaseSettings):
         "also the URL of `smo warehouse sync` without `--url` and of `smo sql` without `--url` and `--spec`.",
     )
     warehouse_schema: str = Field("smo", description="PostgreSQL schema of the warehouse tables.")
+    source_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL a launch's `--query` reads its rows from (the team's warehouse; "
+        "`postgresql://user[:password]@host[:port]/db`); `--source-url` overrides it.",
+    )
+    source_timeout: Seconds = Field(
+        300.0,
+        description="Seconds a launch's `--query` may run, per pass over its rows (PostgreSQL's statement_timeout "
+        "on every statement, and the whole read stopped past it).",
+    )
 
     # -- notifications
     notify_block: str | None = Field(

@@ -173,10 +173,12 @@ def prepare(
     kind: str = "item",
     known: dict[str, str] | None = None,
     key: bytes | None = None,
+    header: list[str] | None = None,
 ) -> Prepared:
     """Map, validate and de-duplicate source rows. `known` maps content hashes and item ids the
     project already holds to their item ids, so re-sent rows count as duplicates, not new items (an item
-    imported under its old, unkeyed id too). Ids are keyed with `key`, by default the deployment's."""
+    imported under its old, unkeyed id too). Ids are keyed with `key`, by default the deployment's. `header`:
+    the source's columns when known before any row (a query's), so a missing one is refused even with no rows."""
     known = known or {}
     key = key if key is not None else item_key()
     legacy: dict[int, str] = {}  # the source id of each row's unkeyed id: looked up only when the project holds items
@@ -185,6 +187,11 @@ def prepare(
             raise SourceError(f"the spec's label config shows {what} but `columns:` maps no column for it")
     # needed columns no row has shown yet (checked as rows stream by: one pass over the source)
     unseen = {c for needed, c in ((needs_text, columns.text), (needs_image, columns.image)) if needed and c}
+    if header is not None and (missing := sorted(unseen - set(header))):
+        raise SourceError(
+            f"{file}: no column {missing[0]!r} in any row; map the right one under `columns:` "
+            f"in the spec (the query gives: {', '.join(sorted(header)[:12])})"
+        )
     first_fields: dict | None = None
     quarantined: list[_Quarantined] = []
     mapped: list[_Mapped] = []

@@ -18,9 +18,10 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,8 +46,9 @@ from smo_labelstudio.core.workspace import (
     write_parquet,
 )
 from smo_labelstudio.ingest.items import QUARANTINE_COLUMNS, Prepared, prepare, stratified_sample
+from smo_labelstudio.ingest.query import Query, QuerySource, open_query
 from smo_labelstudio.ingest.queue import order_batch
-from smo_labelstudio.ingest.sources import file_digest, read_rows
+from smo_labelstudio.ingest.sources import Source, file_digest, read_rows
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.labelstudio.configs import labeling_interface
 
@@ -71,6 +73,7 @@ class Plan:
     label_config: str
     overlap: tuple[int, int] = (1, 100)  # the spec's (`maximum_annotations`, cohort %), applied after the last batch
     gold_corrections: dict = field(default_factory=dict)  # `_merge_gold_answers`' report, kept in plan.json
+    source: dict = field(default_factory=dict, kw_only=True)  # where this run's rows came from (the manifest's)
     queue_order: str = "source"  # the spec's `queue.order`: each batch's import order (ingest/queue.py)
     seed: int = 0  # the launch's seed (the random queue order shuffles each batch with it)
 
@@ -317,7 +320,7 @@ def _stamp_plans(ws: Workspace, project_id: int) -> None:
 
 def plan_launch(
     spec: Spec,
-    data: Path,
+    data: Path | Query,
     url: str,
     token: str,
     gold: Path | None = None,
@@ -327,17 +330,28 @@ def plan_launch(
     home: Path | None = None,
     adopt: int | None = None,
 ) -> Plan:
-    """Read, validate, de-duplicate, sample and mix in gold; save the plan (or load the saved one). The
-    project is the workspace's (`resolve_project`; `adopt` names another), part of the plan's key. Holds the
-    workspace lock (core/lock.py); hold it around plan, imports and `finish` to make the whole launch one
-    (the flow and `launch` do)."""
-    with workspace_lock(Workspace.for_title(spec.title, home), "launch"):
-        return _plan_launch(spec, data, url, token, gold, sample, batch_size, seed, home, adopt)
+    """Read, validate, de-duplicate, sample and mix in gold; save the plan (or load the saved one). The rows come
+    from a file or a `Query` (ingest/query.py), keyed by their digest. The project is the workspace's
+    (`resolve_project`; `adopt` names another), part of the plan's key. Holds the workspace lock (core/lock.py);
+    hold it around plan, imports and `finish` to make the whole launch one (the flow and `launch` do)."""
+    with workspace_lock(Workspace.for_title(spec.title, home), "launch"), _opened(data) as source:
+        plan = _plan_launch(spec, source, url, token, gold, sample, batch_size, seed, home, adopt)
+        return replace(plan, source=source.describe())
+
+
+@contextmanager
+def _opened(data: Path | Query) -> Iterator[Source | QuerySource]:
+    """A file's records, or a query's rows on an open read-only connection (closed on leaving)."""
+    if isinstance(data, Query):
+        with open_query(data) as rows:
+            yield rows
+    else:
+        yield read_rows(data)
 
 
 def _plan_launch(
     spec: Spec,
-    data: Path,
+    source: Source | QuerySource,
     url: str,
     token: str,
     gold: Path | None,
@@ -349,6 +363,7 @@ def _plan_launch(
 ) -> Plan:
     if batch_size < 1:
         raise LaunchError("batch size must be at least 1")
+    digest = source.digest()  # first: a query that cannot run fails before a project is created
     ui = labeling_interface(spec.config)
     ws = Workspace.for_title(spec.title, home)
     project_id = ensure_project(spec, url, token, ui, home=home, adopt=adopt)
@@ -356,7 +371,7 @@ def _plan_launch(
         {
             "project_id": project_id,
             "spec": _plan_spec(spec),
-            "data": _file_digest(data),
+            "data": digest,
             "gold": _file_digest(gold),
             "sample": sample,
             "batch_size": batch_size,
@@ -397,8 +412,10 @@ def _plan_launch(
     for item in client.task_ids_by_item(url, token, project_id):  # a lost workspace or an abandoned plan
         known.setdefault(item, item)
     key = item_key(home)  # item ids are keyed per deployment: gold and work look alike to annotators
-    source = read_rows(data)
-    prepared = prepare(source, spec.columns, **_needs(ui["label_config"]), file=str(data), known=known, key=key)
+    header = source.header if isinstance(source, QuerySource) else None  # a query's columns, known with no row
+    prepared = prepare(
+        source, spec.columns, **_needs(ui["label_config"]), file=source.name, known=known, key=key, header=header
+    )
     items = prepared.items
     present = prepared.duplicates["duplicate_of"].str.startswith("project item")
     if sample is not None:
@@ -449,7 +466,8 @@ def _plan_launch(
             "project_id": project_id,
             "counts": counts,
             "gold_corrections": corrections,
-            "data": str(data),
+            "data": source.name,
+            "source": source.describe(),
             "gold": str(gold) if gold else None,
             "created": time.time(),
         },
@@ -932,6 +950,7 @@ def _finish(plan: Plan, results: list[dict], url: str) -> dict:
         },
         "quarantine_file": str(plan.workspace.quarantine),
         "workspace": str(plan.workspace.root),
+        "source": plan.source,  # the file, or the query text and database; with its digest
     }
     manifest["lines_accounted"] = c.get("lines_accounted", True)  # a plan saved before this count: not checked
     manifest["counts_add_up"] = manifest["lines_accounted"] and (

@@ -107,6 +107,8 @@ class Source:
         self.header_lines = 0  # the header and any blank lines before it
         self.spanned = 0  # physical lines inside records
         self.header: list[str] = []
+        self.name = str(path)  # how the quarantine and the plan name this source
+        self.sha256: str | None = None
         self._parquet: Any = None
         if kind == "parquet":
             import pyarrow.parquet as pq  # noqa: PLC0415 - start-up time: only Parquet sources need it
@@ -123,6 +125,15 @@ class Source:
         if self.kind == "parquet":
             return self._parquet_rows()
         return self._jsonl_rows() if self.kind == "jsonl" else self._csv_rows()
+
+    def digest(self) -> str:
+        """The file's SHA-256 (part of a launch plan's key), kept for `describe`."""
+        self.sha256 = file_digest(self.path)
+        return self.sha256
+
+    def describe(self) -> dict:
+        """What a launch manifest records of this source."""
+        return {"kind": "file", "path": str(self.path), "digest": self.sha256}
 
     def accounted(self) -> bool:
         """Whether every physical line (CSV, JSONL) or row (Parquet) is in exactly one record, blank or the
