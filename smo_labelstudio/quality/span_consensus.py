@@ -190,19 +190,22 @@ class SpanVote:
             if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
                 raise ConfigError(f"weights: annotator {annotator!r} has weight {w!r}; expected a number >= 0")
         rows: list[dict[str, Any]] = []
-        for task, part in data.groupby("task", sort=True):
-            part = part.drop_duplicates("annotator", keep="last")
-            w = np.array([float(weights.get(a, 1.0)) for a in part["annotator"]])
-            total = float(w.sum())
+        data = data.drop_duplicates(["task", "annotator"], keep="last").reset_index(drop=True)
+        weight = data["annotator"].map(lambda a: float(weights.get(a, 1.0))).astype(float)
+        totals = weight.groupby(data["task"]).sum()  # every counted annotator of a task, marked or not
+        counts = data.groupby("task").size()
+        marked = data["label"].map(lambda v: isinstance(v, (list, tuple, np.ndarray)) and len(v) > 0)
+        for task, part in data[marked.to_numpy()].groupby("task", sort=True):  # only tasks with spans can have one
+            total = float(totals[task])
             if total <= 0:
                 continue
             by_policy: dict[str, list[tuple[int, int, float, int]]] = {}
-            for i, spans in enumerate(part["label"]):
-                for start, end, policy in spans if isinstance(spans, (list, tuple, np.ndarray)) else ():
-                    by_policy.setdefault(str(policy), []).append((int(start), int(end), w[i], i))
+            for i, (spans, w) in enumerate(zip(part["label"], weight[part.index])):
+                for start, end, policy in spans:
+                    by_policy.setdefault(str(policy), []).append((int(start), int(end), w, i))
             for policy in sorted(by_policy):
                 rows += [
-                    {"task": task, "policy": policy, **run, "n_annotators": len(part)}
+                    {"task": task, "policy": policy, **run, "n_annotators": int(counts[task])}
                     for run in _runs(by_policy[policy], total, self.threshold)
                 ]
         columns = [c for c in SPAN_COLUMNS if c != "text"]
