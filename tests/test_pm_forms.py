@@ -157,6 +157,14 @@ def test_a_new_project_is_saved_as_a_spec_the_other_forms_then_offer(folders):
         save_new_project(NewProject(title="hate speech q1"))  # slugs alike, another title
 
 
+def test_every_flow_is_deployed_under_the_name_its_file_declares():
+    from smo_labelstudio.cli.deployments import FLOWS, FLOWS_DIR, flow_name
+
+    declared = {p.stem for p in FLOWS_DIR.glob("*.py") if "@flow(" in p.read_text()}
+    assert declared == set(FLOWS)
+    assert [flow_name(n) for n in FLOWS] == list(FLOW_NAMES)
+
+
 def test_the_stack_runs_the_deployments_last_pointed_at_itself(tmp_path, monkeypatch):
     monkeypatch.setenv("SMO_LS_URL", "http://elsewhere:8080")
     settings = Settings(home=tmp_path, prefect_port=4999)
@@ -213,7 +221,7 @@ def test_stack_deployments_listed_create_tasks_form_filled_in_chromium_tasks_in_
         ui = prefect_api.removesuffix("/api")
 
         def served():
-            r = httpx.get(f"{prefect_api}/deployments/name/create-tasks/smo")
+            r = httpx.get(f"{prefect_api}/deployments/name/create-tasks/smo", timeout=60)
             ok = r.status_code == 200 and "CreateTasksForm" in str(r.json()["parameter_openapi_schema"])
             return r.json() if ok and r.json()["status"] == "READY" else None
 
@@ -224,6 +232,7 @@ def test_stack_deployments_listed_create_tasks_form_filled_in_chromium_tasks_in_
         bad = httpx.post(
             f"{prefect_api}/deployments/{deployment['id']}/create_flow_run",
             json={"parameters": {"params": {"spec": "../../etc/passwd", "data": "older.csv"}}},
+            timeout=60,
         )
         assert bad.status_code == 409 and "is not one of" in bad.text
 
@@ -248,7 +257,9 @@ def test_stack_deployments_listed_create_tasks_form_filled_in_chromium_tasks_in_
 
         def finished():
             runs = httpx.post(
-                f"{prefect_api}/flow_runs/filter", json={"deployments": {"id": {"any_": [deployment["id"]]}}}
+                f"{prefect_api}/flow_runs/filter",
+                json={"deployments": {"id": {"any_": [deployment["id"]]}}},
+                timeout=60,
             ).json()
             done = [r for r in runs if r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")]
             return done[0] if done else None
@@ -259,13 +270,14 @@ def test_stack_deployments_listed_create_tasks_form_filled_in_chromium_tasks_in_
         assert run["parameters"]["params"]["spec"] == f"pm-{unique}.yaml"
         assert run["parameters"]["params"]["data"] == f"batch-{unique}.csv"
         projects = httpx.get(
-            f"{label_studio.url}/api/projects", params={"page_size": 1000}, headers=label_studio.headers
+            f"{label_studio.url}/api/projects", params={"page_size": 1000}, headers=label_studio.headers, timeout=60
         ).json()
         project = next(p for p in projects.get("results", projects) if p["title"] == title)
         tasks = httpx.get(
             f"{label_studio.url}/api/tasks",
             params={"project": project["id"], "page_size": 100, "fields": "all"},
             headers=label_studio.headers,
+            timeout=60,
         ).json()
         texts = {t["data"]["text"] for t in tasks["tasks"]}
         assert {f"Form item number {i} about the weather" for i in range(6)} <= texts

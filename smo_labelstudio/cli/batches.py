@@ -216,7 +216,8 @@ def serve(
     stop = threading.Event()
     deployments.keep_forms_fresh(get_settings().forms_refresh, stop)
     try:
-        prefect_serve(*built, print_starting_message=False)
+        # not paused on the way out: a `smo stack down` and `up` must not leave the daily schedules paused
+        prefect_serve(*built, pause_on_shutdown=False, print_starting_message=False)
     finally:
         stop.set()
 

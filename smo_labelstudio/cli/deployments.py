@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import threading
 from typing import Any
 
-from smo_labelstudio.cli._flows import load_flow
 from smo_labelstudio.core.choices import spec_choices
 from smo_labelstudio.core.forms import Choices, form_models
+from smo_labelstudio.core.paths import REPO_ROOT
 
 NAME = "smo"
+FLOWS_DIR = REPO_ROOT / "flows"
 # flow file -> (deployment description, daily cron (UTC) or None); the order the Prefect UI lists them in
 FLOWS: dict[str, tuple[str, str | None]] = {
     "create_tasks": (
@@ -45,9 +47,20 @@ def schemas(choices: Choices) -> dict[str, dict]:
     return {name: form_schema(model).model_dump() for name, model in form_models(choices).items()}
 
 
+def flow_name(name: str) -> str:
+    """The Prefect flow name `flows/<name>.py` declares (`@flow(name="...")`), read from its text: registering a
+    deployment needs the name and the entrypoint, not the flow, so the flows (and pandas, scikit-learn...) are
+    imported only by the runs themselves, not by `smo serve` (about half its start-up time)."""
+    found = re.search(r'@flow\(\s*name="([^"]+)"', (FLOWS_DIR / f"{name}.py").read_text(encoding="utf-8"))
+    if not found:
+        raise ValueError(f"flows/{name}.py declares no @flow(name=...)")
+    return found.group(1)
+
+
 def build(schedule_spec: str | None) -> list[Any]:
     """The deployments, forms filled from the folders now. The daily ones (pull, quality check, report) run for
     `schedule_spec`; without it their schedules are registered paused, on the specs folder's first spec."""
+    from prefect.deployments.runner import EntrypointType, RunnerDeployment  # noqa: PLC0415 - start-up time
     from prefect.schedules import Cron  # noqa: PLC0415 - start-up time
 
     choices = Choices.now()
@@ -55,15 +68,22 @@ def build(schedule_spec: str | None) -> list[Any]:
     target = schedule_spec or next(iter(spec_choices()), None)
     deployments = []
     for name, (description, cron) in FLOWS.items():
-        flow = load_flow(name)
         schedules = []
         if cron and target:
-            schedules = [
-                Cron(cron, timezone="UTC", active=schedule_spec is not None, parameters={"params": {"spec": target}})
-            ]
-        deployment = flow.to_deployment(
-            name=NAME, description=description, tags=["smo"], schedules=schedules, parameters={}
+            active = schedule_spec is not None
+            schedules = [Cron(cron, timezone="UTC", active=active, parameters={"params": {"spec": target}})]
+        deployment = RunnerDeployment(
+            name=NAME,
+            flow_name=flow_name(name),
+            entrypoint=f"{FLOWS_DIR / name}.py:{name}",
+            description=description,
+            tags=["smo"],
+            schedules=RunnerDeployment._construct_deployment_schedules(schedules=schedules),
+            parameters={},
+            enforce_parameter_schema=True,
         )
+        deployment._path = "."
+        deployment._entrypoint_type = EntrypointType.FILE_PATH
         deployment._parameter_openapi_schema = type(deployment._parameter_openapi_schema)(**forms[name])
         deployments.append(deployment)
     return deployments
