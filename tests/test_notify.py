@@ -115,6 +115,16 @@ def test_gate_failure_and_failed_run_reach_the_webhook(prefect_api, receiver, tm
     again = runner.invoke(app, ["notify", "setup", "--block", f"custom-webhook/{name}"])  # idempotent: updated
     assert again.exit_code == 0 and again.output.count("updated") == 5, again.output
 
+    from smo_labelstudio.cli.stack import _notifications  # what `smo stack up` does with SMO_NOTIFY_BLOCK
+
+    monkeypatch.setenv("SMO_NOTIFY_BLOCK", f"custom-webhook/{name}")
+    assert (
+        _notifications(prefect_api.removesuffix("/api"))
+        == f"5 automations send through custom-webhook/{name} (SMO_NOTIFY_BLOCK)"
+    )
+    monkeypatch.setenv("SMO_NOTIFY_BLOCK", "custom-webhook/not-there")
+    assert _notifications(prefect_api.removesuffix("/api")).startswith("not set up: no notification block")
+    monkeypatch.delenv("SMO_NOTIFY_BLOCK")
     sent = runner.invoke(app, ["notify", "test"])  # the block the automations use
     assert sent.exit_code == 0, sent.output
     test_message = receiver.wait_for("Test notification", timeout=10)

@@ -66,8 +66,31 @@ def stack_up(
             "export-dataset/smo: listed in the Prefect UI (Deployments) within about 30 s; forms offer the specs "
             "folder and the landing folder"
         )
+    typer.echo(f"Notifications  {_notifications(report['services']['prefect']['url'])}")
     typer.echo(f"Database       {report['database']}")
     typer.echo('Point a shell at it: eval "$(smo stack env)"')
+
+
+def _notifications(prefect_url: str) -> str:
+    """With SMO_NOTIFY_BLOCK set, the notification automations on the stack's Prefect, created or updated as by
+    `smo notify setup` (a block that is not there yet is a note, not a failed `up`); what to print."""
+    from smo_labelstudio.core.errors import ConfigError  # noqa: PLC0415
+    from smo_labelstudio.core.settings import get_settings  # noqa: PLC0415
+
+    block = get_settings().notify_block
+    if not block:
+        return "none yet: `smo notify setup --slack URL` (or --webhook URL, --block TYPE/NAME)"
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings  # noqa: PLC0415
+
+    from smo_labelstudio.notify import automations as na  # noqa: PLC0415 - start-up time: Prefect
+
+    with temporary_settings({PREFECT_API_URL: prefect_url + "/api", PREFECT_UI_URL: prefect_url}):
+        try:
+            ref = na.find_block(block)
+        except ConfigError as exc:
+            return f"not set up: {exc}"
+        done = na.ensure_automations(ref, prefect_url)
+    return f"{len(done)} automations send through {ref} (SMO_NOTIFY_BLOCK)"
 
 
 @app.command("down")

@@ -8,6 +8,7 @@ message is built by the real block and Apprise with only the final HTTP request 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -91,7 +92,9 @@ def _flow_run_context() -> dict:
     }
 
 
+@functools.cache
 def _messages() -> list[tuple[str, str, str]]:
+    """(rule, subject, body) of every rule, rendered once for the module."""
     out = []
     events = _events()
     for rule in RULES:
