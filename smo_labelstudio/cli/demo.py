@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import yaml
 
 from smo_labelstudio.cli._errors import reported
 from smo_labelstudio.cli._flows import load_flow, prefect_ready
+from smo_labelstudio.core.choices import landing_dir
 from smo_labelstudio.core.params import (
     ExportDatasetParams,
     LaunchParams,
@@ -87,6 +89,10 @@ def run(say: Callable[[str], None] = print) -> dict:
     )
 
     files = demo_files(state_home() / "demo")
+    landing = landing_dir()  # the create-tasks form in the Prefect UI offers them from here (demo-items.csv)
+    landing.mkdir(parents=True, exist_ok=True)
+    for kind in ("items", "gold"):
+        shutil.copyfile(files[kind], landing / f"demo-{kind}.csv")
     url, token = client.connection_settings()
     say("1/4 launch: validate, de-duplicate, mix in gold, pre-annotate, import")
     manifest = load_flow("create_tasks")(
