@@ -144,7 +144,10 @@ def test_label_studio_serves_each_batch_lowest_margin_first(label_studio, tmp_pa
     plan = launch.plan_launch(spec, data, label_studio.url, label_studio.token, batch_size=5, home=tmp_path)
     assert plan.queue_order == "uncertainty" and plan.batches == [0, 1]
     backend = ("http://127.0.0.1:9", ("u", "p"))  # never called: predict is the test's
-    launch.finish(plan, launch.import_all(plan, label_studio.url, label_studio.token, backend), label_studio.url)
+    manifest = launch.finish(
+        plan, launch.import_all(plan, label_studio.url, label_studio.token, backend), label_studio.url
+    )
+    assert manifest["queue_order"] == "uncertainty" and manifest["predictions"] == len(ITEMS)
 
     with httpx.Client(base_url=label_studio.url, headers=label_studio.headers, timeout=60) as http:
         tasks = http.get("/api/tasks", params={"project": plan.project_id, "page_size": 100}).json()["tasks"]

@@ -942,6 +942,7 @@ def _finish(plan: Plan, results: list[dict], url: str) -> dict:
         else None,
         "tasks_in_plan": len(plan.items),
         "tasks_imported_total": imported_total,
+        "queue_order": plan.queue_order,  # the order each batch went in, which Label Studio serves (ingest/queue.py)
         "versions": {
             **plan.versions,
             "model": next(
