@@ -15,6 +15,7 @@ from smo_labelstudio.core.params import ExportDatasetParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, workspace_key
 from smo_labelstudio.export.dataset import Export, export_workspace
+from smo_labelstudio.reports.links import keep_datasheet, links_markdown
 from smo_labelstudio.reports.safe import md_text
 
 
@@ -24,11 +25,12 @@ def build(ws: Workspace, spec, out: Path, method: str, seed: int, consensus_only
 
 
 @task(cache_policy=NO_CACHE, name="post the datasheet")
-def post_datasheet(result: Export, title: str) -> None:
+def post_datasheet(result: Export, title: str, ws: Workspace) -> None:
+    keep_datasheet(ws, result.out)  # served by the stack's reports service, linked below
     key = workspace_key(title)  # the title's slug and hash: titles that slug alike keep their own
     create_markdown_artifact(
         key=f"export-{key}",
-        markdown=(result.out / "datasheet.md").read_text(encoding="utf-8"),
+        markdown=(result.out / "datasheet.md").read_text(encoding="utf-8") + links_markdown(ws),
         description=f"Datasheet of the dataset in {md_text(result.out)}",
     )
 
@@ -40,7 +42,7 @@ def export_dataset(params: ExportDatasetParams) -> dict:
     spec = load_spec(Path(params.spec))
     ws = Workspace.for_title(spec.title)
     result = build(ws, spec, Path(params.out), params.method, params.seed, params.consensus_only)
-    post_datasheet(result, spec.title)
+    post_datasheet(result, spec.title, ws)
     summary = result.summary()
     print(f"{summary['tasks']} tasks: {summary['splits']} -> {summary['out']}")
     publish(ws, spec, {"tasks": summary["tasks"], **summary["splits"]})

@@ -17,10 +17,12 @@ from prefect.events import emit_event
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.errors import InputError
 from smo_labelstudio.core.params import OpsReportParams
+from smo_labelstudio.core.reportlinks import signed_link
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, workspace_key
 from smo_labelstudio.metrics import operations as om
 from smo_labelstudio.reports import operations as ops
+from smo_labelstudio.reports.links import links_markdown
 from smo_labelstudio.reports.safe import md_text, plain_rows
 from smo_labelstudio.reports.shell import ReportFiles
 
@@ -46,11 +48,11 @@ def write(ws: Workspace, spec, report: om.OpsReport, project: dict) -> ReportFil
 
 
 @task(cache_policy=NO_CACHE, name="post artifacts")
-def post_artifacts(spec, report: om.OpsReport, files: ReportFiles) -> None:
+def post_artifacts(spec, report: om.OpsReport, files: ReportFiles, ws: Workspace) -> None:
     key = workspace_key(spec.title)  # the title's slug and hash: titles that slug alike keep their own
     create_markdown_artifact(
         key=f"ops-{key}",
-        markdown=ops.render_markdown(report, {}),
+        markdown=ops.render_markdown(report, {}) + links_markdown(ws),
         description="Operations summary (plots are in the HTML report)",
     )
     for name, frame in (("progress", report.progress), ("wellness", report.wellness)):
@@ -62,7 +64,7 @@ def post_artifacts(spec, report: om.OpsReport, files: ReportFiles) -> None:
         )
     create_link_artifact(
         key=f"ops-report-{key}",
-        link=files.html.resolve().as_uri(),
+        link=signed_link(files.html) or files.html.resolve().as_uri(),
         link_text="Operations report (HTML)",
         description=md_text(files.html),
     )
@@ -76,7 +78,7 @@ def ops_report(params: OpsReportParams) -> dict:
     inputs = read(ws)
     report = compute(spec, inputs, params.stale_hours, params.n_boot)
     files = write(ws, spec, report, inputs["project"])
-    post_artifacts(spec, report, files)
+    post_artifacts(spec, report, files, ws)
     if len(report.alerts):
         emit_event(**ops.wellness_event(report, files))
         print(f"wellness cap exceeded: {len(report.alerts)} annotator-day(s)")

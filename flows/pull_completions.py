@@ -16,6 +16,7 @@ from smo_labelstudio.core.workspace import Workspace, WorkspaceFileError
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.pull import completions as pull
 from smo_labelstudio.quality import dynamic
+from smo_labelstudio.reports.links import links_markdown
 from smo_labelstudio.reports.safe import md_text
 
 
@@ -68,7 +69,9 @@ def pull_completions(params: PullParams) -> dict:
     url, token = client.connection_settings()
     ws = Workspace.for_title(spec.title)
     summary = pull_tables(ws, url, token, params.full)
-    create_markdown_artifact(pull_markdown(summary), key=f"pull-{summary['project_id']}", description="Pull summary")
+    create_markdown_artifact(
+        pull_markdown(summary) + links_markdown(ws), key=f"pull-{summary['project_id']}", description="Pull summary"
+    )
     get_run_logger().info("pull: %s", {k: summary[k] for k in ("mode", "annotations", "new", "updated", "deleted")})
     if spec.overlap.dynamic is not None:
         summary["dynamic_overlap"] = raise_overlap(ws, spec, url, token)

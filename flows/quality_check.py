@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -16,12 +17,15 @@ from prefect.events import emit_event
 
 from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
+from smo_labelstudio.core.errors import SmoError
 from smo_labelstudio.core.params import QualityCheckParams
+from smo_labelstudio.core.reportlinks import signed_link
 from smo_labelstudio.core.spec import Spec, load_spec
 from smo_labelstudio.core.workspace import Workspace, workspace_key
 from smo_labelstudio.labelstudio.client import connection_settings, http_client
 from smo_labelstudio.quality import dynamic, qualification
 from smo_labelstudio.reports import quality_pass as qp
+from smo_labelstudio.reports.links import link_in_description, links_markdown
 from smo_labelstudio.reports.quality import render_markdown
 from smo_labelstudio.reports.safe import md_text, plain_rows
 
@@ -76,7 +80,7 @@ def post_artifacts(outcome: qp.PassOutcome) -> None:
     result = outcome.result
     create_markdown_artifact(
         key=f"quality-{key}",
-        markdown=render_markdown(result, outcome.spec.title, {}),
+        markdown=render_markdown(result, outcome.spec.title, {}) + links_markdown(outcome.workspace),
         description="Quality summary (plots are in the HTML report)",
     )
     columns = ["annotator", "n_answers", "gold_n", "gold_accuracy", "ci_low", "ci_high", "flagged", "reason"]
@@ -88,10 +92,22 @@ def post_artifacts(outcome: qp.PassOutcome) -> None:
     )
     create_link_artifact(
         key=f"quality-report-{key}",
-        link=outcome.report.html.resolve().as_uri(),
+        link=signed_link(outcome.report.html) or outcome.report.html.resolve().as_uri(),
         link_text="Quality report (HTML)",
         description=md_text(outcome.report.html),
     )
+
+
+@task(cache_policy=NO_CACHE, name="link the report in the project's description")
+def describe(ws: Workspace, project: dict) -> None:
+    """The Label Studio project's description points at the newest quality report (managers' login: it holds
+    every annotator's figures); a Label Studio that cannot take it is a warning, not a failed check."""
+    if not project.get("project_id"):
+        return
+    try:
+        link_in_description(ws, *connection_settings(), int(project["project_id"]))
+    except (OSError, SmoError, httpx.HTTPError) as exc:
+        print(f"warning: the project's description was not updated: {' '.join(str(exc).split())[:200]}")
 
 
 @flow(name="quality-check", log_prints=True, on_failure=[record_failure])
@@ -120,6 +136,7 @@ def quality_check(params: QualityCheckParams) -> dict:
         emit_event(**qp.gate_event(outcome))
         print(f"gates failed: {', '.join(g.name for g in result.failed_gates)}")
     scorecards = write_scorecards(ws, spec, result, inputs)  # each annotator's page, current (after the event)
+    describe(ws, inputs["project"])
     summary = {**outcome.summary(), "scorecards": scorecards}
     publish(ws, spec, summary)
     return summary

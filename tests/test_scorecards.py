@@ -221,6 +221,8 @@ def test_stale_pages_go_and_the_cli_writes_the_pages(tmp_path, monkeypatch):
     assert run.exit_code == 0, run.output
     out = json.loads(run.stdout)
     assert len(out["pages"]) == 5 and all(Path(p).exists() for p in out["pages"].values())
+    # each page's own signed link for the stack's reports service (tests/adversarial/test_report_links.py)
+    assert set(out["links"]) == set(out["pages"]) and all(f"/{n}.html?sig=" in out["links"][n] for n in out["pages"])
     assert not stale.exists()
     # no pulled labels: one line naming what to do, no traceback
     spec_data["title"] = "Scorecards nothing pulled"

@@ -28,6 +28,7 @@ STRIP = (
     "SMO_LS_PORT",
     "SMO_PREFECT_PORT",
     "SMO_BACKEND_PORT",
+    "SMO_REPORTS_PORT",
 )
 
 
@@ -42,6 +43,7 @@ def ports() -> dict:
         "SMO_LS_PORT": str(procs.free_port()),
         "SMO_PREFECT_PORT": str(procs.free_port()),
         "SMO_BACKEND_PORT": str(procs.free_port()),
+        "SMO_REPORTS_PORT": str(procs.free_port()),
         "SMO_LS_WORKERS": "2",
     }
 
@@ -123,6 +125,7 @@ def test_up_twice_env_status_down(tmp_path):
             "prefect",
             "ml-backend",
             "ml-worker",
+            "reports",
             "deployments",
         }
         # The deployments service registered every flow (the demo took longer than its registration).

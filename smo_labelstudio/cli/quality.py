@@ -43,6 +43,8 @@ def _group(
     from smo_labelstudio.warehouse.publish import publish_after_flow  # noqa: PLC0415 - start-up time: duckdb
 
     outcome = run_pass(load_spec(spec), adjudicate=adjudicate)
+    if adjudicate:  # Label Studio is contacted anyway: its description points at this report (managers' login)
+        _describe(outcome)
     # what the quality-check flow does last: the pass's tables reach SQL now, not at the next flow
     stores = [d["store"] for d in publish_after_flow(outcome.workspace, outcome.spec)]
     summary = {**outcome.summary(), "warehouse": stores}
@@ -52,6 +54,23 @@ def _group(
         _print_pass(summary)
     if outcome.result.failed_gates:
         raise typer.Exit(3)
+
+
+def _describe(outcome: Any) -> None:
+    """The project's description links the newest quality report; a Label Studio refusing is a warning line."""
+    import httpx  # noqa: PLC0415 - start-up time
+
+    from smo_labelstudio.core.errors import SmoError  # noqa: PLC0415 - start-up time
+    from smo_labelstudio.labelstudio.client import connection_settings  # noqa: PLC0415 - start-up time
+    from smo_labelstudio.reports.links import link_in_description  # noqa: PLC0415 - start-up time
+
+    project_id = (outcome.project or {}).get("project_id")
+    if not project_id:
+        return
+    try:
+        link_in_description(outcome.workspace, *connection_settings(), int(project_id))
+    except (OSError, SmoError, httpx.HTTPError) as exc:
+        typer.echo(f"warning: the project's description was not updated: {' '.join(str(exc).split())[:200]}", err=True)
 
 
 def _print_pass(s: dict[str, Any]) -> None:

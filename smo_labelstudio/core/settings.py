@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     ls_port: PositiveInt = Field(8080, description="Label Studio's port in the local stack.")
     prefect_port: PositiveInt = Field(4200, description="The Prefect server's port in the local stack.")
     backend_port: PositiveInt = Field(9090, description="The ML backend's port in the local stack.")
+    reports_port: PositiveInt = Field(4280, description="The reports service's port in the local stack.")
+    reports_url: str | None = Field(
+        None,
+        description="The address report links point at, when the reports service is reached through a proxy "
+        "(default: the stack's own, `http://127.0.0.1:SMO_REPORTS_PORT`).",
+    )
     ls_workers: PositiveInt = Field(4, description="Label Studio's web server workers in the local stack.")
     ls_legacy_token: bool = Field(
         False,

@@ -188,6 +188,7 @@ def _as_recorded(settings: Settings, state: dict) -> Settings:
         ls_port=ports.get("label-studio") or settings.ls_port,
         prefect_port=ports.get("prefect") or settings.prefect_port,
         backend_port=ports.get("ml-backend") or settings.backend_port,
+        reports_port=ports.get("reports") or settings.reports_port,
     )
 
 
@@ -235,4 +236,7 @@ def env_lines(settings: Settings) -> list[str]:
         "SMO_BACKEND_ADMIN_PASSWORD": backend["admin_password"],
         "PREFECT_API_URL": f"http://{settings.host}:{settings.prefect_port}/api",
     }
+    if state.get("reports"):  # the managers' login to the reports service (docs: stack, project-manager guide)
+        values["SMO_REPORTS_USER"] = state["reports"]["user"]
+        values["SMO_REPORTS_PASSWORD"] = state["reports"]["password"]
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]

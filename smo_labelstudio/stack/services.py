@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 from smo_labelstudio.core import errors, postgres
 from smo_labelstudio.core.paths import REPO_ROOT, cache_home
 from smo_labelstudio.core.postgres import PgUrl
+from smo_labelstudio.core.reportlinks import reports_key
 from smo_labelstudio.core.settings import get_settings, secret
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.labelstudio import ssrf
@@ -51,6 +52,7 @@ class Settings:
     ls_port: int = 8080
     prefect_port: int = 4200
     backend_port: int = 9090
+    reports_port: int = 4280
     postgres_url: str | None = None
     ls_workers: int = 4
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -65,6 +67,7 @@ class Settings:
             ls_port=env.ls_port,
             prefect_port=env.prefect_port,
             backend_port=env.backend_port,
+            reports_port=env.reports_port,
             postgres_url=postgres_url or secret(env.postgres_url),
             ls_workers=env.ls_workers,
             redis_url=env.redis_url,
@@ -557,6 +560,49 @@ class Deployments(_Service):
         return ([sys.executable, "-m", "smo_labelstudio.cli", "serve"], REPO_ROOT)
 
 
+class Reports(_Service):
+    """The report files of every workspace over HTTP, read-only (reports/server.py: stdlib http.server, starts in
+    well under a second): a signed link opens one report file; the managers' login (`reports` in the state, shown
+    by `smo stack env`) opens any, and the newest quality or operations report at `/w/<workspace>/latest/<kind>`."""
+
+    name = "reports"
+    port_setting = "SMO_REPORTS_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.s.reports_port
+
+    @property
+    def health_url(self) -> str:
+        return self.url + "/health"
+
+    def environ(self, state: dict | None = None) -> dict[str, str]:
+        """Our environment with the home whose workspaces it serves and the managers' login."""
+        login = (state or {}).get("reports", {})
+        env = _clean_environ()
+        env.update(
+            {
+                "SMO_HOME": str(self.s.home),
+                "SMO_REPORTS_USER": login.get("user", ""),
+                "SMO_REPORTS_PASSWORD": login.get("password", ""),
+            }
+        )
+        return env
+
+    def prepare(self, state: dict, say: Say) -> None:
+        """The managers' login (made once) and the key report links are signed with (`keys/reports.key`)."""
+        login = state.setdefault("reports", {})
+        login.setdefault("user", "manager")
+        login.setdefault("password", secrets.token_urlsafe(18))
+        reports_key(self.s.home)
+
+    def argv(self) -> tuple[list[str], Path | None]:
+        return (
+            [sys.executable, "-m", "smo_labelstudio.reports.server", "--host", self.host, "--port", str(self.port)],
+            REPO_ROOT,
+        )
+
+
 def _legacy() -> str:
     """A new legacy token: 40 hex characters."""
     return secrets.token_hex(20)
@@ -599,5 +645,6 @@ def services(settings: Settings) -> list[_Service]:
     found: list[_Service] = [LabelStudio(settings), PrefectServer(settings), MLBackend(settings)]
     if redis_answers(settings.redis_url):
         found.append(MLWorker(settings))
+    found.append(Reports(settings))
     found.append(Deployments(settings))
     return found
