@@ -27,6 +27,7 @@ from smo_labelstudio.ingest import launch
 from smo_labelstudio.ingest.query import launch_query
 from smo_labelstudio.labelstudio import client
 from smo_labelstudio.quality.qualification import qualification_batch
+from smo_labelstudio.reports.links import links_markdown
 from smo_labelstudio.reports.safe import md_link, md_text
 
 # Typed as the task runner the flow decorator takes: ThreadPoolTaskRunner's own type parameter infers as Never.
@@ -171,7 +172,11 @@ def create_tasks(params: LaunchParams) -> dict:
     manifest = write_manifest(plan, results, url)
     manifest["backend_connected"] = linked is not None
     manifest["qualification_batch"] = serve_qualification(plan, params, url, token)
-    create_markdown_artifact(manifest_markdown(manifest), key=f"launch-{plan.project_id}", description="Launch summary")
+    create_markdown_artifact(
+        manifest_markdown(manifest) + links_markdown(plan.workspace),
+        key=f"launch-{plan.project_id}",
+        description="Launch summary",
+    )
     log.info(
         "launch done: %s",
         {k: manifest[k] for k in ("imported", "duplicates", "quarantined", "already_present", "gold", "predictions")},

@@ -16,6 +16,7 @@ from prefect.events import emit_event
 
 from flows.warehouse_step import publish
 from smo_labelstudio.core.params import QualityScanParams
+from smo_labelstudio.core.reportlinks import signed_link
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.reports import quality_pass as qp
 from smo_labelstudio.reports.safe import plain_rows
@@ -49,7 +50,7 @@ def gates_table(outcomes: list[qp.PassOutcome]) -> list[dict]:
                 "n_annotators": o.result.counts["n_annotators"],
                 "passed": not o.result.failed_gates,
                 "failed_gates": ", ".join(g.name for g in o.result.failed_gates),
-                "report": str(o.report.html),
+                "report": signed_link(o.report.html) or str(o.report.html),  # the reports service's link
             }
             for o in outcomes
         ]
