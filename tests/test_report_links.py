@@ -103,3 +103,27 @@ def test_a_report_link_from_a_flow_artifact_opens_in_chromium_and_a_tampered_one
     assert httpx.get(manager, timeout=30).status_code == 401  # what an annotator clicking it gets
     newest = httpx.get(manager, auth=(login["user"], login["password"]), timeout=30)
     assert newest.status_code == 200 and newest.text == httpx.get(link, timeout=30).text
+
+
+def test_the_reports_service_is_part_of_the_stack(tmp_path):
+    """Unit: `up` starts it before the deployments (whose flows sign links), with the managers' login it made."""
+    from smo_labelstudio.core.reportlinks import REPORTS_KEY
+    from smo_labelstudio.stack.services import Reports, services
+
+    settings = Settings(home=tmp_path, reports_port=4999)
+    names = [s.name for s in services(settings)]
+    assert names.index("reports") == len(names) - 2 and names[-1] == "deployments"
+    svc, state = Reports(settings), {}
+    svc.prepare(state, print)
+    assert state["reports"]["user"] == "manager" and len(state["reports"]["password"]) >= 20
+    assert (tmp_path / REPORTS_KEY).stat().st_mode & 0o777 == 0o600
+    env = svc.environ(state)
+    assert env["SMO_HOME"] == str(tmp_path) and env["SMO_REPORTS_PASSWORD"] == state["reports"]["password"]
+    argv, _ = svc.argv()
+    assert argv[1:3] == ["-m", "smo_labelstudio.reports.server"] and argv[-4:] == [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "4999",
+    ]
+    assert svc.health_url == "http://127.0.0.1:4999/health"
