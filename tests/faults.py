@@ -39,8 +39,8 @@ HOP = {
     "trailer",
 }
 
-# A rule sees (method, path, number of the request, 1-based) and answers "forward", "stall", "delay" or
-# an error status.
+# A rule sees (method, path, number of the request, 1-based) and answers "forward", "stall", "delay",
+# "cut" (the answer's headers and half its body, then the connection drops) or an error status.
 Rule = Callable[[str, str, int], "str | int"]
 
 
@@ -96,7 +96,7 @@ class FaultyProxy:
                 if action == "delay":  # slow, then the real answer
                     time.sleep(proxy.stall_seconds)
                     action = "forward"
-                if action != "forward":
+                if action not in ("forward", "cut"):
                     payload = b'{"detail": "injected failure"}'
                     self.send_response(int(action))
                     self.send_header("Content-Type", "application/json")
@@ -118,6 +118,10 @@ class FaultyProxy:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(resp.content)))
                 self.end_headers()
+                if action == "cut":  # the headers and half the body, then the connection drops
+                    self.wfile.write(resp.content[: len(resp.content) // 2])
+                    self.close_connection = True
+                    return
                 self.wfile.write(resp.content)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _any

@@ -131,23 +131,26 @@ def test_label_studio_5xx_and_stalls_are_retried_with_backoff_then_fail_in_one_l
     a = annotated
     fast = {"SMO_LS_TIMEOUT": "1.5", "SMO_LS_BACKOFF": "0.2"}
 
-    # Two 503s and a stalled answer on the first reads: the pull retries through them.
+    # Two 503s, a stalled answer and one cut off half-way on the first reads: the pull retries through them.
     flaky = FaultyProxy(
         label_studio.url,
         lambda m, p, n: (
-            "forward" if p == REFRESH else {1: 503, 2: 503, 3: "stall"}.get(n - _refreshes(flaky), "forward")
+            "forward"
+            if p == REFRESH
+            else {1: 503, 2: 503, 3: "stall", 4: "cut"}.get(n - _refreshes(flaky), "forward")
         ),
         stall_seconds=4,
     )
     try:
         t0 = time.monotonic()
-        result = smo({**a.env, **fast, "SMO_LS_URL": flaky.url}, "pull", "--spec", str(a.spec), "--full", "--json")
+        env = {**a.env, **fast, "SMO_LS_RETRIES": "5", "SMO_LS_URL": flaky.url}
+        result = smo(env, "pull", "--spec", str(a.spec), "--full", "--json")
         seconds = time.monotonic() - t0
         assert result.returncode == 0, result.stderr[-3000:]
         assert json.loads(result.stdout)["annotations"] == a.annotations
         reads = [s for s in flaky.seen if s[1] != REFRESH]
-        assert flaky.failures() == 3 and reads[3][2] == "forward" and reads[0][1] == reads[3][1]
-        print(f"pull through 2x503 + 1 stall: {seconds:.1f} s, {len(flaky.seen)} requests")
+        assert flaky.failures() == 4 and reads[4][2] == "forward" and reads[0][1] == reads[4][1]
+        print(f"pull through 2x503 + 1 stall + 1 cut body: {seconds:.1f} s, {len(flaky.seen)} requests")
     finally:
         flaky.close()
 

@@ -47,6 +47,17 @@ def _message(exc: BaseException) -> str:
             pass
         else:
             return f"cannot reach {url.host}:{url.port}; is the stack up? (`smo stack status`)"
+    if isinstance(exc, httpx.TransportError):
+        try:
+            request = exc.request
+        except RuntimeError:
+            pass
+        else:  # sent, then the connection broke: a POST is not re-sent blindly, a re-run looks first
+            return (
+                f"Label Studio did not answer {request.method} {request.url.path} (the connection broke: "
+                f"{type(exc).__name__}); check it is up (`smo stack status`) and run the command again, "
+                "it resumes where it stopped"
+            )
     return str(exc).strip() or type(exc).__name__
 
 

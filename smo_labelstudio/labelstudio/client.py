@@ -88,6 +88,7 @@ class RetryTransport(httpx.HTTPTransport):
         for attempt in range(1, self.attempts + 1):
             try:
                 resp = super().handle_request(request)
+                resp.read()  # a body cut off half-way is retried too, not raised later by the caller's read
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 if (untrusted := untrusted_certificate(exc)) is not None:
                     raise untrusted from None
@@ -95,7 +96,6 @@ class RetryTransport(httpx.HTTPTransport):
             else:
                 if not transient(resp.status_code):
                     return resp
-                resp.read()
                 resp.close()
                 last = f"HTTP {resp.status_code}"
             if attempt < self.attempts:
