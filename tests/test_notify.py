@@ -97,9 +97,6 @@ def test_gate_failure_and_failed_run_reach_the_webhook(prefect_api, receiver, tm
 
     monkeypatch.setenv("SMO_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SMO_NOTIFY_BLOCK", raising=False)
-    # item_texts raises KeyError on a workspace without launch plans (pandas 3: an empty object mask selects
-    # columns); this workspace has none and no spans: no texts
-    monkeypatch.setattr("smo_labelstudio.quality.check.item_texts", lambda ws: {})
     # the steps after the gate event (scorecards, the warehouse) are not what this test is about
     monkeypatch.setattr("flows.quality_check.write_scorecards", lambda *a: "")
     monkeypatch.setattr("flows.quality_check.publish", lambda *a: [])

@@ -220,3 +220,11 @@ def test_the_quality_report_shows_span_agreement_consensus_and_refusals():
     section = text.split("## Harmful spans", 1)[1]
     assert "| hate | 1 | 2 | 0.500 | 0.500 | 1 | 0.667 |"  # pairs a-b 1, a-c and b-c 0, pooled in section
     assert "1 span(s) left out of the vote: negative span offset (1).\n\n## " in section
+
+
+def test_a_workspace_without_launch_plans_has_no_item_texts(tmp_path):
+    """An empty object mask would select columns, not rows (pandas): no plans must give no texts, not a KeyError."""
+    from smo_labelstudio.core.workspace import Workspace
+    from smo_labelstudio.quality.check import item_texts
+
+    assert item_texts(Workspace(tmp_path / "ws")) == {}
