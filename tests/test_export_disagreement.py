@@ -193,7 +193,9 @@ def test_consensus_only_keeps_todays_shape(tmp_path):
     full shape adds its columns after them and changes none of today's values."""
     ws = synthetic_workspace(tmp_path / "home")
     spec = load_spec(Path("specs/example.yaml"))
-    full = ex.export_workspace(ws, spec, tmp_path / "full", n_boot=10)
+    steps: list[tuple[int, int]] = []
+    full = ex.export_workspace(ws, spec, tmp_path / "full", n_boot=10, progress=lambda *step: steps.append(step))
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]  # what `smo export`'s progress bar shows
     only = ex.export_workspace(ws, spec, tmp_path / "only", n_boot=10, consensus_only=True)
     assert list(only.rows.columns) == ex.COLUMNS and only.sheet["disagreement"] == {"included": False}
     assert "Disagreement" not in (tmp_path / "only" / "datasheet.md").read_text()

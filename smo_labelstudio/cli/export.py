@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from smo_labelstudio.cli._errors import reported
+from smo_labelstudio.cli._progress import Bar
 from smo_labelstudio.core.spec import load_spec
 
 
@@ -37,7 +38,10 @@ def export(
 
     loaded = load_spec(spec)
     ws = Workspace.for_title(loaded.title)
-    result = export_workspace(ws, loaded, out, method=method, seed=seed, consensus_only=consensus_only)
+    with Bar("export", "steps", disable=as_json) as bar:
+        result = export_workspace(
+            ws, loaded, out, method=method, seed=seed, consensus_only=consensus_only, progress=bar.update_to
+        )
     s = result.summary()
     if as_json:
         typer.echo(json.dumps(s, allow_nan=False))

@@ -31,6 +31,7 @@ import hmac
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -906,16 +907,31 @@ def export_workspace(
     n_boot: int = 500,
     compare: bool = True,
     consensus_only: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Export:
     """Read the workspace's pulled tables, build, gate, split and write the dataset to `out`, holding the workspace
     lock (a pull or a launch never changes the tables under it). `consensus_only`: without the per-annotator
-    answers, soft labels and posteriors (the consensus-only shape)."""
+    answers, soft labels and posteriors (the consensus-only shape). `progress(done, EXPORT_STEPS)` after each step."""
+    step = progress or (lambda _done, _total: None)
     with workspace_lock(ws, "export"):
-        return _export_workspace(ws, spec, out, method, seed, n_boot, compare, consensus_only)
+        return _export_workspace(
+            ws, spec, out, method, seed, n_boot, compare, consensus_only, lambda done: step(done, EXPORT_STEPS)
+        )
+
+
+EXPORT_STEPS = 4  # read the tables, consensus and gates, the rows, the files
 
 
 def _export_workspace(
-    ws: Workspace, spec, out: Path, method: str, seed: int, n_boot: int, compare: bool, consensus_only: bool = False
+    ws: Workspace,
+    spec,
+    out: Path,
+    method: str,
+    seed: int,
+    n_boot: int,
+    compare: bool,
+    consensus_only: bool = False,
+    step: Callable[[int], None] = lambda _done: None,
 ) -> Export:
     if method not in METHODS:
         raise ExportError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
@@ -924,6 +940,7 @@ def _export_workspace(
     except MissingInputError as exc:
         raise ExportError(str(exc)) from None
     items, predictions, versions, version_sets = _plans(ws)
+    step(1)
     decision = qualification.workspace_decision(ws, spec.qualification, inputs)  # the quality pass's decision
     excluded = (decision.excluded if decision else []) + workspace_superseded(ws, inputs["cancelled"])  # + relabeled
     kwargs = dict(
@@ -933,6 +950,7 @@ def _export_workspace(
         inputs["labels"], inputs["gold"], spec.quality, method=method, n_boot=n_boot, texts=inputs["texts"], **kwargs
     )
     key = workspace_key(ws)
+    step(2)
     rows = build_rows(
         items,
         inputs["labels"],
@@ -980,6 +998,7 @@ def _export_workspace(
         "columns": list(rows.columns),
         "disagreement": disagreement or {"included": False},
     }
+    step(3)
     truth_file = ws.simulated_truth
     if compare and truth_file.exists():
         truth = read_table(truth_file)
@@ -990,4 +1009,5 @@ def _export_workspace(
         sheet["consensus_accuracy"] = dict(sorted(scores.items()))
     sheet = write_dataset(rows, out, sheet, _to_name(spec.config))
     record_export(ws, Export(out, rows, sheet).summary(), sheet)  # the exports table of the warehouse
+    step(4)
     return Export(out, rows, sheet)
