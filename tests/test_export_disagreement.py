@@ -207,3 +207,24 @@ def test_consensus_only_keeps_todays_shape(tmp_path):
     pseudonyms = {e["annotator"] for entries in full.rows["answers"] for e in entries}
     assert pseudonyms == {p for ps in full.rows["annotators"] for p in ps}
     assert all(re.fullmatch(r"ann-[0-9a-f]{12}", p) for p in pseudonyms)
+
+
+def test_the_consensus_only_flag_reaches_the_export(monkeypatch, tmp_path):
+    """`smo export --consensus-only` asks export_workspace for the consensus-only shape; without it, the full one."""
+    from typer.testing import CliRunner
+
+    from smo_labelstudio.cli import app
+
+    asked = []
+
+    def fake(ws, spec, out, **kwargs):
+        asked.append(kwargs["consensus_only"])
+        raise ex.ExportError("stop here")
+
+    monkeypatch.setenv("SMO_HOME", str(tmp_path))
+    monkeypatch.setattr(ex, "export_workspace", fake)
+    base = ["export", "--spec", "specs/example.yaml", "--out", str(tmp_path / "out")]
+    for args in (base + ["--consensus-only"], base):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1 and "stop here" in result.output
+    assert asked == [True, False]
