@@ -116,6 +116,7 @@ def test_launch_twice_imports_once_quarantines_bad_rows_and_keeps_gold_out(
         human.returncode == 0
         and "rows read 16 = imported 0 + duplicates 2 + quarantined 2 + already present 12" in human.stdout
     )
+    assert "import: 0 batches" in human.stderr and "\r" not in human.stderr, human.stderr  # plain progress lines
 
     # A lost workspace takes its project back with --adopt (never by title): Label Studio's own item ids
     # keep the rows out.
@@ -179,7 +180,6 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(
     assert smo(env, "pull", "--spec", str(spec)).stderr.strip().endswith("first")  # nothing launched yet
     m = json.loads(smo(env, "launch", "--spec", str(spec), "--data", str(data), "--json").stdout)
     tasks = _project_tasks(label_studio, m["project_id"])
-    headers = label_studio.headers
     time.sleep(pull.MARGIN.total_seconds() + 0.5)  # the import is older than the margin a pull re-reads
 
     def annotate(task: dict, *policies: str) -> int:
@@ -187,7 +187,7 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(
         result = [{"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": list(policies)}}]
         resp = httpx.post(
             f"{label_studio.url}/api/tasks/{task['id']}/annotations",
-            headers=headers,
+            headers=label_studio.headers,
             timeout=60,
             json={"result": result, "lead_time": 4.2, "parent_prediction": pred},
         )
@@ -200,7 +200,7 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(
 
     httpx.patch(
         f"{label_studio.url}/api/annotations/{ids[0]}",
-        headers=headers,
+        headers=label_studio.headers,
         timeout=60,
         json={
             "result": [
@@ -213,7 +213,9 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(
             ]
         },
     ).raise_for_status()
-    httpx.delete(f"{label_studio.url}/api/annotations/{ids[1]}", headers=headers, timeout=60).raise_for_status()
+    httpx.delete(
+        f"{label_studio.url}/api/annotations/{ids[1]}", headers=label_studio.headers, timeout=60
+    ).raise_for_status()
     annotate(tasks[5], "spam_scams")
     run = smo(env, "pull", "--spec", str(spec), "--json")
     assert run.returncode == 0, run.stderr[-3000:]
@@ -221,6 +223,9 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(
     assert second["mode"] == "incremental" and second["tasks_fetched"] < len(tasks)
     assert (second["annotations"], second["new"], second["updated"], second["deleted"]) == (4, 1, 1, 1)
     assert "tasks_deleted" not in second  # the counts matched: no task listing
+    human = smo(env, "pull", "--spec", str(spec))  # not a terminal: progress in plain lines, no carriage returns
+    assert human.returncode == 0 and "(incremental pull)" in human.stdout, human.stderr[-3000:]
+    assert "pull: 4/4 steps (100%)" in human.stderr and "\r" not in human.stderr, human.stderr
 
     ws = Workspace.for_title(f"pull {unique}", tmp_path / "home")
     labels = pd.read_parquet(ws.labels)
@@ -234,7 +239,9 @@ def test_pull_is_incremental_and_reflects_updates_and_deletions(
     assert json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)["new"] == 0  # nothing changed
 
     # a deleted task takes its annotations with it: the next incremental pull drops them
-    httpx.delete(f"{label_studio.url}/api/tasks/{tasks[5]['id']}/", headers=headers, timeout=60).raise_for_status()
+    httpx.delete(
+        f"{label_studio.url}/api/tasks/{tasks[5]['id']}/", headers=label_studio.headers, timeout=60
+    ).raise_for_status()
     third = json.loads(smo(env, "pull", "--spec", str(spec), "--json").stdout)
     assert (third["mode"], third["annotations"], third["deleted"], third["tasks_deleted"]) == ("incremental", 3, 1, 1)
     assert tasks[5]["id"] not in set(pd.read_parquet(ws.labels)["task"]) | set(pd.read_parquet(ws.annotations)["task"])

@@ -139,7 +139,13 @@ def pull_cmd(
     """Pull completed work into the workspace tables (annotations, labels), incrementally."""
     load_spec(spec)
     prefect_ready()
-    summary = load_flow("pull_completions")(parse(PullParams, spec=str(spec), full=full))
+    bar = Bar("pull", "steps", disable=as_json)
+    PROGRESS_HOOKS.append(bar.update_to)
+    try:
+        summary = load_flow("pull_completions")(parse(PullParams, spec=str(spec), full=full))
+    finally:
+        PROGRESS_HOOKS.remove(bar.update_to)
+        bar.close()
     if as_json:
         typer.echo(json.dumps(summary))
         return

@@ -14,6 +14,7 @@ fetched by the next one.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -249,20 +250,27 @@ def tidy(
     return annotations, labels
 
 
-def pull(ws: Workspace, url: str, token: str, full: bool = False) -> dict:
+PULL_STEPS = 4  # read the users, fetch the tasks, tidy and merge, write the tables
+
+
+def pull(
+    ws: Workspace, url: str, token: str, full: bool = False, progress: Callable[[int, int], None] | None = None
+) -> dict:
     """Bring the workspace tables up to date with the project; returns the pull summary. A crash at
-    any point is safe: the watermark is saved last, so the next pull re-reads and replaces."""
+    any point is safe: the watermark is saved last, so the next pull re-reads and replaces.
+    `progress(done, PULL_STEPS)` is called after each step."""
     ls = ProjectExports(url, token)
+    step = progress or (lambda _done, _total: None)
     try:
         with workspace_lock(ws, "pull"):  # another pull, a launch, a quality check: one at a time
-            return _pull(ws, ls, full)
+            return _pull(ws, ls, full, lambda done: step(done, PULL_STEPS))
     except SnapshotFailed as exc:
         raise PullError(str(exc)) from None
     finally:
         ls.close()
 
 
-def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
+def _pull(ws: Workspace, ls: ProjectExports, full: bool, step: Callable[[int], None]) -> dict:
     project = ws.project()
     if not project:
         raise PullError(f"no project recorded in {ws.root}; run `smo launch --spec SPEC --data FILE` first")
@@ -271,6 +279,7 @@ def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
     t0 = time.perf_counter()
     users, server_now = ls.users()
     ledger = item_ledger(ws)
+    step(1)
     have_tables = ws.annotations.exists() and ws.labels.exists()
     if state and have_tables and state.get("project_id") == pid and state.get("watermark"):
         since = datetime.strptime(state["watermark"], LS_TIME).replace(tzinfo=UTC)
@@ -282,6 +291,7 @@ def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
         old_ann = pd.DataFrame(columns=ANNOTATION_COLUMNS)
         old_lab = pd.DataFrame(columns=LABEL_COLUMNS)
         old_q = None
+    step(2)
     bad_spans: list[dict] = []
     new_ann, new_lab = tidy(tasks, pid, ledger, users, refused=bad_spans)
     touched = {t["id"] for t in tasks}
@@ -316,6 +326,7 @@ def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
         annotations = annotations[~annotations["task"].isin(gone)]
         labels = labels[~labels["task"].isin(gone)]
         refused = refused[~refused["task"].isin(gone)]
+    step(3)
     annotations = annotations.sort_values(["task", "annotation_id"]).reset_index(drop=True)
     labels = labels.sort_values(["task", "annotation_id", "control", "label"]).reset_index(drop=True)
     write_parquet(ws.annotations, annotations)
@@ -324,6 +335,7 @@ def _pull(ws: Workspace, ls: ProjectExports, full: bool) -> dict:
     write_parquet(quarantine_table(ws), refused)
     watermark = (server_now.astimezone(UTC) - MARGIN).strftime(LS_TIME)
     write_json(ws.pull_state, {"project_id": pid, "watermark": watermark, "pulled_at": time.time(), "mode": mode})
+    step(4)
     summary.update(
         {
             "annotations": len(annotations),
