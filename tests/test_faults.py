@@ -135,9 +135,7 @@ def test_label_studio_5xx_and_stalls_are_retried_with_backoff_then_fail_in_one_l
     flaky = FaultyProxy(
         label_studio.url,
         lambda m, p, n: (
-            "forward"
-            if p == REFRESH
-            else {1: 503, 2: 503, 3: "stall", 4: "cut"}.get(n - _refreshes(flaky), "forward")
+            "forward" if p == REFRESH else {1: 503, 2: 503, 3: "stall", 4: "cut"}.get(n - _refreshes(flaky), "forward")
         ),
         stall_seconds=4,
     )

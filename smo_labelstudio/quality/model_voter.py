@@ -103,9 +103,7 @@ def compare_on_gold(
     out["with_model"] = _accuracy(withm["correct"].astype(bool))
     mine = both[both["annotator"] == voter].merge(gold, on="task", suffixes=("", "_gold"))
     out["model_alone"] = _accuracy((mine["label"].astype(str) == mine["label_gold"].astype(str)).reset_index(drop=True))
-    out["model_reliability"] = model_reliability(
-        fit_consensus(method, both, gold if len(gold) else None), voter
-    )
+    out["model_reliability"] = model_reliability(fit_consensus(method, both, gold if len(gold) else None), voter)
     return out
 
 
