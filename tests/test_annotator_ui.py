@@ -7,28 +7,15 @@ its own direction. Screenshots are kept in test-artifacts/ui/ (or $SMO_TEST_ARTI
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, FLAGS, artifacts
 
-from smo_labelstudio.core.paths import REPO_ROOT
 from smo_labelstudio.core.taxonomy import load_taxonomy
 from smo_labelstudio.labelstudio import client, configs
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("SMO_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts") / "ui"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+ARTIFACTS = artifacts("ui")
 
 TASKS = {
     "en": ("Click here to claim your free prize now!!!", "spam_scams", "2"),

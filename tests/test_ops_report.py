@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from browser import CHROMIUM, FLAGS, artifacts
 from quality_data import gold_table, labels_table, truth
 from smo_cli import smo, stack_env
 
-from smo_labelstudio.core.paths import REPO_ROOT
 from smo_labelstudio.core.spec import EXAMPLE_SPEC, SpecError, load_spec
 from smo_labelstudio.core.workspace import Workspace, workspace_key, write_json, write_parquet
 from smo_labelstudio.metrics import operations as om
@@ -27,17 +26,7 @@ from smo_labelstudio.reports import operations as ops
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ACCURACIES = {"ann-a": 0.95, "ann-b": 0.9, "ann-c": 0.6}
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("SMO_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts") / "reports"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+ARTIFACTS = artifacts("reports")
 
 
 def _spec(tmp_path: Path, title: str, **changes) -> Path:

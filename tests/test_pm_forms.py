@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from browser import CHROMIUM, FLAGS, artifacts
 
 from smo_labelstudio.core import forms
 from smo_labelstudio.core.choices import (
@@ -27,22 +28,11 @@ from smo_labelstudio.core.choices import (
 )
 from smo_labelstudio.core.errors import ConfigError
 from smo_labelstudio.core.params import LaunchParams, PullParams, QualityScanParams, parse
-from smo_labelstudio.core.paths import REPO_ROOT
 from smo_labelstudio.core.spec import EXAMPLE_SPEC, load_spec
 from smo_labelstudio.stack import control as stack
 from smo_labelstudio.stack.services import Deployments, Settings, services
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("SMO_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts") / "ui"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+ARTIFACTS = artifacts("ui")
 FLOW_NAMES = ("create-tasks", "pull-completions", "quality-check", "quality-scan", "ops-report", "export-dataset")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from browser import CHROMIUM, FLAGS, artifacts
 from quality_data import gold_table, labels_table, truth
 from scipy import stats
 
@@ -31,9 +31,7 @@ from smo_labelstudio.quality.check import compute_check
 from smo_labelstudio.reports.scorecards import build_scorecards
 
 ORDER = [p.id for p in load_taxonomy().policies]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("SMO_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts") / "scorecards"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--disable-quic"]
+ARTIFACTS = artifacts("scorecards")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
