@@ -125,13 +125,13 @@ class _Service:
 
     @property
     def port(self) -> int | None:
-        """The port it listens on; None for a service without one (the worker)."""
-        raise NotImplementedError
+        """The port it listens on; None for a service without one (the worker, the deployments)."""
+        return None
 
     @property
     def health_url(self) -> str | None:
-        """Where it answers 200 when healthy; None: healthy while the process runs."""
-        raise NotImplementedError
+        """Where it answers 200 when healthy; None: no HTTP of its own, healthy while the process runs."""
+        return None
 
     def environ(self, state: dict | None = None) -> dict[str, str]:
         """The process environment to start it with."""
@@ -523,17 +523,7 @@ class Deployments(_Service):
     Prefect (forms with dropdowns, daily schedules) and runs their flow runs. It needs no port; `up` does not wait
     for the registration (Prefect loads first: seconds, tens of them on a loaded machine), so `up` adds about 2 s."""
 
-    name = "deployments"
-    port_setting = ""
-
-    @property
-    def port(self) -> int | None:
-        return None
-
-    @property
-    def health_url(self) -> str | None:
-        """No HTTP of its own: healthy while the process runs (the Prefect UI shows each deployment READY)."""
-        return None
+    name = "deployments"  # no port, no HTTP of its own: healthy while it runs (Prefect shows each deployment READY)
 
     def environ(self, state: dict | None = None) -> dict[str, str]:
         """Our environment pointed at this stack: its Prefect API and its state folder (Label Studio's URL and token,
