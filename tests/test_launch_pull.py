@@ -358,12 +358,13 @@ def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefe
         while time.monotonic() < deadline and asyncio.run(deployments()).count("smo") < 6:
             time.sleep(1)
 
-        async def daily(name: str) -> tuple[list[str], dict]:
+        async def daily(name: str) -> tuple[list[str], list[dict]]:
             async with get_client() as c:
                 d = await c.read_deployment_by_name(name)
-                return [s.schedule.cron for s in d.schedules], d.parameters
+                return [s.schedule.cron for s in d.schedules], [s.parameters for s in d.schedules if s.active]
 
-        assert asyncio.run(daily("pull-completions/smo")) == (["0 6 * * *"], {"params": {"spec": str(spec.resolve())}})
+        crons, params = asyncio.run(daily("pull-completions/smo"))  # the schedule runs for the spec, active
+        assert crons == ["0 6 * * *"] and [Path(p["params"]["spec"]).resolve() for p in params] == [spec.resolve()]
         assert asyncio.run(daily("ops-report/smo"))[0] == ["0 7 * * *"]
         assert asyncio.run(daily("export-dataset/smo"))[0] == []
         run = run_deployment("pull-completions/smo", parameters={"params": {"spec": str(spec)}}, timeout=180)

@@ -91,6 +91,8 @@ def test_up_twice_env_status_down(tmp_path):
             "SMO_BACKEND_USER",
             "SMO_BACKEND_PASSWORD",
             "SMO_BACKEND_ADMIN_PASSWORD",
+            "SMO_REPORTS_USER",  # the reports service's managers' login
+            "SMO_REPORTS_PASSWORD",
             "PREFECT_API_URL",
         }
         r = httpx.get(

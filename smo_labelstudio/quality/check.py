@@ -169,7 +169,9 @@ def _load_inputs(ws: Workspace) -> dict[str, Any]:
 
 def item_texts(ws: Workspace) -> dict[str, str]:
     """external_id -> the text we launched (plans), what span offsets index; never the copy in Label Studio."""
-    plan = read_plan(ws, ["text"])
+    plan = read_plan(ws)  # every column: an image project's plans have no text (no spans either)
+    if "text" not in plan:
+        return {}
     plan = plan.loc[plan["text"].map(lambda v: isinstance(v, str)).astype(bool)]  # bool: an empty mask selects rows
     return dict(zip(plan["external_id"], plan["text"]))
 
