@@ -338,7 +338,7 @@ def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefe
     from prefect.deployments import run_deployment
 
     spec, data, _gold = _files(tmp_path, f"serve {unique}")
-    env = stack_env(label_studio, ml_backend, tmp_path / "home")
+    env = stack_env(label_studio, ml_backend, tmp_path / "home") | {"SMO_SPECS_DIR": str(spec.parent)}  # the dropdown
     assert smo(env, "launch", "--spec", str(spec), "--data", str(data)).returncode == 0
     server = subprocess.Popen(
         [sys.executable, "-m", "smo_labelstudio.cli", "serve", "--spec", str(spec)],
@@ -367,7 +367,7 @@ def test_smo_serve_runs_the_flows_as_deployments(label_studio, ml_backend, prefe
         assert crons == ["0 6 * * *"] and [Path(p["params"]["spec"]).resolve() for p in params] == [spec.resolve()]
         assert asyncio.run(daily("ops-report/smo"))[0] == ["0 7 * * *"]
         assert asyncio.run(daily("export-dataset/smo"))[0] == []
-        run = run_deployment("pull-completions/smo", parameters={"params": {"spec": str(spec)}}, timeout=180)
+        run = run_deployment("pull-completions/smo", parameters={"params": {"spec": spec.name}}, timeout=180)
         assert run.state.is_completed(), run.state
         assert Workspace.for_title(f"serve {unique}", tmp_path / "home").pull_state.exists()
     finally:
