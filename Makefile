@@ -29,7 +29,7 @@ check: setup
 
 # Two workers, whole files each: every worker starts its own Label Studio, Prefect and backend.
 test: setup system check
-	$(VENV)/bin/pytest -n 2 --dist loadfile --durations=15
+	$(VENV)/bin/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # The docs site on http://127.0.0.1:8000 (mkdocs-material), rebuilt on every save.
 docs: setup

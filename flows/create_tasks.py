@@ -26,7 +26,6 @@ from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.ingest import launch
 from smo_labelstudio.ingest.query import launch_query
 from smo_labelstudio.labelstudio import client
-from smo_labelstudio.quality.qualification import qualification_batch
 from smo_labelstudio.reports.links import links_markdown
 from smo_labelstudio.reports.safe import md_link, md_text
 
@@ -69,6 +68,8 @@ def serve_qualification(plan: launch.Plan, params: LaunchParams, url: str, token
     spec = load_spec(Path(params.spec))
     if spec.qualification is None:
         return None
+    from smo_labelstudio.quality.qualification import qualification_batch  # noqa: PLC0415 - start-up time: scipy
+
     with client.http_client(url, token) as http:
         try:
             return qualification_batch(plan.workspace, http, plan.project_id, spec.qualification)

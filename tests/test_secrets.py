@@ -92,7 +92,7 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(
     outputs = []
 
     def run(e: dict, *args: str, ok=(0,)) -> subprocess.CompletedProcess:
-        result = smo(e, *args)
+        result = smo(e, *args, process=True)  # what the process prints, Prefect's console logs too
         assert result.returncode in ok, result.stderr[-3000:]
         outputs.append(result.stdout + result.stderr)
         return result
@@ -106,7 +106,7 @@ def test_no_secret_in_files_outputs_prefect_logs_or_service_logs(
     no_token = {k: v for k, v in env.items() if k != "SMO_LS_TOKEN"} | {"SMO_LS_TOKEN_BLOCK": block}
     pulled = run(no_token, "pull", "--spec", str(spec), "--json")
     assert json.loads(pulled.stdout)["annotations"] > 0
-    wrong = smo(no_token | {"SMO_LS_TOKEN_BLOCK": f"nothing-{unique}"}, "pull", "--spec", str(spec))
+    wrong = smo(no_token | {"SMO_LS_TOKEN_BLOCK": f"nothing-{unique}"}, "pull", "--spec", str(spec), process=True)
     assert wrong.returncode == 1 and wrong.stderr.strip().splitlines()[-1].startswith(
         f"error: SMO_LS_TOKEN_BLOCK=nothing-{unique}: "
     )

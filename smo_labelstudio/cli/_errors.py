@@ -33,7 +33,7 @@ def _environment_errors() -> tuple[type[BaseException], ...]:
     """Label Studio's own errors (HTTP and SDK), which the environment causes, not smo."""
     from smo_labelstudio.labelstudio import client  # noqa: PLC0415 - start-up time: the SDK takes ~2 s to import
 
-    return client.ENVIRONMENT_ERRORS
+    return client.environment_errors()
 
 
 def _message(exc: BaseException) -> str:

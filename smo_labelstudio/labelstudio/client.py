@@ -8,13 +8,9 @@ import logging
 import ssl
 import time
 from collections.abc import Iterable, Iterator
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httpx
-from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
-from label_studio_sdk.core.request_options import RequestOptions
-from label_studio_sdk.types import AllRolesProjectList, ImportApiRequest, RoleBasedTask
 
 from smo_labelstudio.core.errors import ConfigError
 from smo_labelstudio.core.settings import get_settings, secret
@@ -27,11 +23,22 @@ from smo_labelstudio.labelstudio.retry import transient, unavailable
 from smo_labelstudio.labelstudio.tokens import LabelStudioError as LabelStudioError  # defined there, used from here
 from smo_labelstudio.labelstudio.tokens import untrusted_certificate as untrusted_certificate
 
+if TYPE_CHECKING:  # the SDK takes a second or two to import: loaded only by the calls that use it
+    from label_studio_sdk import LabelStudio
+    from label_studio_sdk.core.request_options import RequestOptions
+    from label_studio_sdk.types import AllRolesProjectList, ImportApiRequest, RoleBasedTask
+
 DEFAULT_TIMEOUT = 300.0  # the SDK's 60 s is too short for large imports and exports
 NO_RETRY: RequestOptions = {"max_retries": 0}  # a retried POST can import twice: imports rely on external ids instead
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-# Label Studio not answering, or answering with an error: the environment's doing, shown as one line by the CLI.
-ENVIRONMENT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx.HTTPStatusError, ApiError)
+
+
+def environment_errors() -> tuple[type[Exception], ...]:
+    """Label Studio not answering, or answering with an error (HTTP or SDK): the environment's doing, shown as one
+    line by the CLI."""
+    from label_studio_sdk.core.api_error import ApiError  # noqa: PLC0415 - start-up time: the SDK is slow to import
+
+    return (httpx.TransportError, httpx.HTTPStatusError, ApiError)
 
 
 class ConnectionSettingsError(ConfigError, RuntimeError):
@@ -177,6 +184,8 @@ def connect(url: str | None = None, token: str | None = None, timeout: float = D
     url, token = connection_settings(url, token)
     timeout = ls_timeout(timeout)
     TokenAuth(url, token, verify=_tls()).header()  # a refused PAT: our one line (TokenRejected), not the SDK's
+    from label_studio_sdk import LabelStudio  # noqa: PLC0415 - start-up time: the SDK is slow to import
+
     return LabelStudio(
         base_url=url + "/",  # the SDK's token refresh urljoin()s onto it: without the slash a path prefix is lost
         api_key=token,

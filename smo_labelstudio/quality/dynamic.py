@@ -23,8 +23,6 @@ from smo_labelstudio.core.spec import DynamicOverlap, Spec
 from smo_labelstudio.core.workspace import Workspace, read_table, write_parquet
 from smo_labelstudio.labelstudio.client import http_client
 from smo_labelstudio.labelstudio.overlap import raise_task_overlap, task_overlaps
-from smo_labelstudio.quality.check import MissingInputError
-from smo_labelstudio.quality.qualification import counted_check
 
 RAISE_COLUMNS = ["task", "task_id", "answers", "to_overlap", "confidence", "raised_at"]
 
@@ -174,6 +172,10 @@ def overlap_after_pull(ws: Workspace, spec: Spec, url: str, token: str, method: 
     or before the first pull."""
     if spec.overlap.dynamic is None:
         return {}
+    # the engine loads scipy and scikit-learn: only a dynamic project's pull pays for it (and the warehouse never)
+    from smo_labelstudio.quality.check import MissingInputError  # noqa: PLC0415
+    from smo_labelstudio.quality.qualification import counted_check  # noqa: PLC0415
+
     try:
         result, inputs, _ = counted_check(ws, spec, method=method, n_boot=10)  # answers that do not count stay out
     except MissingInputError:  # nothing pulled or nothing that counts yet: nothing to raise

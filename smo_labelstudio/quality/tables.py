@@ -4,11 +4,14 @@ written by the pass, read back by `warehouse.tables`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from smo_labelstudio.core.workspace import Workspace, write_parquet
-from smo_labelstudio.quality.check import CheckResult
+
+if TYPE_CHECKING:  # the engine is slow to import; reading the tables does not need it
+    from smo_labelstudio.quality.check import CheckResult
 
 
 def quality_dir(ws: Workspace) -> Path:
