@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from smo_cli import smo as run_smo
 from typer.testing import CliRunner
 
 from smo_labelstudio.cli.quality import app
@@ -31,12 +32,7 @@ ANNOTATOR_KEYS = {"annotator", "gold_n", "gold_accuracy", "ci_low", "ci_high", "
 
 
 def smo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "smo_labelstudio.cli", "quality", "compute", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_smo(dict(os.environ), "quality", "compute", *args)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from smo_cli import smo
 
 from smo_labelstudio.core.state import annotator_secret, state_path
 from smo_labelstudio.core.workspace import Workspace, slug, write_json, write_parquet
@@ -237,13 +238,7 @@ def test_confusion_matrix_rows_replace_the_accuracy(tmp_path):
 
 def _smo(home: Path, label_studio, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SMO_HOME": str(home), "SMO_LS_URL": label_studio.url, "SMO_LS_TOKEN": label_studio.token}
-    return subprocess.run(
-        [sys.executable, "-m", "smo_labelstudio.cli", "simulate", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return smo(env, "simulate", *args)
 
 
 def _kept_tokens(label_studio, home: Path, n: int) -> list[str]:

@@ -115,18 +115,13 @@ def test_smo_backend_train_and_versions_from_the_command_line(tmp_path):
     """`smo backend train --data FILE` trains from a user's file; bad files get one clear line."""
     import os
     import subprocess
-    import sys
+
+    from smo_cli import smo as run_smo
 
     env = {**os.environ, "SMO_HOME": str(tmp_path / "home")}
 
     def smo(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "smo_labelstudio.cli", "backend", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_smo(env, "backend", *args)
 
     good = tmp_path / "train.jsonl"
     starter_data(seed=3).to_json(good, orient="records", lines=True, force_ascii=False)
