@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +100,7 @@ def test_damaged_workspace_files_end_in_one_line_naming_the_file(annotated, tmp_
     ]
 
     def case(index: int, path: Path, how: str, command: tuple, advice: str) -> tuple[str, float]:
-        """Each case on its own copy of the state folder, so they run side by side."""
+        """Each case on its own copy of the state folder."""
         home = tmp_path / f"case-{index}"
         shutil.copytree(a.home, home)
         damaged = home / path.relative_to(a.home)
@@ -112,8 +111,7 @@ def test_damaged_workspace_files_end_in_one_line_naming_the_file(annotated, tmp_
         assert str(damaged) in line and "damaged" in line and advice in line, line
         return damaged.name, round(time.monotonic() - t0, 1)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        timings = dict(pool.map(lambda c: case(*c), [(i, *c) for i, c in enumerate(cases)]))
+    timings = dict(case(i, *c) for i, c in enumerate(cases))  # in this process, one after another (smo_cli)
     print("damaged-file commands (s):", timings)
 
     # The stack's state file: the same, through `smo stack`.
