@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, cast
-from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.progress import progress_reporter
 from flows.project_slot import one_per_project, spec_file_first
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.errors import InputError
-from smo_labelstudio.core.params import PROGRESS_HOOKS, LaunchParams
+from smo_labelstudio.core.params import LaunchParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.ingest import launch
 from smo_labelstudio.ingest.query import launch_query
@@ -145,18 +145,14 @@ def create_tasks(params: LaunchParams) -> dict:
         len(pending),
         plan.counts,
     )
-    # in a sync flow Prefect's sync_compatible call returns the artifact id, not a coroutine
-    progress = cast(UUID, create_progress_artifact(progress=0.0, description=f"Import into project {plan.project_id}"))
-    results, done = [], 0
+    step = progress_reporter(f"Import into project {plan.project_id}")
+    results = []
     futures = [import_one.submit(plan, b, url, token, backend) for b in pending]
-    for future in futures:
+    for done, future in enumerate(futures, start=1):
         results.append(future.result())
-        done += 1
-        update_progress_artifact(progress, progress=100.0 * done / max(len(futures), 1))
-        for hook in PROGRESS_HOOKS:
-            hook(done, len(futures))
+        step(done, len(futures))
     if not futures:
-        update_progress_artifact(progress, progress=100.0)
+        step(0, 0)
     filled = backfill_predictions(plan, url, token, backend)
     if filled["backfilled"] or filled["still_missing"]:
         log.info(

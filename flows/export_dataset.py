@@ -4,13 +4,12 @@ splits, five files and a datasheet, with the datasheet posted as a markdown arti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
-from uuid import UUID
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.progress import progress_reporter
 from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
 from smo_labelstudio.core.params import ExportDatasetParams
@@ -23,11 +22,7 @@ from smo_labelstudio.reports.safe import md_text
 
 @task(cache_policy=NO_CACHE, name="build, gate, split and write the dataset")
 def build(ws: Workspace, spec, out: Path, method: str, seed: int, consensus_only: bool = False) -> Export:
-    shown = cast(UUID, create_progress_artifact(progress=0.0, description=f"Export to {md_text(out)}"))
-
-    def step(done: int, total: int) -> None:
-        update_progress_artifact(shown, progress=100.0 * done / total)
-
+    step = progress_reporter(f"Export to {md_text(out)}")
     return export_workspace(ws, spec, out, method=method, seed=seed, consensus_only=consensus_only, progress=step)
 
 

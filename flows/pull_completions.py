@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
-from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.progress import progress_reporter
 from flows.project_slot import one_per_project
 from flows.warehouse_step import publish, record_failure
-from smo_labelstudio.core.params import PROGRESS_HOOKS, PullParams
+from smo_labelstudio.core.params import PullParams
 from smo_labelstudio.core.spec import load_spec
 from smo_labelstudio.core.workspace import Workspace, WorkspaceFileError
 from smo_labelstudio.labelstudio import client
@@ -55,14 +54,7 @@ def pull_markdown(summary: dict) -> str:
 # A pull replaces rows: a retry cannot duplicate.
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=_worth_retrying)
 def pull_tables(workspace: Workspace, url: str, token: str, full: bool) -> dict:
-    shown = cast(UUID, create_progress_artifact(progress=0.0, description="Pull"))
-
-    def step(done: int, total: int) -> None:
-        update_progress_artifact(shown, progress=100.0 * done / total)
-        for hook in PROGRESS_HOOKS:
-            hook(done, total)
-
-    return pull.pull(workspace, url, token, full, progress=step)
+    return pull.pull(workspace, url, token, full, progress=progress_reporter("Pull"))
 
 
 @task(cache_policy=NO_CACHE, name="raise overlap where consensus is weak")
