@@ -14,7 +14,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as _version
 from pathlib import Path
@@ -115,14 +116,21 @@ def _run_logged(name: str, argv: list[str], env: dict, cwd: Path | None, log: Pa
         raise ServiceError(f"{name}: {argv[1]} failed with exit code {code} (log: {log})")
 
 
-def sqlite_template(name: str, build: Callable[[Path], None]) -> Path:
-    """The cached folder `name` of an already-migrated SQLite database, built once by `build(folder)` (under a
-    lock: two stacks starting at once build it once). Migrations take a minute, a copy a moment."""
+@contextmanager
+def _template_lock(name: str) -> Iterator[Path]:
+    """Hold the lock of the cached template `name` (two stacks starting at once build it once); yields the folder."""
     root = cache_home() / "templates"
-    target = root / name
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield root
+
+
+def sqlite_template(name: str, build: Callable[[Path], None]) -> Path:
+    """The cached folder `name` of an already-migrated SQLite database, built once by `build(folder)`.
+    Migrations take a minute, a copy a moment."""
+    with _template_lock(name) as root:
+        target = root / name
         if not target.exists():
             folder = root / f".build-{name}-{os.getpid()}"
             shutil.rmtree(folder, ignore_errors=True)
@@ -134,10 +142,7 @@ def sqlite_template(name: str, build: Callable[[Path], None]) -> Path:
 
 def pg_template(pg: PgUrl, name: str, build: Callable[[str], None]) -> str:
     """The PostgreSQL database `name`, already migrated by `build(database)` once, to create others from."""
-    root = cache_home() / "templates"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _template_lock(name):
         if not postgres.database_exists(pg, name):
             scratch = f"{name}_build"
             postgres.drop_database(pg, scratch)
