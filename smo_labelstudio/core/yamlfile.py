@@ -9,12 +9,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+# libyaml's loader when PyYAML was built with it (its wheels are): the same safe subset, a tenth of the time
+# (19 ms against 2 ms for taxonomy.yaml, read by every launch and most commands)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_model(path: Path, model: type[M], error: type[Exception]) -> M:
     """Parse and validate `path` as `model`; raise `error` with a one-line, user-facing reason."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - a safe loader
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
