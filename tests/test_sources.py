@@ -350,6 +350,33 @@ def test_jsonl_files_mixing_good_and_bad_records_account_for_every_record(tmp_pa
     _check_accounted(path, pieces, first_line=1)
 
 
+def _one_reader_per_record(text: str) -> tuple:
+    try:
+        return ("fields", next(csv.reader([text], strict=True)))
+    except csv.Error as exc:
+        return ("error", str(exc))
+    except StopIteration:
+        return ("none",)
+
+
+@PROPERTY
+@given(texts=st.lists(st.text(alphabet='ab,"\n\r ', max_size=12), min_size=1, max_size=20))
+def test_the_shared_record_parser_reads_every_record_as_a_reader_of_its_own_would(texts):
+    """One `csv.reader` for a whole file (fed a record at a time) gives each record the fields or the error
+    a fresh reader gives it, whatever came before: errors and unclosed quotes leave nothing behind."""
+    parse = sources._RecordParser()
+
+    def shared(text: str) -> tuple:
+        try:
+            return ("fields", parse(text))
+        except csv.Error as exc:
+            return ("error", str(exc))
+        except StopIteration:
+            return ("none",)
+
+    assert [shared(t) for t in texts] == [_one_reader_per_record(t) for t in texts]
+
+
 def test_a_quarantine_file_from_before_the_lines_column_is_rewritten_once_aligned(tmp_path):
     ws = Workspace(tmp_path)
     ws.quarantine.write_text("file,row,external_id,reason,raw,run\nold.csv,4,x1,NUL byte in the record,x,p1\n")

@@ -118,6 +118,7 @@ class Source:
             except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
                 raise SourceError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
         elif kind == "csv":
+            self._parse = _RecordParser()
             with open(path, "rb") as f:
                 self._header_end = self._read_header(f)
 
@@ -265,7 +266,7 @@ class Source:
             values = text.split(",")
         else:
             try:
-                values = next(csv.reader([text], strict=True))
+                values = self._parse(text)
             except csv.Error as exc:
                 if "field limit" in str(exc):  # content, not structure: the record's extent is known
                     limit = csv.field_size_limit()
@@ -297,6 +298,34 @@ class Source:
                     yield self._row(number, number, _plain(batch.slice(i, 1).to_pylist()[0]), None, "")
                 except Exception as exc:  # noqa: BLE001
                     yield self._row(number, number, None, f"unreadable Parquet row ({exc.__class__.__name__})", "")
+
+
+class _RecordParser:
+    """Parses one CSV record's text at a time through a single strict `csv.reader` fed by this object: a
+    reader per record cost four times the parse itself (1.9 against 0.5 us), a tenth of reading a file.
+    The reader starts each record afresh (also after an error), and sees its input end after each text,
+    so an unclosed quote is the same "unexpected end of data" error a one-line reader raises."""
+
+    def __init__(self) -> None:
+        self._text: str | None = None
+        self._reader = csv.reader(self, strict=True)
+
+    def __iter__(self) -> _RecordParser:
+        return self
+
+    def __next__(self) -> str:
+        text, self._text = self._text, None
+        if text is None:
+            raise StopIteration
+        return text
+
+    def __call__(self, text: str) -> list[str]:
+        """The record's fields; `csv.Error` as `csv.reader` raises it, StopIteration for no record."""
+        self._text = text
+        try:
+            return next(self._reader)
+        finally:
+            self._text = None
 
 
 def _readline(f: IO[bytes]) -> tuple[bytes, int, int | None]:
