@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,12 +16,14 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from faults import FaultyProxy
 from smo_cli import smo, stack_env
 
 from smo_labelstudio.core.spec import load_spec
-from smo_labelstudio.core.workspace import Workspace
+from smo_labelstudio.core.workspace import Workspace, write_json
 from smo_labelstudio.ingest import launch
 from smo_labelstudio.labelstudio import client
+from smo_labelstudio.labelstudio.configs import labeling_interface
 from smo_labelstudio.pull import completions as pull
 from smo_labelstudio.stack import procs
 
@@ -393,3 +396,54 @@ def test_with_the_backend_down_tasks_are_imported_and_listed_as_missing_predicti
     assert manifest["prediction_problems"] == ["ML backend unreachable (ConnectError)"]
     missing = pd.read_csv(manifest["missing_predictions_file"])
     assert sorted(missing["external_id"]) == sorted(r[0] for r in ROWS) and set(missing["batch"]) == {0, 1, 2}
+
+
+def test_a_full_pull_reads_a_snapshot_and_falls_back_to_the_export_when_counters_are_stale(
+    label_studio, ls_client, tmp_path, unique
+):
+    """The first pull reads an export snapshot of a view of the annotated tasks (kept or skipped), not the export
+    endpoint; when Label Studio's per-task counters have gone stale, so the view misses a task, the shortfall against
+    the project's exact annotation count sends the pull to the export endpoint, and nothing is missed."""
+    project = client.create_project(
+        ls_client, f"snapshot pull {unique}", labeling_interface("text_moderation")["label_config"]
+    )
+
+    def answer(policy: str, cancelled: bool = False) -> dict:
+        choice = {"from_name": "policy", "to_name": "text", "type": "choices", "value": {"choices": [policy]}}
+        return {"ground_truth": False, "was_cancelled": cancelled, "result": [] if cancelled else [choice]}
+
+    tasks = [
+        {"data": {"item_id": "a", "text": "one"}, "annotations": [answer("hate"), answer("spam_scams")]},
+        {"data": {"item_id": "b", "text": "two"}, "annotations": [answer("no_violation", cancelled=True)]},
+        {"data": {"item_id": "c", "text": "three"}, "annotations": [answer("harassment")]},
+        {"data": {"item_id": "d", "text": "not annotated"}},
+    ]
+    assert client.import_json(label_studio.url, label_studio.token, project, tasks) == 4
+    ws = Workspace(tmp_path / "ws")
+    write_json(
+        ws.project_file, {"project_id": project, "url": label_studio.url, "title": "t", "config": "text_moderation"}
+    )
+    proxy = FaultyProxy(label_studio.url, lambda m, p, n: "forward")
+    try:
+        first = pull.pull(ws, proxy.url, label_studio.token, full=True)
+        paths = [p for _m, p, _a in proxy.seen]
+        assert (first["tasks_fetched"], first["annotations"]) == (3, 4)  # the skipped answer counts; "d" is not read
+        assert any(p.startswith(f"/api/projects/{project}/exports/") for p in paths)
+        assert f"/api/projects/{project}/export" not in paths
+
+        db = sqlite3.connect(label_studio.home / "label-studio" / "label_studio.sqlite3", timeout=30)
+        with db:  # Label Studio's counters for task "c" go stale: the view no longer sees it
+            db.execute(
+                "UPDATE task SET total_annotations = 0, cancelled_annotations = 0 WHERE project_id = ? "
+                "AND json_extract(data, '$.item_id') = 'c'",
+                (project,),
+            )
+        db.close()
+        proxy.seen.clear()
+        again = pull.pull(ws, proxy.url, label_studio.token, full=True)
+        assert (again["tasks_fetched"], again["annotations"]) == (3, 4)
+        assert f"/api/projects/{project}/export" in [p for _m, p, _a in proxy.seen]  # the fallback ran
+    finally:
+        proxy.close()
+    labels = pd.read_parquet(ws.labels)
+    assert sorted(labels["label"]) == ["harassment", "hate", "spam_scams"]

@@ -1,8 +1,9 @@
 """Pulling completed work from Label Studio into the workspace's tidy tables, incrementally.
 
-The first pull is one export request (annotated tasks). Later pulls fetch only tasks Label Studio
-changed since the last one began (annotation writes and deletions bump a task's `updated_at`): a
-data-manager view filtered on `updated_at` feeds an export snapshot, and every fetched task's rows
+The first pull reads every annotated task (an export snapshot, checked against the project's annotation
+count: labelstudio/exports.py). Later pulls fetch only tasks Label Studio changed since the last one began
+(annotation writes and deletions bump a task's `updated_at`): a data-manager view filtered on `updated_at`
+feeds an export snapshot, and every fetched task's rows
 replace the rows held for it, so updated annotations are not duplicated and deleted ones disappear.
 A deleted task bumps nothing such a view sees, so an incremental pull also compares the rows it
 holds with the project's annotation count and, when it holds more, drops the rows of tasks no longer
