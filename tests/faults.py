@@ -40,7 +40,8 @@ HOP = {
 }
 
 # A rule sees (method, path, number of the request, 1-based) and answers "forward", "stall", "delay",
-# "cut" (the answer's headers and half its body, then the connection drops) or an error status.
+# "cut" (the answer's headers and half its body, then the connection drops), "late" (504 at once, as a gateway
+# that stopped waiting, and the request reaches Label Studio `stall_seconds` later) or an error status.
 Rule = Callable[[str, str, int], "str | int"]
 
 
@@ -60,6 +61,7 @@ class FaultyProxy:
     seen: list[tuple[str, str, str]] = field(default_factory=list)
     prefix: str = ""
     tls: ssl.SSLContext | None = None
+    late: list[threading.Thread] = field(default_factory=list)  # requests forwarded after a "late" 504
 
     def __post_init__(self):
         proxy = self
@@ -96,6 +98,14 @@ class FaultyProxy:
                 if action == "delay":  # slow, then the real answer
                     time.sleep(proxy.stall_seconds)
                     action = "forward"
+                if action == "late":  # the gateway gives up first; Label Studio still gets the request, later
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+                    late = threading.Thread(
+                        target=proxy._forward_late, args=(self.command, path, headers, body), daemon=True
+                    )
+                    proxy.late.append(late)
+                    late.start()
+                    action = 504
                 if action not in ("forward", "cut"):
                     payload = b'{"detail": "injected failure"}'
                     self.send_response(int(action))
@@ -133,6 +143,11 @@ class FaultyProxy:
         scheme = "https" if self.tls is not None else "http"
         self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}{self.prefix}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _forward_late(self, method: str, path: str, headers: dict, body: bytes) -> None:
+        time.sleep(self.stall_seconds)
+        with contextlib.suppress(httpx.HTTPError, RuntimeError):  # upstream gone, or the proxy closed meanwhile
+            self._client.request(method, path, headers=headers, content=body)
 
     def failures(self) -> int:
         return sum(1 for _m, _p, action in self.seen if action != "forward")

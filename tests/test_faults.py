@@ -223,6 +223,40 @@ class _NoBackend:
     auth = ("", "")
 
 
+def test_a_gateway_timeout_on_an_import_is_never_sent_again_and_the_re_run_imports_once(
+    label_studio, prefect_api, tmp_path
+):
+    """A proxy in front of Label Studio that stops waiting answers 504 while Label Studio imports on. A lookup made
+    then cannot see the batch yet, so the launch never sends it again: it ends in one line saying to re-run, and the
+    re-run finds the batch in Label Studio and imports nothing twice."""
+    proxy = FaultyProxy(
+        label_studio.url,
+        lambda m, p, n: (
+            "late"
+            if m == "POST" and p.endswith("/import") and not any(s[1].endswith("/import") for s in proxy.seen)
+            else "forward"
+        ),
+        stall_seconds=3,
+    )
+    spec, data, _gold = _files(tmp_path, f"late import {secrets.token_hex(4)}")
+    env = {**stack_env(label_studio, _NoBackend, tmp_path / "home"), "SMO_LS_BACKOFF": "0.2"}
+    launch = ("launch", "--spec", str(spec), "--data", str(data), "--batch-size", "20", "--json")
+    try:
+        line = _one_error_line(smo({**env, "SMO_LS_URL": proxy.url}, *launch))
+        assert "HTTP 504" in line and "may still be importing" in line and "re-run the launch" in line, line
+        assert [s[2] for s in proxy.seen if s[1].endswith("/import")] == ["late"]  # sent once, never again
+        for late in proxy.late:  # Label Studio gets the batch after the launch has given up on it
+            late.join(60)
+    finally:
+        proxy.close()
+    again = smo(env, *launch)
+    assert again.returncode == 0, again.stderr[-3000:]
+    m = json.loads(again.stdout)
+    assert m["counts_add_up"] and m["complete"]
+    items = [t["data"]["item_id"] for t in _project_tasks(label_studio, m["project_id"])]
+    assert len(items) == len(set(items)) == 12
+
+
 # -- the ML backend down during an import ------------------------------------------------------
 def _predictions_per_task(label_studio, project_id: int) -> dict[str, list]:
     """Model versions of each task's predictions, read per task from the predictions API."""

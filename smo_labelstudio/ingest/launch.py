@@ -771,22 +771,29 @@ def _send(plan: Plan, batch: int, rows: pd.DataFrame, tasks: list[dict], url: st
     """Import a batch, retrying (with the client's backoff) only when Label Studio cannot have taken it
     or we can see whether it did: after a 5xx or a broken connection the batch's first `item_id` is
     looked up, and the import is sent again only if it is absent. A timeout is never re-sent (Label
-    Studio may still be importing): the error says to re-run, which looks the batch up first."""
+    Studio may still be importing, its batch not yet visible to a lookup), nor is a 504: a proxy in front
+    of Label Studio that stopped waiting (nginx's default is 60 s) while Label Studio imports on. The
+    error says to re-run, which looks the batch up first."""
     attempts, base = client.retry_policy()
     first, started, last = rows["item_id"].iloc[0], time.monotonic(), ""
     path = client.import_path(plan.project_id)
+
+    def still_importing(what: str) -> client.LabelStudioUnavailable:
+        return client.LabelStudioUnavailable(
+            f"{what} to POST {path} (batch {batch}); Label Studio may still be importing it: re-run the launch "
+            f"(the batch is looked up by item_id before it is sent again)"
+        )
+
     for attempt in range(1, attempts + 1):
         try:
             return client.import_json(url, token, plan.project_id, tasks)
         except httpx.TimeoutException:
-            raise client.LabelStudioUnavailable(
-                f"Label Studio did not answer POST {path} (batch {batch}) within SMO_LS_TIMEOUT="
-                f"{client.ls_timeout(1800):g} s; it may still be importing: re-run the launch (the batch is "
-                f"looked up by item_id before it is sent again)"
-            ) from None
+            raise still_importing(f"no answer within SMO_LS_TIMEOUT={client.ls_timeout(1800):g} s") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             last = exc.__class__.__name__
         except client.LabelStudioError as exc:
+            if getattr(exc, "status", 0) == 504:
+                raise still_importing("a gateway timeout (HTTP 504) from the proxy in front of Label Studio") from None
             if getattr(exc, "status", 0) < 500:
                 raise
             last = f"HTTP {exc.status}"
