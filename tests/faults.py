@@ -41,7 +41,8 @@ HOP = {
 
 # A rule sees (method, path, number of the request, 1-based) and answers "forward", "stall", "delay",
 # "cut" (the answer's headers and half its body, then the connection drops), "late" (504 at once, as a gateway
-# that stopped waiting, and the request reaches Label Studio `stall_seconds` later) or an error status.
+# that stopped waiting, and the request reaches Label Studio `stall_seconds` later), "late-drop" (the same with
+# the connection closed instead of a 504, as a load balancer's idle timeout) or an error status.
 Rule = Callable[[str, str, int], "str | int"]
 
 
@@ -98,13 +99,16 @@ class FaultyProxy:
                 if action == "delay":  # slow, then the real answer
                     time.sleep(proxy.stall_seconds)
                     action = "forward"
-                if action == "late":  # the gateway gives up first; Label Studio still gets the request, later
+                if action in ("late", "late-drop"):  # the gateway gives up first; Label Studio gets it later
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
                     late = threading.Thread(
                         target=proxy._forward_late, args=(self.command, path, headers, body), daemon=True
                     )
                     proxy.late.append(late)
                     late.start()
+                    if action == "late-drop":
+                        self.close_connection = True
+                        return
                     action = 504
                 if action not in ("forward", "cut"):
                     payload = b'{"detail": "injected failure"}'

@@ -769,11 +769,12 @@ def _list_missing(plan: Plan, batch: int, rows: pd.DataFrame, why: str) -> None:
 
 def _send(plan: Plan, batch: int, rows: pd.DataFrame, tasks: list[dict], url: str, token: str) -> int:
     """Import a batch, retrying (with the client's backoff) only when Label Studio cannot have taken it
-    or we can see whether it did: after a 5xx or a broken connection the batch's first `item_id` is
-    looked up, and the import is sent again only if it is absent. A timeout is never re-sent (Label
-    Studio may still be importing, its batch not yet visible to a lookup), nor is a 504: a proxy in front
-    of Label Studio that stopped waiting (nginx's default is 60 s) while Label Studio imports on. The
-    error says to re-run, which looks the batch up first."""
+    or we can see whether it did: after a 5xx, or a connection that could not be made, the batch's first
+    `item_id` is looked up, and the import is sent again only if it is absent. An import that may still be
+    running in Label Studio, its batch not yet visible to a lookup, is never re-sent: a timeout, a 504 (a
+    proxy in front of Label Studio that stopped waiting: nginx's default is 60 s) or a connection cut after
+    the batch was sent (a load balancer's idle timeout, or Label Studio killed). The error says to re-run,
+    which looks the batch up first."""
     attempts, base = client.retry_policy()
     first, started, last = rows["item_id"].iloc[0], time.monotonic(), ""
     path = client.import_path(plan.project_id)
@@ -789,8 +790,10 @@ def _send(plan: Plan, batch: int, rows: pd.DataFrame, tasks: list[dict], url: st
             return client.import_json(url, token, plan.project_id, tasks)
         except httpx.TimeoutException:
             raise still_importing(f"no answer within SMO_LS_TIMEOUT={client.ls_timeout(1800):g} s") from None
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        except httpx.ConnectError as exc:  # never reached Label Studio
             last = exc.__class__.__name__
+        except (httpx.NetworkError, httpx.RemoteProtocolError):
+            raise still_importing("the connection broke after the batch was sent") from None
         except client.LabelStudioError as exc:
             if getattr(exc, "status", 0) == 504:
                 raise still_importing("a gateway timeout (HTTP 504) from the proxy in front of Label Studio") from None
