@@ -62,7 +62,7 @@ class FaultyProxy:
     seen: list[tuple[str, str, str]] = field(default_factory=list)
     prefix: str = ""
     tls: ssl.SSLContext | None = None
-    late: list[threading.Thread] = field(default_factory=list)  # requests forwarded after a "late" 504
+    late: list[threading.Thread] = field(default_factory=list)  # what "late" and "late-drop" forward afterwards
 
     def __post_init__(self):
         proxy = self
