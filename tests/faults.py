@@ -99,8 +99,8 @@ class FaultyProxy:
                 if action == "delay":  # slow, then the real answer
                     time.sleep(proxy.stall_seconds)
                     action = "forward"
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
                 if action in ("late", "late-drop"):  # the gateway gives up first; Label Studio gets it later
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
                     late = threading.Thread(
                         target=proxy._forward_late, args=(self.command, path, headers, body), daemon=True
                     )
@@ -118,7 +118,6 @@ class FaultyProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
                 try:
                     resp = proxy._client.request(self.command, path, headers=headers, content=body)
                 except (httpx.HTTPError, RuntimeError):  # upstream gone, or the proxy closed meanwhile
