@@ -26,6 +26,7 @@ from smo_labelstudio.labelstudio import client
 from smo_labelstudio.labelstudio.configs import labeling_interface
 from smo_labelstudio.pull import completions as pull
 from smo_labelstudio.stack import procs
+from smo_labelstudio.stack.services import LabelStudio
 
 ROWS = [
     ("r1", "Have a great day everyone", "en"),
@@ -399,7 +400,7 @@ def test_with_the_backend_down_tasks_are_imported_and_listed_as_missing_predicti
 
 
 def test_a_full_pull_reads_a_snapshot_and_falls_back_to_the_export_when_counters_are_stale(
-    label_studio, ls_client, tmp_path, unique
+    label_studio, ls_client, test_stack_settings, tmp_path, unique
 ):
     """The first pull reads an export snapshot of a view of the annotated tasks (kept or skipped), not the export
     endpoint; when Label Studio's per-task counters have gone stale, so the view misses a task, the shortfall against
@@ -431,7 +432,7 @@ def test_a_full_pull_reads_a_snapshot_and_falls_back_to_the_export_when_counters
         assert any(p.startswith(f"/api/projects/{project}/exports/") for p in paths)
         assert f"/api/projects/{project}/export" not in paths
 
-        db = sqlite3.connect(label_studio.home / "label-studio" / "label_studio.sqlite3", timeout=30)
+        db = sqlite3.connect(LabelStudio(test_stack_settings).data_dir / "label_studio.sqlite3", timeout=30)
         with db:  # Label Studio's counters for task "c" go stale: the view no longer sees it
             db.execute(
                 "UPDATE task SET total_annotations = 0, cancelled_annotations = 0 WHERE project_id = ? "
